@@ -1,0 +1,215 @@
+"""Runs the world benchmark through lmms-eval in process and checks every task produced a score.
+
+lmms-eval's CLI exits 0 even when a task fails, so success here is decided by inspecting the
+returned results rather than by the absence of an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sail_pipeline.evaluation.tasks import METRIC, task_name, write_world_tasks
+from sail_pipeline.evaluation.world_metrics import parse_choices
+
+MODEL_NAME = "sail_vl"
+_METRIC_KEY = f"{METRIC},none"  # lmms-eval keys results as "<metric>,<filter>"
+
+
+class EvaluationError(RuntimeError):
+    """One or more requested tasks produced no accuracy; ``tasks`` names them."""
+
+    def __init__(self, tasks: Sequence[str], detail: str) -> None:
+        super().__init__(f"evaluation failed for task(s) {', '.join(tasks)}: {detail}")
+        self.tasks = list(tasks)
+
+
+@dataclass
+class EvalReport:
+    scores: dict[str, float]  # task -> accuracy in [0, 1]
+    n_samples: dict[str, int]
+    chance: dict[str, float]  # task -> 1 / number of possible answers
+    average: float  # mean accuracy over tasks, in percent
+    samples_path: Path
+    results_path: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["samples_path"] = str(self.samples_path)
+        data["results_path"] = str(self.results_path)
+        return data
+
+
+def _force_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    # Both libraries read these flags once at import; if they are already loaded the
+    # environment alone would not stop a hub lookup.
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+    datasets_config = sys.modules.get("datasets.config")
+    if datasets_config is not None:
+        datasets_config.HF_HUB_OFFLINE = True
+        datasets_config.HF_DATASETS_OFFLINE = True
+
+
+def _quiet_lmms_eval_logging() -> None:
+    from loguru import logger
+
+    # lmms_eval.models already replaces every loguru sink with a stdout one on import; this
+    # moves it to stderr so stdout stays clean for the caller, at WARNING level.
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def _chance_levels(benchmark_path: Path, task_names: list[str]) -> dict[str, float]:
+    frame = pd.read_parquet(benchmark_path, columns=["question_type", "choices"])
+    options: dict[str, set[str]] = {name: set() for name in task_names}
+    for question_type, raw in zip(frame["question_type"], frame["choices"], strict=True):
+        name = task_name(str(question_type))
+        if name in options:
+            options[name].update(parse_choices(raw))
+    empty = [name for name, values in options.items() if not values]
+    if empty:
+        raise ValueError(f"benchmark rows for {empty} list no choices")
+    return {name: 1.0 / len(values) for name, values in options.items()}
+
+
+def _failed_tasks(exc: BaseException, requested: list[str]) -> list[str]:
+    # SailVL tags its errors with the task it was serving; otherwise any task may be at fault.
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        name = getattr(current, "task_name", None)
+        if name in requested:
+            return [name]
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return list(requested)
+
+
+def _collect_scores(results: dict[str, Any] | None, task_names: list[str]) -> dict[str, float]:
+    per_task = (results or {}).get("results", {})
+    samples = (results or {}).get("samples", {})
+    scores: dict[str, float] = {}
+    for name in task_names:
+        value = per_task.get(name, {}).get(_METRIC_KEY)
+        if isinstance(value, (int, float)) and not math.isnan(value) and samples.get(name):
+            scores[name] = float(value)
+    missing = [name for name in task_names if name not in scores]
+    if missing:
+        raise EvaluationError(missing, f"lmms-eval returned no {METRIC} result")
+    return scores
+
+
+def _sample_rows(results: dict[str, Any], task_names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for name in task_names:
+        for sample in results["samples"][name]:
+            prediction = sample["filtered_resps"][0] if sample["filtered_resps"] else ""
+            if isinstance(prediction, list):
+                prediction = prediction[0] if prediction else ""
+            doc = sample.get("doc", {})
+            rows.append(
+                {
+                    "task": name,
+                    "doc_id": sample["doc_id"],
+                    "id": doc.get("id"),
+                    "question": doc.get("question"),
+                    "target": sample["target"],
+                    "prediction": prediction,
+                    "correct": bool(sample.get(METRIC, 0.0)),
+                }
+            )
+    return rows
+
+
+def _model_args(model_dir: Path, batch_size: int, max_new_tokens: int, device: str) -> str:
+    if any(char in str(model_dir) for char in ",="):
+        raise ValueError(f"lmms-eval cannot pass a model path containing ',' or '=': {model_dir}")
+    return (
+        f"pretrained={model_dir},batch_size={batch_size},"
+        f"max_new_tokens={max_new_tokens},device={device}"
+    )
+
+
+def run_world_suite(
+    model_dir: str | os.PathLike[str],
+    benchmark_path: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    question_types: list[str] | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 8,
+    limit: int | float | None = None,
+    device: str = "cpu",
+) -> EvalReport:
+    """Evaluate a checkpoint on the world tasks via lmms-eval's ``simple_evaluate``.
+
+    Writes the task folder under ``work_dir/tasks``, per-sample predictions to
+    ``work_dir/samples.jsonl`` and the report to ``work_dir/report.json``. Raises
+    :class:`EvaluationError` naming every task that failed or returned no accuracy.
+    """
+    model_dir = Path(model_dir).resolve()
+    benchmark_path = Path(benchmark_path).resolve()
+    work_dir = Path(work_dir).resolve()
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory not found: {model_dir}")
+    model_args = _model_args(model_dir, batch_size, max_new_tokens, device)
+    _force_offline()
+
+    task_dir = work_dir / "tasks"
+    task_names = write_world_tasks(benchmark_path, task_dir, question_types)
+    chance = _chance_levels(benchmark_path, task_names)
+
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    _quiet_lmms_eval_logging()
+    try:
+        # include_defaults=False: indexing lmms-eval's ~300 bundled task folders takes seconds
+        # and a bundled task could shadow ours (its index wins on a name clash).
+        task_manager = TaskManager(
+            "WARNING", include_path=str(task_dir), include_defaults=False, model_name=MODEL_NAME
+        )
+        results = simple_evaluate(
+            model=MODEL_NAME,
+            model_args=model_args,
+            tasks=task_names,
+            task_manager=task_manager,
+            limit=limit,
+            log_samples=True,
+            bootstrap_iters=0,
+            verbosity="WARNING",
+            process_docs_parallel=1,
+        )
+    except Exception as exc:
+        raise EvaluationError(
+            _failed_tasks(exc, task_names), f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+    scores = _collect_scores(results, task_names)
+    rows = _sample_rows(results, task_names)
+    samples_path = work_dir / "samples.jsonl"
+    with samples_path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str) + "\n")
+
+    report = EvalReport(
+        scores=scores,
+        n_samples={name: len(results["samples"][name]) for name in task_names},
+        chance=chance,
+        average=100.0 * sum(scores.values()) / len(scores),
+        samples_path=samples_path,
+        results_path=work_dir / "report.json",
+    )
+    report.results_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    return report

@@ -1,0 +1,19 @@
+"""Fail on bad parameters before any node runs, naming every bad key."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+from sail_pipeline.params import validate_parameters
+
+log = logging.getLogger(__name__)
+
+
+class ValidateParametersHook:
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        validate_parameters(dict(context.params))
+        log.info("parameters validated")

@@ -1,0 +1,64 @@
+"""Kedro datasets that hand *paths* to the next stage, so DeepSpeed's processes read the files.
+
+A table goes in as a DataFrame and comes out as its Parquet path; a tokenizer goes in as an
+object with `save_pretrained` and comes out as its directory. Loading never copies data into
+the Kedro process, which is what lets the same pipeline run on data that does not fit in it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+
+class ParquetPathDataset(AbstractDataset[pd.DataFrame, str]):
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _save(self, data: pd.DataFrame) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise DatasetError(f"{self._filepath}: expected a DataFrame, got {type(data).__name__}")
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        data.to_parquet(self._filepath, index=False)
+
+    def _load(self) -> str:
+        if not self._filepath.exists():
+            raise DatasetError(f"{self._filepath} does not exist: run the pipeline that makes it "
+                               f"first (e.g. `kedro run --pipelines=data`)")
+        return str(self._filepath.resolve())
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class PretrainedDirDataset(AbstractDataset[Any, str]):
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _save(self, data: Any) -> None:
+        if not hasattr(data, "save_pretrained"):
+            raise DatasetError(f"{self._filepath}: {type(data).__name__} has no save_pretrained")
+        if self._filepath.exists():
+            shutil.rmtree(self._filepath)
+        data.save_pretrained(str(self._filepath))
+
+    def _load(self) -> str:
+        if not self._filepath.is_dir():
+            raise DatasetError(f"{self._filepath} does not exist: run the pipeline that makes it "
+                               f"first (e.g. `kedro run --pipelines=data`)")
+        return str(self._filepath.resolve())
+
+    def _exists(self) -> bool:
+        return self._filepath.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -1,0 +1,123 @@
+"""The parameter schema: every key the pipelines read, validated before anything runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sail_pipeline.modeling.presets import PRESETS
+from sail_pipeline.recipe_data import StageSizes
+from sail_pipeline.training.launcher import LauncherConfig
+from sail_pipeline.world import QUESTION_TYPES, WorldConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenizerParams(_Strict):
+    vocab_size: int = Field(1024, ge=300)
+
+
+class DataParams(_Strict):
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
+    stage_sizes: StageSizes = Field(default_factory=StageSizes)
+
+
+class TrainParams(_Strict):
+    """One training run: a recipe stage or a stand-in backbone."""
+
+    steps: int = Field(gt=0)
+    lr: float = Field(gt=0, le=1.0)
+    micro_batch_size: int = Field(64, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    max_seq_len: int = Field(256, gt=8)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    zero_stage: int = Field(0, ge=0, le=3)
+    bf16: bool = False
+    log_every: int = Field(10, gt=0)
+    save_every: int = Field(0, ge=0)
+    eval_samples: int = Field(256, ge=0)
+    trainable: list[Literal["vision", "projector", "llm"]] | None = None
+
+
+class BackboneParams(_Strict):
+    """`train`: make a small one on the world (embedded default); `path`: a local directory."""
+
+    source: Literal["train", "path"] = "train"
+    path: str | None = None
+    train: TrainParams | None = None
+
+    @model_validator(mode="after")
+    def _source_has_what_it_needs(self) -> BackboneParams:
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a local pretrained directory)")
+        if self.source == "train" and self.train is None:
+            raise ValueError("source 'train' needs `train` settings")
+        return self
+
+
+class PretrainParams(_Strict):
+    preset: str = "tiny"
+    llm: BackboneParams
+    vision: BackboneParams
+    alignment: TrainParams
+    advance: TrainParams
+
+    @model_validator(mode="after")
+    def _known_preset(self) -> PretrainParams:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset {self.preset!r} unknown; known: {sorted(PRESETS)}")
+        return self
+
+
+class SftParams(_Strict):
+    knowledge: TrainParams
+    instruction: TrainParams
+    preference: TrainParams
+
+
+class EvaluationParams(_Strict):
+    checkpoints: list[Literal["alignment", "advance", "knowledge", "instruction",
+                              "preference"]] = Field(default_factory=lambda: ["preference"])
+    question_types: list[Literal[QUESTION_TYPES]] | None = None  # type: ignore[valid-type]
+    batch_size: int = Field(64, gt=0)
+    max_new_tokens: int = Field(8, gt=0)
+    limit: int | None = Field(None, gt=0)
+
+
+class RuntimeParams(_Strict):
+    seed: int = 0
+    threads: int = Field(0, ge=0, description="torch threads per process; 0: all cores")
+    launcher: LauncherConfig = Field(default_factory=LauncherConfig)
+
+
+class ProjectParams(_Strict):
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    data: DataParams = Field(default_factory=DataParams)
+    pretrain: PretrainParams | None = None
+    sft: SftParams | None = None
+    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+
+
+class InvalidParameters(ValueError):
+    pass
+
+
+def validate_parameters(params: dict) -> ProjectParams:
+    """Validate the whole parameter tree; the error lists every bad key by its dotted path."""
+    try:
+        return ProjectParams.model_validate(params)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            got = f" (got {item['input']!r})" if "input" in item and not isinstance(
+                item["input"], dict) else ""
+            lines.append(f"  {key}: {item['msg']}{got}")
+        raise InvalidParameters("invalid parameters:\n" + "\n".join(lines)) from None

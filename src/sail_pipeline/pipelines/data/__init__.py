@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.data import pipeline  # noqa: F401

@@ -1,0 +1,59 @@
+"""Data pipeline nodes: world -> tokenizer -> the tables every stage trains on."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import pandas as pd
+
+from sail_pipeline import recipe_data
+from sail_pipeline.modeling.tokenizer import train_tokenizer
+from sail_pipeline.params import DataParams
+from sail_pipeline.world import BENCHMARK, TRAIN, generate_world
+
+log = logging.getLogger(__name__)
+
+
+def make_world(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    params = DataParams.model_validate(data)
+    world = generate_world(params.world, show_progress=True)
+    log.info("world: %d scenes, %d questions, %d conversations", len(world.scenes),
+             len(world.vqa), len(world.conversations))
+    return world.scenes, world.vqa, world.conversations
+
+
+def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    return table[table["split"] == split].reset_index(drop=True)
+
+
+def make_tokenizer(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
+                   data: dict):
+    params = DataParams.model_validate(data)
+    corpus = recipe_data.text_corpus(_split(scenes, TRAIN), _split(vqa, TRAIN),
+                                     _split(conversations, TRAIN))
+    tokenizer = train_tokenizer(corpus, params.tokenizer.vocab_size)
+    log.info("tokenizer: %d tokens", len(tokenizer))
+    return tokenizer
+
+
+def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
+                data: dict, runtime: dict) -> dict[str, pd.DataFrame]:
+    params = DataParams.model_validate(data)
+    seed = int(runtime.get("seed", 0))
+    tables: dict[str, pd.DataFrame] = {}
+    for split, suffix in ((TRAIN, "train"), (BENCHMARK, "eval")):
+        s, q, c = _split(scenes, split), _split(vqa, split), _split(conversations, split)
+        sizes = params.stage_sizes if split == TRAIN else recipe_data.StageSizes()
+        for name, table in recipe_data.stage_tables(s, q, c, sizes, seed).items():
+            tables[f"{name}_{suffix}"] = table
+        tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c)
+        tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(
+            s, params.world.colours, params.world.shape_kinds)
+    tables["benchmark"] = recipe_data.benchmark_table(_split(scenes, BENCHMARK),
+                                                      _split(vqa, BENCHMARK))
+    counts = {name: len(table) for name, table in tables.items()}
+    log.info("tables: %s", counts)
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({f"data/{name}_rows": float(n) for name, n in counts.items()})
+    return tables

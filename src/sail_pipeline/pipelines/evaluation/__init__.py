@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.evaluation import pipeline  # noqa: F401

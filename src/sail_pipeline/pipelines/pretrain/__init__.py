@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.pretrain import pipeline  # noqa: F401

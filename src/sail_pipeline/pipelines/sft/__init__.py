@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.sft import pipeline  # noqa: F401

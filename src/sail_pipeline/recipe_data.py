@@ -1,0 +1,179 @@
+"""The world's raw tables -> the tables each recipe stage trains on.
+
+Conversation tables share one layout: `id`, `image` (PNG bytes or null), `messages` (JSON list
+of role/content turns, `<image>` marking where the image goes). The stand-in backbones get
+`lm_text` (`id`, `text`) and `vision_attributes` (`id`, `image`, `label_<attribute>`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from sail_pipeline.modeling.tokenizer import CHAT_TEMPLATE, IMAGE_PLACEHOLDER
+
+CONVERSATION_COLUMNS = ["id", "image", "messages"]
+CAPTION_PROMPTS = (
+    "Describe the image in detail.",
+    "Write a detailed caption for this picture.",
+    "What does this image show? Describe it fully.",
+)
+
+
+class StageSizes(BaseModel):
+    """Cap on rows per stage table (null: all the world offers)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alignment: int | None = Field(None, gt=0)
+    advance: int | None = Field(None, gt=0)
+    knowledge: int | None = Field(None, gt=0)
+    instruction: int | None = Field(None, gt=0)
+    preference: int | None = Field(None, gt=0)
+
+
+def _turns(question: str, answer: str, with_image: bool) -> list[dict]:
+    prefix = f"{IMAGE_PLACEHOLDER}\n" if with_image else ""
+    return [{"role": "user", "content": prefix + question},
+            {"role": "assistant", "content": answer}]
+
+
+def _rows(ids, images, messages) -> pd.DataFrame:
+    return pd.DataFrame({"id": list(ids), "image": list(images),
+                         "messages": [json.dumps(m) for m in messages]},
+                        columns=CONVERSATION_COLUMNS)
+
+
+def _cap(table: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    if limit is None or len(table) <= limit:
+        return table.reset_index(drop=True)
+    return table.sample(n=limit, random_state=seed).reset_index(drop=True)
+
+
+def caption_table(scenes: pd.DataFrame, caption_column: str, seed: int) -> pd.DataFrame:
+    """Image -> caption pairs (Pretrain-Alignment); the caption column is the recaption."""
+    rng = np.random.default_rng(seed)
+    prompts = rng.integers(0, len(CAPTION_PROMPTS), len(scenes))
+    return _rows(
+        scenes["id"] + "-caption",
+        scenes["image"],
+        [_turns(CAPTION_PROMPTS[p], c, True) for p, c in zip(prompts, scenes[caption_column],
+                                                                strict=True)],
+    )
+
+
+def vqa_table(scenes: pd.DataFrame, vqa: pd.DataFrame, types: list[str] | None = None
+              ) -> pd.DataFrame:
+    """One question, one short answer per row (SFT-Knowledge; OCR rows for Pretrain-Advance)."""
+    picked = vqa if types is None else vqa[vqa["question_type"].isin(types)]
+    images = scenes.set_index("id")["image"]
+    return _rows(picked["id"], images.loc[picked["scene_id"]].to_numpy(),
+                 [_turns(q, a, True) for q, a in zip(picked["question"], picked["answer"],
+                                                      strict=True)])
+
+
+def conversation_table(scenes: pd.DataFrame, conversations: pd.DataFrame) -> pd.DataFrame:
+    images = scenes.set_index("id")["image"]
+    return _rows(conversations["id"], images.loc[conversations["scene_id"]].to_numpy(),
+                 [json.loads(m) for m in conversations["messages"]])
+
+
+def hard_table(scenes: pd.DataFrame, vqa: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Every question of a scene in one multi-turn conversation: the hardest, most complex set."""
+    images = scenes.set_index("id")["image"]
+    rng = np.random.default_rng(seed)
+    ids, pictures, messages = [], [], []
+    for scene_id, group in vqa.groupby("scene_id", sort=True):
+        order = rng.permutation(len(group))
+        turns: list[dict] = []
+        for k, i in enumerate(order):
+            row = group.iloc[int(i)]
+            turns += _turns(row["question"], row["answer"], with_image=k == 0)
+        ids.append(f"{scene_id}-all")
+        pictures.append(images.loc[scene_id])
+        messages.append(turns)
+    return _rows(ids, pictures, messages)
+
+
+def stage_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
+                 sizes: StageSizes, seed: int) -> dict[str, pd.DataFrame]:
+    """Training tables of the five stages from one split of the world."""
+    advance = pd.concat([
+        caption_table(scenes, "reference_caption", seed + 1),
+        vqa_table(scenes, vqa, ["ocr"]),
+    ], ignore_index=True)
+    tables = {
+        "alignment": caption_table(scenes, "reference_caption", seed),
+        "advance": advance,
+        "knowledge": vqa_table(scenes, vqa),
+        "instruction": conversation_table(scenes, conversations),
+        "preference": hard_table(scenes, vqa, seed),
+    }
+    return {name: _cap(table, getattr(sizes, name), seed) for name, table in tables.items()}
+
+
+def benchmark_table(scenes: pd.DataFrame, vqa: pd.DataFrame) -> pd.DataFrame:
+    """The held-out questions with their images, as the evaluation tasks read them."""
+    images = scenes.set_index("id")["image"]
+    table = vqa[["id", "scene_id", "question_type", "question", "answer", "choices"]].copy()
+    table["image"] = images.loc[table["scene_id"]].to_numpy()
+    return table.reset_index(drop=True)
+
+
+@lru_cache(maxsize=1)
+def _plain_template():
+    from jinja2 import Environment
+
+    return Environment().from_string(CHAT_TEMPLATE.replace("{%- generation -%}", "")
+                                     .replace("{%- endgeneration -%}", ""))
+
+
+def _render_plain(messages: list[dict]) -> str:
+    """ChatML text of a conversation without image tokens, for the stand-in LLM."""
+    template = _plain_template()
+    cleaned = [{"role": m["role"],
+                "content": m["content"].replace(f"{IMAGE_PLACEHOLDER}\n", "")} for m in messages]
+    return template.render(messages=cleaned, add_generation_prompt=False)
+
+
+def text_corpus(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame
+                ) -> Iterator[str]:
+    """All the world's text: what the tokenizer and the stand-in LLM learn from."""
+    yield from scenes["reference_caption"]
+    for q, a in zip(vqa["question"], vqa["answer"], strict=True):
+        yield _render_plain(_turns(q, a, False))
+    for m in conversations["messages"]:
+        yield _render_plain(json.loads(m))
+    for caption, prompt in zip(scenes["reference_caption"], range(len(scenes)), strict=True):
+        yield _render_plain(_turns(CAPTION_PROMPTS[prompt % len(CAPTION_PROMPTS)], caption, False))
+
+
+def lm_text_table(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame
+                  ) -> pd.DataFrame:
+    texts = list(text_corpus(scenes, vqa, conversations))
+    return pd.DataFrame({"id": [f"text-{i:07d}" for i in range(len(texts))], "text": texts})
+
+
+def vision_attribute_table(scenes: pd.DataFrame, colours: list[str], kinds: list[str]
+                           ) -> pd.DataFrame:
+    """Integer labels of what a scene shows: what the stand-in vision tower learns to see."""
+    truth = [json.loads(g) for g in scenes["ground_truth"]]
+    return pd.DataFrame({
+        "id": scenes["id"],
+        "image": scenes["image"],
+        "label_count": [len(t["shapes"]) - 1 for t in truth],
+        "label_colour": [colours.index(t["colour"]) for t in truth],
+        "label_shape": [kinds.index(t["kind"]) for t in truth],
+        "label_has_text": [int(t["text"] is not None) for t in truth],
+    })
+
+
+TRAINING_TABLES = ("alignment", "advance", "knowledge", "instruction", "preference", "lm_text",
+                   "vision_attributes")
+TABLE_NAMES = tuple(f"{name}_{split}" for name in TRAINING_TABLES for split in ("train", "eval")
+                    ) + ("benchmark",)

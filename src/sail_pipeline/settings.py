@@ -1,0 +1,25 @@
+"""Kedro project settings."""
+
+import os
+from pathlib import Path
+
+from kedro.config import OmegaConfigLoader
+from kedro.utils import find_kedro_project
+
+from sail_pipeline.hooks import ValidateParametersHook
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+# MLflow 3 refuses a file store; an absolute sqlite path also survives `dvc exp run`, which
+# runs experiments in a temporary copy of the project.
+_ROOT = find_kedro_project(Path.cwd()) or Path.cwd()
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(_ROOT).resolve() / 'mlflow.db'}")
+
+HOOKS = (ValidateParametersHook(),)
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "parameters": ["parameters*", "parameters*/**"],
+    },
+}

@@ -1,0 +1,103 @@
+"""Start the trainer under DeepSpeed's launcher as a subprocess and watch it.
+
+CPU: one process with gloo. GPU: `num_gpus` processes with NCCL. Several nodes: a hostfile.
+The command is built by one function so that a dry run shows exactly what would run.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sail_pipeline.training.config import RunConfig
+from sail_pipeline.training.train import HF_DIR, SUMMARY_FILE
+
+log = logging.getLogger(__name__)
+TRAINER_MODULE = "sail_pipeline.training.train"
+# DeepSpeed's launcher prints its own bookkeeping at INFO; the trainer's lines are what matter.
+_NOISE = re.compile(r"\[(INFO|WARNING)\] \[(real_accelerator|runner|launch|config_utils|"
+                    r"engine|logging|comm|torch)\.py")
+
+
+class LauncherConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_gpus: int = Field(0, ge=0, description="GPUs per node; 0 runs one CPU process")
+    num_nodes: int = Field(1, ge=1)
+    hostfile: str | None = None
+    master_addr: str | None = None
+    master_port: int | None = Field(None, ge=1024, le=65535)
+    dry_run: bool = False
+    tail_lines: int = Field(40, gt=0)
+
+
+class TrainingFailed(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_command(config_path: Path, launcher: LauncherConfig) -> list[str]:
+    """The exact `deepspeed` command line for a run config."""
+    command = [sys.executable, "-m", "deepspeed.launcher.runner"]
+    if launcher.hostfile:
+        if not Path(launcher.hostfile).exists():
+            raise FileNotFoundError(f"runtime.launcher.hostfile {launcher.hostfile} not found")
+        command += ["--hostfile", launcher.hostfile, "--num_nodes", str(launcher.num_nodes)]
+    if launcher.master_addr:
+        command += ["--master_addr", launcher.master_addr]
+    command += ["--num_gpus", str(max(1, launcher.num_gpus)),
+                "--master_port", str(launcher.master_port or free_port()),
+                "--module", TRAINER_MODULE, "--config", str(config_path)]
+    return command
+
+
+def launch(cfg: RunConfig, launcher: LauncherConfig) -> dict[str, Any]:
+    """Run one training job to completion; returns its summary (or the plan on a dry run)."""
+    out = Path(cfg.output_dir)
+    config_path = cfg.save(out / "run_config.json")
+    command = build_command(config_path, launcher)
+    if launcher.dry_run:
+        log.info("dry run: %s", " ".join(command))
+        return {"dry_run": True, "command": command, "config": str(config_path)}
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    log_path = out / "train.log"
+    tail: collections.deque[str] = collections.deque(maxlen=launcher.tail_lines)
+    log.info("%s: %s", cfg.stage, " ".join(command))
+    with log_path.open("w") as log_file, subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        bufsize=1,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)
+            tail.append(line.rstrip())
+            if not _NOISE.search(line):
+                print(line.rstrip(), flush=True)
+        code = process.wait()
+    summary_path = out / SUMMARY_FILE
+    if code != 0 or not summary_path.exists():
+        joined = "\n".join(tail)
+        raise TrainingFailed(
+            f"training stage {cfg.stage!r} failed (exit code {code}); full log: {log_path}\n"
+            f"--- last {len(tail)} lines ---\n{joined}"
+        )
+    summary = json.loads(summary_path.read_text())
+    summary["hf_dir"] = str(out / HF_DIR)
+    summary["run_dir"] = str(out)
+    return summary

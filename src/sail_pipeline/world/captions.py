@@ -1,0 +1,41 @@
+"""Complete, correct reference captions."""
+
+from __future__ import annotations
+
+from sail_pipeline.world.scene import Scene
+from sail_pipeline.world.seeding import stable_hash
+from sail_pipeline.world.vocab import POSITION_PHRASES, noun, number_word
+
+# Several phrasings keep the language model from memorising one sentence; no template starts
+# with an attribute word, so attributes always appear in their canonical lowercase form.
+_TEMPLATES: tuple[str, ...] = (
+    "The image shows {count} {colour} {noun} {where} on a {background} background.",
+    "There {be} {count} {colour} {noun} {where}, on a {background} background.",
+    "In this picture, {count} {colour} {noun} {be} drawn {where} against a {background} "
+    "background.",
+    "A {background} background with {count} {colour} {noun} {where}.",
+)
+_SPREAD: tuple[str, ...] = ("spread across the image", "scattered across the image")
+
+
+def location_phrase(scene: Scene) -> str:
+    """Where the shapes are, in words."""
+    if scene.position is not None:
+        return POSITION_PHRASES[scene.position]
+    return _SPREAD[stable_hash(scene.scene_id + "/spread") % len(_SPREAD)]
+
+
+def detailed_caption(scene: Scene) -> str:
+    """Count, colour, kind, location and text of a scene; phrasing fixed by its id."""
+    template = _TEMPLATES[stable_hash(scene.scene_id) % len(_TEMPLATES)]
+    caption = template.format(
+        count=number_word(scene.count),
+        colour=scene.colour,
+        noun=noun(scene.kind, scene.count),
+        where=location_phrase(scene),
+        background=scene.background,
+        be="is" if scene.count == 1 else "are",
+    )
+    if scene.text is not None:
+        caption += f' The word "{scene.text}" is written at the bottom.'
+    return caption
