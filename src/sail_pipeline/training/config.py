@@ -68,6 +68,14 @@ class RunConfig(BaseModel):
             raise ValueError("a vlm run needs init_from (a checkpoint) or tokenizer_path")
         return self
 
+    def check_paths(self) -> None:
+        """Fail before any process starts when an input the run names is missing."""
+        for key in ("train_data", "eval_data", "init_from", "tokenizer_path", "llm_path",
+                    "vision_path"):
+            value = getattr(self, key)
+            if value is not None and not Path(value).exists():
+                raise FileNotFoundError(f"{self.stage}: {key} {value} does not exist")
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

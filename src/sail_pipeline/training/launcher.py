@@ -75,6 +75,7 @@ def launch(cfg: RunConfig, launcher: LauncherConfig) -> dict[str, Any]:
         log.info("dry run: %s", " ".join(command))
         return {"dry_run": True, "command": command, "config": str(config_path)}
 
+    cfg.check_paths()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     log_path = out / "train.log"
     tail: collections.deque[str] = collections.deque(maxlen=launcher.tail_lines)

@@ -40,4 +40,8 @@ def evaluate_checkpoints(benchmark: str, evaluation: dict, alignment: dict, adva
     scores = score_table(reports)
     figure = score_chart(scores)
     summary: dict[str, Any] = {name: r.to_dict() for name, r in reports.items()}
-    return scores, figure, summary
+    # Flat numbers only: what `dvc metrics show` and `dvc exp show` compare.
+    metrics = {name: {task.removeprefix("world_"): round(score, 4)
+                      for task, score in r.scores.items()} | {"average": round(r.average, 2)}
+               for name, r in reports.items()}
+    return scores, figure, summary, metrics

@@ -1,0 +1,41 @@
+"""Make a throw-away copy of the Kedro project so end-to-end tests never touch ./data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def make_project(target: Path, with_dvc: bool = False) -> Path:
+    for name in ("pyproject.toml", "dvc.yaml", ".telemetry"):
+        shutil.copy(ROOT / name, target / name)
+    shutil.copytree(ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("credentials*"))
+    shutil.copytree(ROOT / "src", target / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    if with_dvc:
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+        subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+        subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=target, check=True, env=env(target))
+        subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=target,
+                       check=True, env=env(target))
+        subprocess.run(["git", "add", "-A"], cwd=target, check=True)
+        subprocess.run([*git, "commit", "-qm", "test project"], cwd=target, check=True)
+    return target
+
+
+def env(project: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
+                KEDRO_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", **extra)
+
+
+def run(project: Path, *args: str, timeout: int = 900, **extra: str
+        ) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=project, env=env(project, **extra),
+                          capture_output=True, text=True, timeout=timeout)

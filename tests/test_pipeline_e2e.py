@@ -1,0 +1,100 @@
+"""`kedro run` and `dvc repro` on the micro configuration, in a copy of the project."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.project import make_project, run
+
+STAGES = ("llm", "vision", "alignment", "advance", "knowledge", "instruction", "preference")
+# Stages whose micro budget is large enough for the held-out loss to fall every time.
+FALLING = ("llm", "vision", "alignment", "knowledge")
+GROUP = {"llm": "pretrain", "vision": "pretrain", "alignment": "pretrain",
+         "advance": "pretrain", "knowledge": "sft", "instruction": "sft", "preference": "sft"}
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("kedro_project"))
+    result = run(project, "kedro", "run", "--env", "micro")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return project, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_every_stage_leaves_a_checkpoint_and_a_summary(micro_run):
+    project, _ = micro_run
+    for stage in STAGES:
+        pointer = json.loads((project / f"data/06_models/{GROUP[stage]}/"
+                              f"{stage}{'_backbone' if stage in ('llm', 'vision') else '_model'}"
+                              f".json").read_text())
+        hf_dir = project / "data/06_models" / GROUP[stage] / stage / "hf"
+        assert pointer["hf_dir"] == str(hf_dir.resolve())
+        assert (hf_dir / "model.safetensors").exists(), stage
+        summary = pointer["summary"]
+        assert summary["mask_mismatches"] == 0, stage
+        assert summary["train_samples"] > 0 and summary["steps"] > 0
+        if stage in FALLING:
+            assert summary["eval_loss_after"] < summary["eval_loss_before"], stage
+            losses = summary["logged_train_losses"]
+            assert losses[-1] < losses[0], (stage, losses)
+    assert (project / "data/06_models/tokenizer/tokenizer.json").exists()
+
+
+@pytest.mark.slow
+def test_evaluation_writes_scores_for_each_checkpoint(micro_run):
+    project, _ = micro_run
+    scores = pd.read_csv(project / "data/08_reporting/evaluation_scores.csv")
+    assert set(scores["checkpoint"]) == {"advance", "preference"}
+    assert {"world_count", "world_colour", "world_shape", "average"} <= set(scores["task"])
+    assert scores["accuracy"].between(0, 1).all()
+    assert (project / "data/08_reporting/evaluation_scores.png").stat().st_size > 1000
+    metrics = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+    assert set(metrics["preference"]) >= {"count", "colour", "shape", "average"}
+
+
+@pytest.mark.slow
+def test_mlflow_has_the_kedro_run_and_one_nested_run_per_training(micro_run):
+    project, _ = micro_run
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert sorted(children["tags.mlflow.runName"]) == sorted(STAGES)
+    assert (children["status"] == "FINISHED").all()
+    assert parent["metrics.eval/preference/average"] >= 0
+    assert parent["metrics.alignment/eval_loss_after"] < parent["metrics.alignment/eval_loss_before"]
+    history = mlflow.tracking.MlflowClient().get_metric_history(
+        children[children["tags.mlflow.runName"] == "knowledge"].iloc[0]["run_id"], "train_loss")
+    assert len(history) >= 2 and history[-1].value < history[0].value
+    assert "params.sft.knowledge.lr" in runs.columns
+
+
+@pytest.mark.slow
+def test_bad_parameter_fails_before_training_naming_the_key(tmp_path):
+    project = make_project(tmp_path)
+    result = run(project, "kedro", "run", "--env", "micro", "--params", "sft.knowledge.lr=-1",
+                 timeout=300)
+    assert result.returncode != 0
+    assert "sft.knowledge.lr" in result.stdout + result.stderr
+    assert not (project / "data").exists()
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_each_pipeline_then_nothing(tmp_path):
+    project = make_project(tmp_path, with_dvc=True)
+    first = run(project, "dvc", "repro", KEDRO_ENV="micro")
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    for stage in ("data", "pretrain", "sft", "evaluation"):
+        assert f"Running stage '{stage}'" in first.stdout, first.stdout[-3000:]
+    assert (project / "dvc.lock").exists()
+    second = run(project, "dvc", "repro", KEDRO_ENV="micro", timeout=300)
+    assert second.returncode == 0
+    assert "Running stage" not in second.stdout
+    assert "didn't change, skipping" in second.stdout or "up to date" in second.stdout

@@ -1,0 +1,114 @@
+import json
+import sys
+
+import pandas as pd
+import pytest
+
+from sail_pipeline.modeling.presets import get_preset
+from sail_pipeline.modeling.processor import VLProcessor
+from sail_pipeline.training.config import RunConfig
+from sail_pipeline.training.data import ConversationData, StepBatches
+from sail_pipeline.training.launcher import LauncherConfig, TrainingFailed, build_command, launch
+from sail_pipeline.training.schedule import warmup_cosine
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    batches = StepBatches(10, 4, seed=5)
+    stream = [batches.indices(step) for step in range(6)]
+    # Every epoch visits every sample once.
+    flat = [i for b in stream for i in b]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    # A resumed run (a fresh object) continues at the same data position.
+    assert StepBatches(10, 4, seed=5).indices(4) == stream[4]
+    assert StepBatches(10, 4, seed=6).indices(0) != stream[0]
+
+
+def test_bad_rows_are_rejected_with_a_reason(world_tokenizer, small_world):
+    processor = VLProcessor(world_tokenizer, get_preset("tiny").image_settings())
+    image = small_world.scenes["image"].iloc[0]
+    good = json.dumps([{"role": "user", "content": "<image>\nWhat colour?"},
+                       {"role": "assistant", "content": "red"}])
+    no_reply = json.dumps([{"role": "user", "content": "<image>\nWhat colour?"}])
+    long_reply = json.dumps([{"role": "user", "content": "<image>\nDescribe."},
+                             {"role": "assistant", "content": "red " * 300}])
+    table = pd.DataFrame({"id": ["ok", "broken", "silent", "long"],
+                          "image": [image] * 4,
+                          "messages": [good, "{not json", no_reply, long_reply]})
+    data = ConversationData(table, processor, max_seq_len=128)
+    assert len(data) == 1
+    assert data.rejections.counts() == {"messages_not_json": 1, "no_assistant_tokens": 1,
+                                        "longer_than_max_seq_len": 1}
+    batch = data.batch([0], world_tokenizer.pad_token_id)
+    assert batch["pixel_values"].shape == (1, 3, 64, 64)
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_cosine(optimizer, total_steps=100, warmup_ratio=0.1, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.1) and max(lrs) == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def _config(tmp_path, **overrides) -> RunConfig:
+    values = dict(kind="vlm", stage="alignment", output_dir=str(tmp_path / "run"),
+                  train_data=str(tmp_path / "missing.parquet"), tokenizer_path=str(tmp_path))
+    return RunConfig(**(values | overrides))
+
+
+def test_dry_run_builds_the_single_node_cpu_command(tmp_path):
+    plan = launch(_config(tmp_path), LauncherConfig(dry_run=True, master_port=29600))
+    command = plan["command"]
+    assert command[:3] == [sys.executable, "-m", "deepspeed.launcher.runner"]
+    assert command[command.index("--num_gpus") + 1] == "1"
+    assert command[command.index("--module") + 1] == "sail_pipeline.training.train"
+    saved = RunConfig.load(command[command.index("--config") + 1])
+    assert saved.stage == "alignment" and saved.trainable == ["vision", "projector", "llm"]
+
+
+def test_dry_run_builds_the_multi_node_command(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
+    launcher = LauncherConfig(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
+                              master_addr="node-a", master_port=29700, dry_run=True)
+    command = build_command(tmp_path / "run_config.json", launcher)
+    joined = " ".join(command)
+    assert f"--hostfile {hostfile} --num_nodes 2" in joined
+    assert "--master_addr node-a --num_gpus 8 --master_port 29700" in joined
+
+
+def test_missing_hostfile_fails_before_launch(tmp_path):
+    with pytest.raises(FileNotFoundError, match="hostfile"):
+        build_command(tmp_path / "c.json", LauncherConfig(hostfile=str(tmp_path / "nope")))
+
+
+def test_missing_inputs_fail_before_any_process_starts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_data .*missing.parquet"):
+        launch(_config(tmp_path), LauncherConfig())
+    assert not (tmp_path / "run" / "train.log").exists()
+
+
+def test_a_failing_run_raises_with_the_log_tail(tmp_path, world_tokenizer):
+    world_tokenizer.save_pretrained(tmp_path / "tok")
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"this is not parquet")
+    cfg = _config(tmp_path, train_data=str(corrupt), tokenizer_path=str(tmp_path / "tok"))
+    with pytest.raises(TrainingFailed) as failure:
+        launch(cfg, LauncherConfig(tail_lines=30))
+    message = str(failure.value)
+    assert "'alignment' failed" in message and "Parquet" in message
+    assert (tmp_path / "run" / "train.log").exists()
+
+
+def test_run_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="steps"):
+        _config(tmp_path, steps=0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        RunConfig.model_validate(_config(tmp_path).model_dump() | {"learning_rate": 1})
