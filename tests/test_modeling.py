@@ -8,7 +8,7 @@ from sail_pipeline.modeling.freezing import MODULE_GROUPS, freeze
 from sail_pipeline.modeling.presets import PRESETS, build_vlm, count_parameters, get_preset
 from sail_pipeline.modeling.processor import IGNORE_INDEX, ImageSettings, VLProcessor, tile_grid
 from sail_pipeline.modeling.stages import STAGES
-from sail_pipeline.modeling.tokenizer import IMG_CONTEXT, IM_END, load_tokenizer
+from sail_pipeline.modeling.tokenizer import IM_END, IMG_CONTEXT, load_tokenizer
 
 
 def _processor(tokenizer, preset="tiny"):

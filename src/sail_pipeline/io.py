@@ -15,19 +15,13 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
 
-class ParquetPathDataset(AbstractDataset[pd.DataFrame, str]):
+class _PathDataset(AbstractDataset[Any, str]):
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         self._filepath = Path(filepath)
         self.metadata = metadata
 
-    def _save(self, data: pd.DataFrame) -> None:
-        if not isinstance(data, pd.DataFrame):
-            raise DatasetError(f"{self._filepath}: expected a DataFrame, got {type(data).__name__}")
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        data.to_parquet(self._filepath, index=False)
-
     def _load(self) -> str:
-        if not self._filepath.exists():
+        if not self._exists():
             raise DatasetError(f"{self._filepath} does not exist: run the pipeline that makes it "
                                f"first (e.g. `kedro run --pipelines=data`)")
         return str(self._filepath.resolve())
@@ -39,26 +33,18 @@ class ParquetPathDataset(AbstractDataset[pd.DataFrame, str]):
         return {"filepath": str(self._filepath)}
 
 
-class PretrainedDirDataset(AbstractDataset[Any, str]):
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
-        self.metadata = metadata
+class ParquetPathDataset(_PathDataset):
+    def _save(self, data: pd.DataFrame) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise DatasetError(f"{self._filepath}: expected a DataFrame, got {type(data).__name__}")
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        data.to_parquet(self._filepath, index=False)
 
+
+class PretrainedDirDataset(_PathDataset):
     def _save(self, data: Any) -> None:
         if not hasattr(data, "save_pretrained"):
             raise DatasetError(f"{self._filepath}: {type(data).__name__} has no save_pretrained")
         if self._filepath.exists():
             shutil.rmtree(self._filepath)
         data.save_pretrained(str(self._filepath))
-
-    def _load(self) -> str:
-        if not self._filepath.is_dir():
-            raise DatasetError(f"{self._filepath} does not exist: run the pipeline that makes it "
-                               f"first (e.g. `kedro run --pipelines=data`)")
-        return str(self._filepath.resolve())
-
-    def _exists(self) -> bool:
-        return self._filepath.is_dir()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}

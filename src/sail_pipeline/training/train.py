@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -247,8 +248,12 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
     start_step = 0
     ckpt_dir = out / "checkpoints"
+    fingerprint = cfg.model_dump(exclude={"tracking", "steps", "save_every", "log_every"})
     if (ckpt_dir / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt_dir))
+        if client.get("fingerprint") != fingerprint:
+            raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
+                               f"delete it to start {cfg.stage} afresh")
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
@@ -299,7 +304,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                       "t0": time.perf_counter()}
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}",
-                                   client_state={"step": step + 1, "rng": _rng_state()})
+                                   client_state={"step": step + 1, "rng": _rng_state(),
+                                                 "fingerprint": fingerprint})
 
     after = evaluate(cfg, task, engine.module, device, dtype)
     summary: dict[str, Any] = {
@@ -322,6 +328,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                    | {"mask_mismatches": float(summary["mask_mismatches"])}, step=cfg.steps)
         logger.close()
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        # The stage is done and `hf/` is its product; stale optimizer states would make the
+        # next run of this stage resume a finished one.
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
         log.info("%s: done in %.0fs, %s", cfg.stage, summary["wall_seconds"], _fmt(after))
     dist.barrier()
     return summary
