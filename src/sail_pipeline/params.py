@@ -24,6 +24,7 @@ class DataParams(_Strict):
     world: WorldConfig = Field(default_factory=WorldConfig)
     tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
     stage_sizes: StageSizes = Field(default_factory=StageSizes)
+    advance_ocr: bool = True
 
 
 class TrainParams(_Strict):
@@ -38,6 +39,7 @@ class TrainParams(_Strict):
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    lr_scale: dict[Literal["vision", "projector", "llm"], float] = Field(default_factory=dict)
     zero_stage: int = Field(0, ge=0, le=3)
     bf16: bool = False
     log_every: int = Field(10, gt=0)

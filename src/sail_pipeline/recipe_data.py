@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from sail_pipeline.modeling.tokenizer import CHAT_TEMPLATE, IMAGE_PLACEHOLDER
+from sail_pipeline.world import POSITIONS, Scene, WorldConfig
 
 CONVERSATION_COLUMNS = ["id", "image", "messages"]
 CAPTION_PROMPTS = (
@@ -101,20 +102,27 @@ def hard_table(scenes: pd.DataFrame, vqa: pd.DataFrame, seed: int) -> pd.DataFra
 
 
 def stage_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                 sizes: StageSizes, seed: int) -> dict[str, pd.DataFrame]:
-    """Training tables of the five stages from one split of the world."""
+                 sizes: StageSizes, seed: int, advance_ocr: bool = True
+                 ) -> dict[str, pd.DataFrame]:
+    """Training tables of the five stages from one split of the world.
+
+    The two pretraining stages caption disjoint halves of the scenes: a second pass over the
+    same captions taught the projector nothing new and only raised the held-out loss.
+    """
     advance = pd.concat([
-        caption_table(scenes, "reference_caption", seed + 1),
-        vqa_table(scenes, vqa, ["ocr"]),
+        caption_table(scenes.iloc[1::2], "reference_caption", seed + 1),
+        *([vqa_table(scenes, vqa, ["ocr"])] if advance_ocr else []),
     ], ignore_index=True)
     tables = {
-        "alignment": caption_table(scenes, "reference_caption", seed),
+        "alignment": caption_table(scenes.iloc[0::2], "reference_caption", seed),
         "advance": advance,
         "knowledge": vqa_table(scenes, vqa),
         "instruction": conversation_table(scenes, conversations),
         "preference": hard_table(scenes, vqa, seed),
     }
-    return {name: _cap(table, getattr(sizes, name), seed) for name, table in tables.items()}
+    # Shuffled once here so that the first rows of an eval table are a fair sample of it.
+    return {name: _cap(table.sample(frac=1.0, random_state=seed), getattr(sizes, name), seed)
+            for name, table in tables.items()}
 
 
 def benchmark_table(scenes: pd.DataFrame, vqa: pd.DataFrame) -> pd.DataFrame:
@@ -159,17 +167,21 @@ def lm_text_table(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.Dat
     return pd.DataFrame({"id": [f"text-{i:07d}" for i in range(len(texts))], "text": texts})
 
 
-def vision_attribute_table(scenes: pd.DataFrame, colours: list[str], kinds: list[str]
-                           ) -> pd.DataFrame:
-    """Integer labels of what a scene shows: what the stand-in vision tower learns to see."""
-    truth = [json.loads(g) for g in scenes["ground_truth"]]
+def vision_attribute_table(scenes: pd.DataFrame, world: WorldConfig) -> pd.DataFrame:
+    """Integer labels of what a scene shows: what the stand-in vision tower learns to see.
+
+    0 means "none" for the word and the position, so every scene has every label.
+    """
+    truth = [Scene.from_dict(json.loads(g)) for g in scenes["ground_truth"]]
     return pd.DataFrame({
         "id": scenes["id"],
         "image": scenes["image"],
-        "label_count": [len(t["shapes"]) - 1 for t in truth],
-        "label_colour": [colours.index(t["colour"]) for t in truth],
-        "label_shape": [kinds.index(t["kind"]) for t in truth],
-        "label_has_text": [int(t["text"] is not None) for t in truth],
+        "label_count": [t.count - world.min_objects for t in truth],
+        "label_colour": [world.colours.index(t.colour) for t in truth],
+        "label_shape": [world.shape_kinds.index(t.kind) for t in truth],
+        "label_word": [0 if t.text is None else 1 + world.ocr_words.index(t.text) for t in truth],
+        "label_position": [0 if t.position is None else 1 + POSITIONS.index(t.position)
+                           for t in truth],
     })
 
 

@@ -30,6 +30,14 @@ class FreezeReport:
                 f"({share:.1%}) in {len(self.trainable)} tensors")
 
 
+def module_group(parameter_name: str) -> str:
+    """The group a parameter belongs to ('other' when none claims it, e.g. a classifier head)."""
+    for group, prefixes in MODULE_GROUPS.items():
+        if any(parameter_name == p or parameter_name.startswith(p + ".") for p in prefixes):
+            return group
+    return "other"
+
+
 def expand_groups(groups: list[str]) -> dict[str, tuple[str, ...]]:
     """Group names ('projector') or raw module prefixes ('model.vision_tower.encoder')."""
     return {group: MODULE_GROUPS.get(group, (group,)) for group in groups}

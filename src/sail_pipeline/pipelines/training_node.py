@@ -44,7 +44,7 @@ def train(kind: str, stage: str, group: str, params: dict, runtime: dict, train_
         eval_samples=settings.eval_samples,
         optim=OptimConfig(lr=settings.lr, weight_decay=settings.weight_decay,
                           warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
-                          grad_clip=settings.grad_clip),
+                          grad_clip=settings.grad_clip, lr_scale=settings.lr_scale),
         seed=run.seed, log_every=settings.log_every, save_every=settings.save_every,
         zero_stage=settings.zero_stage, bf16=settings.bf16, threads=run.threads,
         tracking=_tracking(stage), **{k: v for k, v in weights.items() if v is not None},

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class OptimConfig(BaseModel):
@@ -19,6 +19,19 @@ class OptimConfig(BaseModel):
     beta1: float = Field(0.9, gt=0, lt=1)
     beta2: float = Field(0.98, gt=0, lt=1)
     grad_clip: float = Field(1.0, gt=0)
+    # Per-module multipliers of `lr` ({"vision": 0.1}): a pretrained vision tower forgets
+    # what it learned at the rate that suits a fresh projector.
+    lr_scale: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("lr_scale")
+    @classmethod
+    def _known_groups(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - {"vision", "projector", "llm"})
+        if unknown:
+            raise ValueError(f"lr_scale keys must be vision/projector/llm, got {unknown}")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("lr_scale values must be > 0")
+        return value
 
 
 class TrackingConfig(BaseModel):

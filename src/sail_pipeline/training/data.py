@@ -140,13 +140,15 @@ class TextData:
 class AttributeData:
     """Images with integer attribute labels (columns `label_<name>`) for the vision tower."""
 
-    def __init__(self, table: pd.DataFrame, settings: ImageSettings) -> None:
+    def __init__(self, table: pd.DataFrame, settings: ImageSettings,
+                 num_classes: dict[str, int] | None = None) -> None:
         self.settings = settings
         self.rejections = Rejections()
         self.label_names = [c.removeprefix("label_") for c in table.columns if c.startswith("label_")]
         if not self.label_names:
             raise ValueError("vision pretraining table has no label_<name> columns")
-        self.num_classes = {n: int(table[f"label_{n}"].max()) + 1 for n in self.label_names}
+        self.num_classes = num_classes or {
+            n: int(table[f"label_{n}"].max()) + 1 for n in self.label_names}
         self.images: list[bytes] = []
         labels = []
         for row in table.itertuples(index=False):

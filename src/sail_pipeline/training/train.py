@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sail_pipeline.modeling.freezing import freeze
+from sail_pipeline.modeling.freezing import freeze, module_group
 from sail_pipeline.modeling.presets import build_vlm, get_preset, text_config, vision_config
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import load_tokenizer
@@ -114,8 +114,13 @@ def build_task(cfg: RunConfig) -> Task:
         return Task(model, train, evald, tokenizer.pad_token_id, save, None)
 
     settings = preset.image_settings()
-    train = AttributeData(_read_table(cfg.train_data), settings)
-    evald = AttributeData(eval_table, settings) if eval_table is not None else None
+    train_table = _read_table(cfg.train_data)
+    # Heads sized by both tables, so a class seen only in the eval rows still has a logit.
+    both = pd.concat([train_table, eval_table]) if eval_table is not None else train_table
+    classes = {c.removeprefix("label_"): int(both[c].max()) + 1
+               for c in both.columns if c.startswith("label_")}
+    train = AttributeData(train_table, settings, classes)
+    evald = AttributeData(eval_table, settings, classes) if eval_table is not None else None
     vconf = vision_config(preset)
     model = VisionClassifier(InternVLVisionModel(vconf), vconf.hidden_size, train.num_classes)
 
@@ -199,13 +204,18 @@ def deepspeed_config(cfg: RunConfig, world_size: int) -> dict[str, Any]:
 
 
 def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    """AdamW with one group per (module group, decay or not), each at its own learning rate."""
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 or "embed" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.optim.lr,
+            decays = param.ndim >= 2 and "embed" not in name
+            groups.setdefault((module_group(name), decays), []).append(param)
+    param_groups = [
+        {"params": params, "weight_decay": cfg.optim.weight_decay if decays else 0.0,
+         "lr": cfg.optim.lr * cfg.optim.lr_scale.get(group, 1.0), "name": f"{group}"}
+        for (group, decays), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=cfg.optim.lr,
                              betas=(cfg.optim.beta1, cfg.optim.beta2))
 
 

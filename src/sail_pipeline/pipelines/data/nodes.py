@@ -45,11 +45,11 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
     for split, suffix in ((TRAIN, "train"), (BENCHMARK, "eval")):
         s, q, c = _split(scenes, split), _split(vqa, split), _split(conversations, split)
         sizes = params.stage_sizes if split == TRAIN else recipe_data.StageSizes()
-        for name, table in recipe_data.stage_tables(s, q, c, sizes, seed).items():
+        for name, table in recipe_data.stage_tables(s, q, c, sizes, seed,
+                                                              params.advance_ocr).items():
             tables[f"{name}_{suffix}"] = table
         tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c)
-        tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(
-            s, params.world.colours, params.world.shape_kinds)
+        tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(s, params.world)
     tables["benchmark"] = recipe_data.benchmark_table(_split(scenes, BENCHMARK),
                                                       _split(vqa, BENCHMARK))
     counts = {name: len(table) for name, table in tables.items()}
