@@ -12,21 +12,25 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def make_project(target: Path, with_dvc: bool = False) -> Path:
+def make_project(target: Path) -> Path:
     for name in ("pyproject.toml", "dvc.yaml", ".telemetry"):
         shutil.copy(ROOT / name, target / name)
     shutil.copytree(ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("credentials*"))
     shutil.copytree(ROOT / "src", target / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    if with_dvc:
-        git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-        subprocess.run(["git", "init", "-q"], cwd=target, check=True)
-        subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=target, check=True, env=env(target))
-        subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=target,
-                       check=True, env=env(target))
-        subprocess.run(["git", "add", "-A"], cwd=target, check=True)
-        subprocess.run([*git, "commit", "-qm", "test project"], cwd=target, check=True)
     return target
+
+
+def init_dvc(project: Path) -> None:
+    """Make the copy a git + DVC repository, as a clone of this project is."""
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    (project / ".gitignore").write_text("/data/\nmlflow.db\n")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=project, check=True, env=env(project))
+    subprocess.run([str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=project,
+                   check=True, env=env(project))
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "test project"], cwd=project, check=True)
 
 
 def env(project: Path, **extra: str) -> dict[str, str]:

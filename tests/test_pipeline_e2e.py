@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import mlflow
 import pandas as pd
 import pytest
 
-from tests.project import make_project, run
+from tests.project import init_dvc, make_project, run
 
 STAGES = ("llm", "vision", "alignment", "advance", "knowledge", "instruction", "preference")
 # Stages whose micro budget is large enough for the held-out loss to fall every time.
@@ -87,14 +88,24 @@ def test_bad_parameter_fails_before_training_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_each_pipeline_then_nothing(tmp_path):
-    project = make_project(tmp_path, with_dvc=True)
-    first = run(project, "dvc", "repro", KEDRO_ENV="micro")
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    for stage in ("data", "pretrain", "sft", "evaluation"):
-        assert f"Running stage '{stage}'" in first.stdout, first.stdout[-3000:]
-    assert (project / "dvc.lock").exists()
-    second = run(project, "dvc", "repro", KEDRO_ENV="micro", timeout=300)
-    assert second.returncode == 0
-    assert "Running stage" not in second.stdout
-    assert "didn't change, skipping" in second.stdout or "up to date" in second.stdout
+def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
+    """`dvc repro` twice (nothing runs), then a pretrain parameter: pretrain and what follows."""
+    project = tmp_path / "project"
+    shutil.copytree(micro_run[0], project)
+    init_dvc(project)
+    assert run(project, "dvc", "commit", "-f", KEDRO_ENV="micro").returncode == 0
+    for _ in range(2):
+        again = run(project, "dvc", "repro", KEDRO_ENV="micro", timeout=300)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "Running stage" not in again.stdout, again.stdout[-3000:]
+    # A key the micro configuration does not override, so the change reaches the run.
+    params = project / "conf/base/parameters_pretrain.yml"
+    params.write_text(params.read_text().replace("steps: 150\n    lr: 5.0e-4",
+                                                 "steps: 150\n    lr: 5.0e-4\n    warmup_ratio: 0.1"))
+    changed = run(project, "dvc", "repro", KEDRO_ENV="micro")
+    assert changed.returncode == 0, changed.stdout[-4000:] + changed.stderr[-4000:]
+    ran = [stage for stage in ("data", "pretrain", "sft", "evaluation")
+           if f"Running stage '{stage}'" in changed.stdout]
+    assert ran == ["pretrain", "sft", "evaluation"], changed.stdout[-3000:]
+    assert json.loads((project / "data/06_models/pretrain/advance/run_config.json").read_text()
+                      )["optim"]["warmup_ratio"] == 0.1

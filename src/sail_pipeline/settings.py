@@ -22,4 +22,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**"],
     },
+    # An environment (conf/micro, conf/gpu) overrides single keys, not whole sections.
+    "merge_strategy": {"parameters": "soft"},
 }
