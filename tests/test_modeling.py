@@ -111,3 +111,28 @@ def test_freeze_rejects_a_key_that_matches_nothing(world_tokenizer):
     model = build_vlm(get_preset("tiny"), world_tokenizer)
     with pytest.raises(ValueError, match="model.not_a_module"):
         freeze(model, ["projector", "model.not_a_module"])
+
+
+def test_a_users_tokenizer_and_padded_llm_load_like_qwen(tmp_path, world_tokenizer):
+    """Qwen2.5-style: a tokenizer without image tokens, an LLM with padded vocabulary rows."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+
+    from sail_pipeline.modeling.presets import text_config
+    from sail_pipeline.modeling.tokenizer import SPECIAL_TOKENS, prepare_pretrained_tokenizer
+
+    core = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2,
+                                       "red": 3, "circle": 4, "[UNK]": 5}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core).save_pretrained(tmp_path / "tok")
+    tokenizer = prepare_pretrained_tokenizer(tmp_path / "tok")
+    assert all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS)
+    assert tokenizer.encode("red circle")[:2] == [3, 4]  # the user's ids are kept
+
+    preset = get_preset("tiny")
+    llm = Qwen2ForCausalLM(text_config(preset, tokenizer, vocab_size=len(tokenizer) + 7))
+    llm.save_pretrained(tmp_path / "llm")
+    model = build_vlm(preset, tokenizer, llm_path=tmp_path / "llm")
+    assert model.config.text_config.vocab_size == len(tokenizer) + 7
+    assert torch.equal(model.lm_head.weight, llm.lm_head.weight)
+    assert model.config.image_token_id == tokenizer.convert_tokens_to_ids(IMG_CONTEXT)

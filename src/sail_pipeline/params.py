@@ -17,7 +17,17 @@ class _Strict(BaseModel):
 
 
 class TokenizerParams(_Strict):
+    """`train`: a BPE tokenizer on the world's text; `path`: yours (e.g. Qwen2.5's), local."""
+
+    source: Literal["train", "path"] = "train"
+    path: str | None = None
     vocab_size: int = Field(1024, ge=300)
+
+    @model_validator(mode="after")
+    def _path_given(self) -> TokenizerParams:
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a local tokenizer directory)")
+        return self
 
 
 class DataParams(_Strict):

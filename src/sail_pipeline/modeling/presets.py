@@ -101,9 +101,11 @@ def get_preset(name: str) -> Preset:
         raise KeyError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}") from None
 
 
-def text_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> Qwen2Config:
+def text_config(preset: Preset, tokenizer: PreTrainedTokenizerFast,
+                vocab_size: int | None = None) -> Qwen2Config:
+    """`vocab_size` defaults to the tokenizer's; a pretrained LLM may have padded rows beyond."""
     return Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         **preset.text,
@@ -114,8 +116,9 @@ def vision_config(preset: Preset) -> InternVLVisionConfig:
     return InternVLVisionConfig(**preset.vision)
 
 
-def vlm_config(preset: Preset, tokenizer: PreTrainedTokenizerFast) -> InternVLConfig:
-    text = text_config(preset, tokenizer)
+def vlm_config(preset: Preset, tokenizer: PreTrainedTokenizerFast,
+               vocab_size: int | None = None) -> InternVLConfig:
+    text = text_config(preset, tokenizer, vocab_size)
     return InternVLConfig(
         vision_config=vision_config(preset).to_dict(),
         text_config=text.to_dict(),
@@ -135,7 +138,15 @@ def build_vlm(
 ) -> InternVLForConditionalGeneration:
     """A VLM of the preset's shapes; backbones loaded from local directories when given."""
     torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(vlm_config(preset, tokenizer))
+    vocab_size = None
+    if llm_path is not None:
+        llm_vocab = Qwen2Config.from_pretrained(str(llm_path)).vocab_size
+        if llm_vocab < len(tokenizer):
+            raise ValueError(
+                f"LLM at {llm_path} has vocab_size {llm_vocab} but the tokenizer has "
+                f"{len(tokenizer)} tokens: the LLM must be pretrained with this tokenizer")
+        vocab_size = llm_vocab
+    model = InternVLForConditionalGeneration(vlm_config(preset, tokenizer, vocab_size))
     if llm_path is not None:
         load_llm_weights(model, llm_path)
     if vision_path is not None:
@@ -147,10 +158,8 @@ def load_llm_weights(model: InternVLForConditionalGeneration, path: str | Path) 
     llm = Qwen2ForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     expected = model.config.text_config.vocab_size
     if llm.config.vocab_size != expected:
-        raise ValueError(
-            f"LLM at {path} has vocab_size {llm.config.vocab_size} but the tokenizer has "
-            f"{expected}: the LLM must be pretrained with the tokenizer the VLM uses"
-        )
+        raise ValueError(f"LLM at {path} has vocab_size {llm.config.vocab_size}, the VLM "
+                         f"{expected}")
     missing, unexpected = model.model.language_model.load_state_dict(
         llm.model.state_dict(), strict=False
     )

@@ -71,6 +71,27 @@ def wrap_tokenizer(core: Tokenizer) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def prepare_pretrained_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
+    """A user's tokenizer (e.g. Qwen2.5's, from a local directory) made ready for the VLM.
+
+    Adds whichever of ChatML's and InternVL's image tokens it lacks and installs our ChatML
+    template, whose `{% generation %}` spans the loss masks are built from.
+    """
+    directory = Path(path)
+    if not (directory / "tokenizer.json").exists():
+        raise FileNotFoundError(f"data.tokenizer.path: no tokenizer.json in {directory}")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing},
+                                     replace_extra_special_tokens=False)
+    tokenizer.eos_token = IM_END
+    tokenizer.pad_token = tokenizer.pad_token or END_OF_TEXT
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer saved by `save_pretrained`, checking it has the tokens we rely on."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))

@@ -62,7 +62,7 @@ class Task:
     train: Any
     eval: Any | None
     pad_id: int
-    save: Any  # callable(model, directory)
+    save: Any  # callable(model, directory, full state dict or None)
     freeze_keys: list[str] | None
 
 
@@ -94,8 +94,8 @@ def build_task(cfg: RunConfig) -> Task:
         evald = (ConversationData(eval_table, processor, cfg.max_seq_len)
                  if eval_table is not None else None)
 
-        def save(m: nn.Module, directory: Path) -> None:
-            m.save_pretrained(directory, safe_serialization=True)
+        def save(m: nn.Module, directory: Path, state: dict | None) -> None:
+            m.save_pretrained(directory, state_dict=state, safe_serialization=True)
             processor.save_pretrained(directory)
 
         return Task(model, train, evald, processor.tokenizer.pad_token_id, save, cfg.trainable)
@@ -107,8 +107,8 @@ def build_task(cfg: RunConfig) -> Task:
         train = TextData(_read_table(cfg.train_data), tokenizer, cfg.max_seq_len)
         evald = TextData(eval_table, tokenizer, cfg.max_seq_len) if eval_table is not None else None
 
-        def save(m: nn.Module, directory: Path) -> None:
-            m.save_pretrained(directory, safe_serialization=True)
+        def save(m: nn.Module, directory: Path, state: dict | None) -> None:
+            m.save_pretrained(directory, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(directory)
 
         return Task(model, train, evald, tokenizer.pad_token_id, save, None)
@@ -124,8 +124,11 @@ def build_task(cfg: RunConfig) -> Task:
     vconf = vision_config(preset)
     model = VisionClassifier(InternVLVisionModel(vconf), vconf.hidden_size, train.num_classes)
 
-    def save(m: nn.Module, directory: Path) -> None:
-        m.vision_tower.save_pretrained(directory, safe_serialization=True)
+    def save(m: nn.Module, directory: Path, state: dict | None) -> None:
+        tower_state = None if state is None else {
+            k.removeprefix("vision_tower."): v for k, v in state.items()
+            if k.startswith("vision_tower.")}
+        m.vision_tower.save_pretrained(directory, state_dict=tower_state, safe_serialization=True)
 
     return Task(model, train, evald, 0, save, None)
 
@@ -220,6 +223,7 @@ def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def _consolidated_state(engine, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
+    """ZeRO-3 shards parameters across ranks; gather them (a collective) before saving."""
     if cfg.zero_stage == 3:
         return engine._zero3_consolidated_16bit_state_dict()
     return None
@@ -283,6 +287,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     window = {"loss": 0.0, "n": 0, "tokens": 0, "samples": 0, "wait": 0.0, "t0": time.perf_counter()}
     losses: list[float] = []
     final_loss = float("nan")
+    total_tokens, train_started = 0, time.perf_counter()
     for step in range(start_step, cfg.steps):
         for micro in range(cfg.grad_accum):
             t_wait = time.perf_counter()
@@ -297,7 +302,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             window["n"] += 1
             window["samples"] += len(mine)
             if "attention_mask" in batch:
-                window["tokens"] += int(batch["attention_mask"].sum())
+                tokens = int(batch["attention_mask"].sum())
+                window["tokens"] += tokens
+                total_tokens += tokens
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             elapsed = time.perf_counter() - window["t0"]
             final_loss = window["loss"] / window["n"]
@@ -323,6 +330,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "train_samples": len(task.train), "rejected": rejected,
         "mask_mismatches": getattr(task.train, "mask_mismatches", 0),
         "wall_seconds": time.perf_counter() - started,
+        "mean_tokens_per_s": total_tokens * world / (time.perf_counter() - train_started),
         "trainable_params": freeze_report.trainable_params if freeze_report else None,
         "logged_train_losses": losses,
         **{f"{k}_before": v for k, v in before.items()},
@@ -331,9 +339,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     state = _consolidated_state(engine, cfg)
     if rank == 0:
         hf_dir = out / HF_DIR
-        if state is not None:
-            engine.module.load_state_dict(state, strict=False)
-        task.save(engine.module, hf_dir)
+        task.save(engine.module, hf_dir, state)
         logger.log({f"{k}_after": v for k, v in after.items()}
                    | {"mask_mismatches": float(summary["mask_mismatches"])}, step=cfg.steps)
         logger.close()

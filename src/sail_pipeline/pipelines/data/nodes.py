@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 
 from sail_pipeline import recipe_data
-from sail_pipeline.modeling.tokenizer import train_tokenizer
+from sail_pipeline.modeling.tokenizer import prepare_pretrained_tokenizer, train_tokenizer
 from sail_pipeline.params import DataParams
 from sail_pipeline.world import BENCHMARK, TRAIN, generate_world
 
@@ -30,6 +30,10 @@ def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
 def make_tokenizer(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
                    data: dict):
     params = DataParams.model_validate(data)
+    if params.tokenizer.source == "path":
+        tokenizer = prepare_pretrained_tokenizer(params.tokenizer.path)
+        log.info("tokenizer: %s with %d tokens", params.tokenizer.path, len(tokenizer))
+        return tokenizer
     corpus = recipe_data.text_corpus(_split(scenes, TRAIN), _split(vqa, TRAIN),
                                      _split(conversations, TRAIN))
     tokenizer = train_tokenizer(corpus, params.tokenizer.vocab_size)
