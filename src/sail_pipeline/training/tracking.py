@@ -12,14 +12,16 @@ log = logging.getLogger(__name__)
 
 
 class MetricLogger:
-    def __init__(self, tracking: TrackingConfig, output_dir: Path, params: dict, enabled: bool):
+    def __init__(self, tracking: TrackingConfig, output_dir: Path, params: dict, enabled: bool,
+                 resumed: bool = False):
         self.enabled = enabled
         self.path = output_dir / "metrics.jsonl"
         self._mlflow = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
+        if not resumed:  # a resumed run appends to the curve it continues
+            self.path.write_text("")
         if tracking.tracking_uri:
             import mlflow
 

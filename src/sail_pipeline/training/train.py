@@ -276,7 +276,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
               "micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum,
               "world_size": world, "trainable": ",".join(task.freeze_keys or ["all"]),
               "train_samples": len(task.train)}
-    logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0)
+    logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0,
+                          resumed=start_step > 0)
     before = evaluate(cfg, task, engine.module, device, dtype) if start_step == 0 else {}
     if rank == 0 and before:
         logger.log({f"{k}_before": v for k, v in before.items()}, step=start_step)
