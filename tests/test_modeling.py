@@ -94,9 +94,10 @@ def test_wrong_vocab_llm_is_refused(tmp_path, world_tokenizer):
         build_vlm(get_preset("tiny"), world_tokenizer, llm_path=tmp_path)
 
 
+@pytest.mark.parametrize("preset", ["tiny", "llava-tiny"])
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_every_stage_trains_exactly_its_modules(stage, world_tokenizer):
-    model = build_vlm(get_preset("tiny"), world_tokenizer)
+def test_every_stage_trains_exactly_its_modules(stage, preset, world_tokenizer):
+    model = build_vlm(get_preset(preset), world_tokenizer)
     report = freeze(model, list(STAGES[stage].trainable))
     prefixes = [p for g in STAGES[stage].trainable for p in MODULE_GROUPS[g]]
     for name, param in model.named_parameters():
@@ -104,6 +105,7 @@ def test_every_stage_trains_exactly_its_modules(stage, world_tokenizer):
     assert report.trainable_params == sum(p.numel() for p in model.parameters()
                                           if p.requires_grad)
     if stage == "alignment":
+        assert report.trainable
         assert all(n.startswith("model.multi_modal_projector.") for n in report.trainable)
 
 

@@ -100,8 +100,8 @@ def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
         assert "Running stage" not in again.stdout, again.stdout[-3000:]
     # A key the micro configuration does not override, so the change reaches the run.
     params = project / "conf/base/parameters_pretrain.yml"
-    params.write_text(params.read_text().replace("steps: 150\n    lr: 5.0e-4",
-                                                 "steps: 150\n    lr: 5.0e-4\n    warmup_ratio: 0.1"))
+    params.write_text(params.read_text().replace("tokens: 490000\n    lr: 5.0e-4",
+                                                 "tokens: 490000\n    lr: 5.0e-4\n    warmup_ratio: 0.1"))
     changed = run(project, "dvc", "repro", KEDRO_ENV="micro")
     assert changed.returncode == 0, changed.stdout[-4000:] + changed.stderr[-4000:]
     ran = [stage for stage in ("data", "pretrain", "sft", "evaluation")

@@ -1,15 +1,18 @@
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sail_pipeline.modeling.presets import get_preset
 from sail_pipeline.modeling.processor import VLProcessor
-from sail_pipeline.training.config import RunConfig
+from sail_pipeline.params import InvalidParameters, validate_parameters
+from sail_pipeline.training.config import RunConfig, load_deepspeed_config
 from sail_pipeline.training.data import ConversationData, StepBatches
 from sail_pipeline.training.launcher import LauncherConfig, TrainingFailed, build_command, launch
 from sail_pipeline.training.schedule import warmup_cosine
+from sail_pipeline.training.train import choose_attention, choose_precision, deepspeed_config
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -58,7 +61,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 
 
 def _config(tmp_path, **overrides) -> RunConfig:
-    values = dict(kind="vlm", stage="alignment", output_dir=str(tmp_path / "run"),
+    values = dict(kind="vlm", stage="alignment", output_dir=str(tmp_path / "run"), steps=10,
                   train_data=str(tmp_path / "missing.parquet"), tokenizer_path=str(tmp_path))
     return RunConfig(**(values | overrides))
 
@@ -112,3 +115,60 @@ def test_run_config_rejects_unknown_keys_and_bad_values(tmp_path):
         _config(tmp_path, steps=0)
     with pytest.raises(ValueError, match="learning_rate"):
         RunConfig.model_validate(_config(tmp_path).model_dump() | {"learning_rate": 1})
+
+
+CONF_DEEPSPEED = Path(__file__).resolve().parents[1] / "conf/base/deepspeed"
+
+
+def test_deepspeed_configs_load_by_name_and_a_bad_name_fails_before_training():
+    assert load_deepspeed_config("zero3_offload", CONF_DEEPSPEED)["zero_optimization"][
+        "offload_param"]["device"] == "cpu"
+    with pytest.raises(FileNotFoundError, match="zero9.*known: .*zero2"):
+        load_deepspeed_config("zero9", CONF_DEEPSPEED)
+    params = {"sft": {s: {"steps": 5, "lr": 1e-3} for s in ("knowledge", "instruction",
+                                                             "preference")}}
+    params["sft"]["instruction"]["deepspeed"] = "zero9"
+    with pytest.raises(InvalidParameters, match="sft.instruction.deepspeed"):
+        validate_parameters(params, deepspeed_dir=CONF_DEEPSPEED)
+    params["sft"]["instruction"] |= {"deepspeed": "zero2", "tokens": 1000}
+    with pytest.raises(InvalidParameters, match="sft.instruction: .*exactly one budget"):
+        validate_parameters(params, deepspeed_dir=CONF_DEEPSPEED)
+
+
+def test_the_stage_file_and_the_run_config_make_the_deepspeed_config(tmp_path):
+    import torch
+
+    cfg = _config(tmp_path, micro_batch_size=4, grad_accum=8,
+                  deepspeed=load_deepspeed_config("zero2_offload", CONF_DEEPSPEED))
+    config = deepspeed_config(cfg, world_size=16, dtype=torch.bfloat16)
+    assert config["train_batch_size"] == 4 * 8 * 16
+    assert config["zero_optimization"]["stage"] == 2 and config["bf16"]["enabled"]
+    assert config["zero_force_ds_cpu_optimizer"] is False  # our AdamW on offloaded states
+    assert cfg.zero_stage == 2
+
+
+def test_precision_and_attention_fall_back_to_what_the_machine_has():
+    import torch
+
+    assert choose_attention("auto") == "sdpa" and choose_precision("auto") == torch.float32
+    with pytest.raises(ValueError, match="bf16 needs a GPU"):
+        choose_precision("bf16")
+    with pytest.raises(ValueError, match="flash_attention_2 needs a CUDA GPU"):
+        choose_attention("flash_attention_2")
+
+
+def test_multi_node_dry_run_writes_the_config_it_would_run(tmp_path):
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
+    launcher = LauncherConfig(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
+                              master_addr="node-a", master_port=29700, dry_run=True)
+    cfg = _config(tmp_path, tokens=10**9, steps=None,
+                  deepspeed=load_deepspeed_config("zero3", CONF_DEEPSPEED))
+    plan = launch(cfg, launcher)
+    assert plan["command"] == [
+        sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", str(hostfile),
+        "--num_nodes", "2", "--master_addr", "node-a", "--num_gpus", "8", "--master_port",
+        "29700", "--module", "sail_pipeline.training.train", "--config",
+        str(tmp_path / "run" / "run_config.json")]
+    saved = RunConfig.load(plan["config"])
+    assert saved.zero_stage == 3 and saved.tokens == 10**9 and saved.pack

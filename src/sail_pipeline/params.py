@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sail_pipeline.modeling.presets import PRESETS
 from sail_pipeline.recipe_data import StageSizes
+from sail_pipeline.training.config import load_deepspeed_config
 from sail_pipeline.training.launcher import LauncherConfig
 from sail_pipeline.world import QUESTION_TYPES, WorldConfig
 
@@ -40,22 +42,36 @@ class DataParams(_Strict):
 class TrainParams(_Strict):
     """One training run: a recipe stage or a stand-in backbone."""
 
-    steps: int = Field(gt=0)
+    # The budget: optimizer steps, or real (image + text) tokens; exactly one.
+    steps: int | None = Field(None, gt=0)
+    tokens: int | None = Field(None, gt=0)
     lr: float = Field(gt=0, le=1.0)
+    # Rows per GPU per micro batch: packed rows of up to max_seq_len tokens when `pack`.
     micro_batch_size: int = Field(64, gt=0)
     grad_accum: int = Field(1, gt=0)
     max_seq_len: int = Field(256, gt=8)
+    pack: bool = True
+    loss_norm: Literal["token", "sample", "square"] = "token"
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
+    deepspeed: str = Field("zero0", description="conf/base/deepspeed/<name>.json, or a path")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     lr_scale: dict[Literal["vision", "projector", "llm"], float] = Field(default_factory=dict)
-    zero_stage: int = Field(0, ge=0, le=3)
-    bf16: bool = False
     log_every: int = Field(10, gt=0)
     save_every: int = Field(0, ge=0)
     eval_samples: int = Field(256, ge=0)
     trainable: list[Literal["vision", "projector", "llm"]] | None = None
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainParams:
+        if (self.steps is None) == (self.tokens is None):
+            raise ValueError("give exactly one budget, `steps` or `tokens` (an override of one "
+                             "sets the other to null, e.g. `tokens: null`)")
+        return self
 
 
 class BackboneParams(_Strict):
@@ -106,6 +122,8 @@ class EvaluationParams(_Strict):
 class RuntimeParams(_Strict):
     seed: int = 0
     threads: int = Field(0, ge=0, description="torch threads per process; 0: all cores")
+    peak_tflops: float | None = Field(None, gt=0, description="device peak for MFU; default "
+                                      "from the GPU's name, none on CPU")
     launcher: LauncherConfig = Field(default_factory=LauncherConfig)
 
 
@@ -121,10 +139,28 @@ class InvalidParameters(ValueError):
     pass
 
 
-def validate_parameters(params: dict) -> ProjectParams:
-    """Validate the whole parameter tree; the error lists every bad key by its dotted path."""
+def training_runs(project: ProjectParams) -> dict[str, TrainParams]:
+    """Every training run the parameters describe, by its dotted key."""
+    runs: dict[str, TrainParams] = {}
+    if project.pretrain is not None:
+        for name in ("llm", "vision"):
+            backbone = getattr(project.pretrain, name)
+            if backbone.source == "train" and backbone.train is not None:
+                runs[f"pretrain.{name}.train"] = backbone.train
+        runs |= {f"pretrain.{s}": getattr(project.pretrain, s) for s in ("alignment", "advance")}
+    if project.sft is not None:
+        runs |= {f"sft.{s}": getattr(project.sft, s)
+                 for s in ("knowledge", "instruction", "preference")}
+    return runs
+
+
+def validate_parameters(params: dict, deepspeed_dir: str | Path | None = None) -> ProjectParams:
+    """Validate the whole parameter tree; the error lists every bad key by its dotted path.
+
+    With `deepspeed_dir`, every run's DeepSpeed config file is loaded and checked too.
+    """
     try:
-        return ProjectParams.model_validate(params)
+        project = ProjectParams.model_validate(params)
     except ValidationError as error:
         lines = []
         for item in error.errors():
@@ -133,3 +169,13 @@ def validate_parameters(params: dict) -> ProjectParams:
                 item["input"], dict) else ""
             lines.append(f"  {key}: {item['msg']}{got}")
         raise InvalidParameters("invalid parameters:\n" + "\n".join(lines)) from None
+    if deepspeed_dir is not None:
+        problems = []
+        for key, run in training_runs(project).items():
+            try:
+                load_deepspeed_config(run.deepspeed, deepspeed_dir)
+            except (FileNotFoundError, ValueError) as error:
+                problems.append(f"  {key}.deepspeed: {error}")
+        if problems:
+            raise InvalidParameters("invalid parameters:\n" + "\n".join(problems))
+    return project

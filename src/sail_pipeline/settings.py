@@ -14,6 +14,17 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 _ROOT = find_kedro_project(Path.cwd()) or Path.cwd()
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(_ROOT).resolve() / 'mlflow.db'}")
 
+
+
+def _env(name: str, default: str | None = None) -> str:
+    """`${env:NAME}` in parameters: machine-specific paths stay out of the tracked config."""
+    value = os.environ.get(name, default)
+    if value is None:
+        raise ValueError(f"environment variable {name} is not set; the configuration reads it "
+                         f"(e.g. `export {name}=/path/to/model` before `kedro run --env gpu`)")
+    return value
+
+
 HOOKS = (ValidateParametersHook(),)
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -24,4 +35,5 @@ CONFIG_LOADER_ARGS = {
     },
     # An environment (conf/micro, conf/gpu) overrides single keys, not whole sections.
     "merge_strategy": {"parameters": "soft"},
+    "custom_resolvers": {"env": _env},
 }

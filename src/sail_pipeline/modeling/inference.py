@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import InternVLForConditionalGeneration
+from transformers import PreTrainedModel
 
+from sail_pipeline.modeling.presets import load_vlm
 from sail_pipeline.modeling.processor import VLProcessor
 
 
 class VLMGenerator:
-    def __init__(self, model: InternVLForConditionalGeneration, processor: VLProcessor,
+    def __init__(self, model: PreTrainedModel, processor: VLProcessor,
                  device: str = "cpu", batch_size: int = 16) -> None:
         self.model = model.to(device).eval()
         self.processor = processor
@@ -77,5 +78,5 @@ def load_generator(model_dir: str | os.PathLike, device: str = "cpu",
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     processor = VLProcessor.from_pretrained(path)
-    model = InternVLForConditionalGeneration.from_pretrained(str(path), dtype=torch.float32)
+    model = load_vlm(path, dtype=torch.float32)
     return VLMGenerator(model, processor, device=device, batch_size=batch_size)

@@ -10,14 +10,20 @@ import mlflow
 
 from sail_pipeline.modeling.stages import get_stage
 from sail_pipeline.params import RuntimeParams, TrainParams
-from sail_pipeline.training.config import OptimConfig, RunConfig, TrackingConfig
+from sail_pipeline.training.config import (
+    OptimConfig,
+    RunConfig,
+    TrackingConfig,
+    load_deepspeed_config,
+)
 from sail_pipeline.training.launcher import launch
 
 log = logging.getLogger(__name__)
 MODELS_DIR = Path("data/06_models")
 # Summary keys worth a metric in the Kedro run (the nested run has the full curves).
 _SUMMARY_METRICS = ("final_train_loss", "eval_loss_before", "eval_loss_after", "wall_seconds",
-                    "train_samples", "mask_mismatches", "mean_tokens_per_s")
+                    "train_samples", "mask_mismatches", "mean_tokens_per_s", "padding_fraction",
+                    "steps", "peak_memory_gib")
 
 
 def _tracking(run_name: str) -> TrackingConfig:
@@ -39,14 +45,17 @@ def train(kind: str, stage: str, group: str, params: dict, runtime: dict, train_
         kind=kind, stage=stage, output_dir=str((MODELS_DIR / group / stage).resolve()),
         train_data=train_data, eval_data=eval_data,
         trainable=trainable or ["vision", "projector", "llm"],
-        steps=settings.steps, micro_batch_size=settings.micro_batch_size,
-        grad_accum=settings.grad_accum, max_seq_len=settings.max_seq_len,
+        steps=settings.steps, tokens=settings.tokens, micro_batch_size=settings.micro_batch_size,
+        grad_accum=settings.grad_accum, max_seq_len=settings.max_seq_len, pack=settings.pack,
+        loss_norm=settings.loss_norm, gradient_checkpointing=settings.gradient_checkpointing,
+        precision=settings.precision, attn_implementation=settings.attn_implementation,
+        deepspeed=load_deepspeed_config(settings.deepspeed),
         eval_samples=settings.eval_samples,
         optim=OptimConfig(lr=settings.lr, weight_decay=settings.weight_decay,
                           warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
                           grad_clip=settings.grad_clip, lr_scale=settings.lr_scale),
         seed=run.seed, log_every=settings.log_every, save_every=settings.save_every,
-        zero_stage=settings.zero_stage, bf16=settings.bf16, threads=run.threads,
+        threads=run.threads, peak_tflops=run.peak_tflops,
         tracking=_tracking(stage), **{k: v for k, v in weights.items() if v is not None},
     )
     summary = launch(cfg, run.launcher)

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sail_pipeline.modeling.processor import IGNORE_INDEX, ImageSettings, VLProcessor, normalise
+from sail_pipeline.modeling.processor import ImageSettings, VLProcessor, normalise
+from sail_pipeline.training.packing import TokenSample, collate
 
 
 def decode_png(data: bytes) -> Image.Image:
@@ -40,7 +41,7 @@ class Rejections:
 
 
 class StepBatches:
-    """Batch k is a pure function of (seed, k): resuming at step k needs nothing else."""
+    """Image batches for the vision tower: batch k is a pure function of (seed, k)."""
 
     def __init__(self, n_samples: int, batch_size: int, seed: int) -> None:
         if n_samples == 0:
@@ -64,7 +65,7 @@ class ConversationData:
         self.processor = processor
         self.rejections = Rejections()
         self.mask_mismatches = 0
-        self.samples: list[tuple[list[int], list[int], bytes | None]] = []
+        self.samples: list[TokenSample] = []
         for row in table.itertuples(index=False):
             image_bytes = row.image if isinstance(row.image, bytes | bytearray) else None
             try:
@@ -85,30 +86,28 @@ class ConversationData:
             elif len(encoded.input_ids) > max_seq_len:
                 self.rejections.add(row.id, "longer_than_max_seq_len")
             else:
-                self.samples.append((encoded.input_ids, encoded.labels, image_bytes))
+                self.samples.append(TokenSample(encoded.input_ids, encoded.labels, image_bytes,
+                                                n_tiles))
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def pixels(self, sample: TokenSample) -> torch.Tensor:
+        """The sample's tiles; decoded per batch so that images are not held in memory twice."""
+        assert sample.image is not None
+        tiles = self.processor.pixel_values(decode_png(sample.image))
+        if tiles.shape[0] != sample.n_tiles:
+            raise ValueError(f"image gave {tiles.shape[0]} tiles, {sample.n_tiles} were counted")
+        return tiles
+
     def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """A padded batch of the given samples (evaluation), per-token loss weights."""
         picked = [self.samples[i] for i in indices]
-        batch = pad_batch([p[0] for p in picked], [p[1] for p in picked], pad_id)
-        images = [decode_png(p[2]) for p in picked if p[2] is not None]
+        batch = collate([[s] for s in picked], pad_id, "token", packed=False)
+        images = [self.pixels(s) for s in picked if s.image is not None]
         if images:
-            batch["pixel_values"] = torch.cat([self.processor.pixel_values(im) for im in images])
+            batch["pixel_values"] = torch.cat(images)
         return batch
-
-
-def pad_batch(ids: list[list[int]], labels: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    label_tensor = torch.full((len(ids), width), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, (seq, lab) in enumerate(zip(ids, labels, strict=True)):
-        input_ids[i, : len(seq)] = torch.tensor(seq)
-        label_tensor[i, : len(lab)] = torch.tensor(lab)
-        attention[i, : len(seq)] = 1
-    return {"input_ids": input_ids, "labels": label_tensor, "attention_mask": attention}
 
 
 class TextData:
@@ -116,7 +115,7 @@ class TextData:
 
     def __init__(self, table: pd.DataFrame, tokenizer, max_seq_len: int) -> None:
         self.rejections = Rejections()
-        self.samples: list[list[int]] = []
+        self.samples: list[TokenSample] = []
         self.truncated = 0
         for row in table.itertuples(index=False):
             text = row.text if isinstance(row.text, str) else ""
@@ -127,14 +126,13 @@ class TextData:
             if len(ids) > max_seq_len:
                 self.truncated += 1
                 ids = ids[:max_seq_len]
-            self.samples.append(ids)
+            self.samples.append(TokenSample(ids, ids))
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-        ids = [self.samples[i] for i in indices]
-        return pad_batch(ids, ids, pad_id)
+        return collate([[self.samples[i]] for i in indices], pad_id, "token", packed=False)
 
 
 class AttributeData:

@@ -8,6 +8,7 @@ Runs in DeepSpeed's processes, never in Kedro's. One code path for the three kin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -25,12 +26,21 @@ import torch
 from torch import nn
 
 from sail_pipeline.modeling.freezing import freeze, module_group
-from sail_pipeline.modeling.presets import build_vlm, get_preset, text_config, vision_config
+from sail_pipeline.modeling.presets import (
+    build_text_lm,
+    build_vision_tower,
+    build_vlm,
+    get_preset,
+    load_vlm,
+)
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import load_tokenizer
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
+from sail_pipeline.training.flops import peak_tflops, training_flops
+from sail_pipeline.training.packing import BatchStats, TokenBatches
 from sail_pipeline.training.schedule import warmup_cosine
+from sail_pipeline.training.telemetry import ThroughputWindow
 from sail_pipeline.training.tracking import MetricLogger
 
 log = logging.getLogger("sail_pipeline.train")
@@ -56,14 +66,50 @@ class VisionClassifier(nn.Module):
         return loss, logits
 
 
+class SupervisedLM(nn.Module):
+    """A causal LM (or VLM) whose loss reads the final hidden states at supervised positions.
+
+    The vocabulary projection is computed only where a target exists, never for image,
+    prompt or padding tokens, and each token's cross-entropy is weighted by the batch's
+    `loss_weights` (per token, per sample or square-root normalisation, as InternVL).
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def token_losses(self, input_ids: torch.Tensor, targets: torch.Tensor,
+                     loss_weights: torch.Tensor, **inputs: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        # With a cache, transformers ignores packed position ids and lets samples see each
+        # other: training never needs one.
+        hidden = self.net.model(input_ids=input_ids, use_cache=False, **inputs).last_hidden_state
+        keep = loss_weights > 0
+        logits = self.net.lm_head(hidden[keep]).float()
+        losses = nn.functional.cross_entropy(logits, targets[keep], reduction="none")
+        # Keeps the graph connected when a micro batch has nothing to supervise.
+        return losses, loss_weights[keep], hidden.sum() * 0.0
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor,
+                loss_weights: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        losses, weights, zero = self.token_losses(input_ids, targets, loss_weights, **inputs)
+        if weights.numel() == 0:
+            return zero
+        return (losses * weights).sum() / weights.sum() + zero
+
+
 @dataclass
 class Task:
-    model: nn.Module
+    model: nn.Module  # the Hugging Face model that is saved
     train: Any
     eval: Any | None
     pad_id: int
     save: Any  # callable(model, directory, full state dict or None)
     freeze_keys: list[str] | None
+
+    @property
+    def is_token_task(self) -> bool:
+        return not isinstance(self.model, VisionClassifier)
 
 
 def _read_table(path: str) -> pd.DataFrame:
@@ -72,24 +118,43 @@ def _read_table(path: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def build_task(cfg: RunConfig) -> Task:
-    from transformers import (
-        InternVLForConditionalGeneration,
-        InternVLVisionModel,
-        Qwen2ForCausalLM,
-    )
+def choose_attention(requested: str) -> str:
+    """flash-attention on a GPU when installed, SDPA otherwise (both honour packed rows)."""
+    if requested != "auto":
+        if requested == "flash_attention_2" and not torch.cuda.is_available():
+            raise ValueError("attn_implementation flash_attention_2 needs a CUDA GPU")
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
+
+def choose_precision(requested: str) -> torch.dtype:
+    if requested == "bf16" and not torch.cuda.is_available():
+        raise ValueError("precision bf16 needs a GPU; use auto or fp32 on CPU")
+    if requested == "bf16" or (requested == "auto" and torch.cuda.is_available()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _set_attention(model: nn.Module, implementation: str) -> None:
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(implementation)
+
+
+def build_task(cfg: RunConfig) -> Task:
     eval_table = _read_table(cfg.eval_data).head(cfg.eval_samples) if cfg.eval_data else None
+    attention = choose_attention(cfg.attn_implementation)
     if cfg.kind == "vlm":
         if cfg.init_from:
             processor = VLProcessor.from_pretrained(cfg.init_from)
-            model = InternVLForConditionalGeneration.from_pretrained(cfg.init_from,
-                                                                     dtype=torch.float32)
+            model = load_vlm(cfg.init_from)
         else:
             preset = get_preset(cfg.preset)
             tokenizer = load_tokenizer(cfg.tokenizer_path)
             processor = VLProcessor(tokenizer, preset.image_settings())
             model = build_vlm(preset, tokenizer, cfg.llm_path, cfg.vision_path, seed=cfg.seed)
+        _set_attention(model, attention)
         train = ConversationData(_read_table(cfg.train_data), processor, cfg.max_seq_len)
         evald = (ConversationData(eval_table, processor, cfg.max_seq_len)
                  if eval_table is not None else None)
@@ -103,7 +168,9 @@ def build_task(cfg: RunConfig) -> Task:
     preset = get_preset(cfg.preset)
     if cfg.kind == "lm":
         tokenizer = load_tokenizer(cfg.tokenizer_path)
-        model = Qwen2ForCausalLM(text_config(preset, tokenizer))
+        torch.manual_seed(cfg.seed)
+        model = build_text_lm(preset, tokenizer)
+        _set_attention(model, attention)
         train = TextData(_read_table(cfg.train_data), tokenizer, cfg.max_seq_len)
         evald = TextData(eval_table, tokenizer, cfg.max_seq_len) if eval_table is not None else None
 
@@ -121,8 +188,9 @@ def build_task(cfg: RunConfig) -> Task:
                for c in both.columns if c.startswith("label_")}
     train = AttributeData(train_table, settings, classes)
     evald = AttributeData(eval_table, settings, classes) if eval_table is not None else None
-    vconf = vision_config(preset)
-    model = VisionClassifier(InternVLVisionModel(vconf), vconf.hidden_size, train.num_classes)
+    torch.manual_seed(cfg.seed)
+    tower, hidden = build_vision_tower(preset)
+    model = VisionClassifier(tower, hidden, train.num_classes)
 
     def save(m: nn.Module, directory: Path, state: dict | None) -> None:
         tower_state = None if state is None else {
@@ -131,12 +199,6 @@ def build_task(cfg: RunConfig) -> Task:
         m.vision_tower.save_pretrained(directory, state_dict=tower_state, safe_serialization=True)
 
     return Task(model, train, evald, 0, save, None)
-
-
-def _forward(cfg: RunConfig, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    if cfg.kind == "vision":
-        return model(batch["pixel_values"], batch["labels"])[0]
-    return model(**batch).loss
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype):
@@ -148,7 +210,11 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device, dtype: torc
 
 @torch.no_grad()
 def evaluate(cfg: RunConfig, task: Task, model: nn.Module, device, dtype) -> dict[str, float]:
-    """Mean loss per supervised token (and accuracy per attribute for the vision tower)."""
+    """Mean loss per supervised token (and accuracy per attribute for the vision tower).
+
+    Padded batches, per-token mean, whatever the training normalisation: numbers stay
+    comparable across stages and runs.
+    """
     if task.eval is None or len(task.eval) == 0:
         return {}
     was_training = model.training
@@ -156,20 +222,23 @@ def evaluate(cfg: RunConfig, task: Task, model: nn.Module, device, dtype) -> dic
     total_loss, total_weight = 0.0, 0
     correct: dict[str, int] = {}
     size = cfg.micro_batch_size
+    if cfg.pack and task.is_token_task:  # as many tokens as a packed micro batch holds
+        longest = max(len(sample) for sample in task.eval.samples)
+        size = max(1, cfg.micro_batch_size * cfg.max_seq_len // longest)
     for start in range(0, len(task.eval), size):
         idx = list(range(start, min(start + size, len(task.eval))))
         batch = _to_device(task.eval.batch(idx, task.pad_id), device, dtype)
         if cfg.kind == "vision":
             loss, logits = model(batch["pixel_values"], batch["labels"])
-            weight = len(idx)
+            total_loss += float(loss) * len(idx)
+            total_weight += len(idx)
             for i, name in enumerate(logits):
                 hits = (logits[name].argmax(-1) == batch["labels"][:, i]).sum().item()
                 correct[name] = correct.get(name, 0) + int(hits)
         else:
-            loss = model(**batch).loss
-            weight = int((batch["labels"][:, 1:] != -100).sum())
-        total_loss += float(loss) * weight
-        total_weight += weight
+            losses, _, _ = model.token_losses(**batch)
+            total_loss += float(losses.sum())
+            total_weight += losses.numel()
     model.train(was_training)
     metrics = {"eval_loss": total_loss / max(total_weight, 1)}
     metrics.update({f"eval_acc_{n}": c / len(task.eval) for n, c in correct.items()})
@@ -193,17 +262,23 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def deepspeed_config(cfg: RunConfig, world_size: int) -> dict[str, Any]:
-    return {
+def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dict[str, Any]:
+    """The run's DeepSpeed config: the stage's file, with what this run config decides."""
+    config = json.loads(json.dumps(cfg.deepspeed))  # a deep copy
+    config.update({
         "train_batch_size": cfg.micro_batch_size * cfg.grad_accum * world_size,
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
         "gradient_clipping": cfg.optim.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        "bf16": {"enabled": cfg.bf16},
+        "bf16": {"enabled": dtype == torch.bfloat16},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
-    }
+    })
+    config.setdefault("zero_optimization", {"stage": 0})
+    if config["zero_optimization"].get("offload_optimizer"):
+        # Our AdamW (per-group learning rates) runs on the offloaded states as is.
+        config.setdefault("zero_force_ds_cpu_optimizer", False)
+    return config
 
 
 def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -222,11 +297,57 @@ def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
                              betas=(cfg.optim.beta1, cfg.optim.beta2))
 
 
-def _consolidated_state(engine, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
+def _consolidated_state(engine, cfg: RunConfig, wrapped: bool) -> dict[str, torch.Tensor] | None:
     """ZeRO-3 shards parameters across ranks; gather them (a collective) before saving."""
-    if cfg.zero_stage == 3:
-        return engine._zero3_consolidated_16bit_state_dict()
-    return None
+    if cfg.zero_stage != 3:
+        return None
+    state = engine._zero3_consolidated_16bit_state_dict()
+    if state is None or not wrapped:
+        return state
+    return {k.removeprefix("net."): v for k, v in state.items()}
+
+
+def _flops_counter(cfg: RunConfig, task: Task, trainable: set[str]):
+    """FLOPs of one micro batch from the model's shapes (None for the vision classifier)."""
+    if not task.is_token_task:
+        return None
+    model_config = task.model.config
+    groups = None if cfg.kind == "lm" else trainable & {"vision", "projector", "llm"}
+
+    def count(stats: BatchStats, row_width: int, tiles: int) -> float:
+        return training_flops(model_config, text_tokens=stats.real_tokens, seq_len=row_width,
+                              images_tiles=tiles, trainable=groups)
+
+    return count
+
+
+class _Batches:
+    """One interface over token batches (packed or padded) and image batches."""
+
+    def __init__(self, cfg: RunConfig, task: Task, world: int) -> None:
+        self.task, self.cfg = task, cfg
+        if task.is_token_task:
+            self.tokens = TokenBatches(task.train.samples, cfg.micro_batch_size, world,
+                                       cfg.seed, cfg.pack, cfg.max_seq_len, cfg.loss_norm)
+        else:
+            self.images = StepBatches(len(task.train), cfg.micro_batch_size * world, cfg.seed)
+
+    def steps(self) -> int:
+        if self.cfg.steps is not None:
+            return self.cfg.steps
+        return self.tokens.steps_for_tokens(self.cfg.tokens, self.cfg.grad_accum)
+
+    def get(self, micro_batch: int, rank: int
+            ) -> tuple[dict[str, torch.Tensor], BatchStats | None, int, int]:
+        """(batch, token stats, samples, tiles) of micro batch k on this rank."""
+        if self.task.is_token_task:
+            pixels = getattr(self.task.train, "pixels", None)
+            batch, stats = self.tokens.batch(micro_batch, rank, self.task.pad_id, pixels)
+            tiles = int(batch["pixel_values"].shape[0]) if "pixel_values" in batch else 0
+            return batch, stats, stats.samples, tiles
+        size = self.cfg.micro_batch_size
+        indices = self.images.indices(micro_batch)[rank * size:(rank + 1) * size]
+        return self.task.train.batch(indices), None, len(indices), len(indices)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -240,6 +361,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     _seed_everything(cfg.seed + rank)
+    dtype = choose_precision(cfg.precision)
 
     started = time.perf_counter()
     task = build_task(cfg)
@@ -250,99 +372,116 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     freeze_report = freeze(task.model, task.freeze_keys) if task.freeze_keys else None
     if freeze_report and rank == 0:
         log.info("%s: %s", cfg.stage, freeze_report.summary())
+    if cfg.gradient_checkpointing:
+        if not hasattr(task.model, "gradient_checkpointing_enable"):
+            raise ValueError(f"{cfg.stage}: this model has no gradient checkpointing")
+        task.model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
 
+    batches = _Batches(cfg, task, world)
+    total_steps = batches.steps()
+    trainable = {module_group(n) for n, p in task.model.named_parameters() if p.requires_grad}
     optimizer = _optimizer(cfg, task.model)
-    scheduler = warmup_cosine(optimizer, cfg.steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
+    scheduler = warmup_cosine(optimizer, total_steps, cfg.optim.warmup_ratio,
+                              cfg.optim.min_lr_ratio)
+    network = SupervisedLM(task.model) if task.is_token_task else task.model
     engine, _, _, _ = deepspeed.initialize(
-        model=task.model, optimizer=optimizer, lr_scheduler=scheduler,
-        config=deepspeed_config(cfg, world),
+        model=network, optimizer=optimizer, lr_scheduler=scheduler,
+        config=deepspeed_config(cfg, world, dtype),
     )
     device = engine.device
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    if rank == 0:
+        plan = (f"{total_steps} steps" + (f" for a budget of {cfg.tokens:,} tokens"
+                                          if cfg.tokens else ""))
+        if task.is_token_task:
+            plan += (f", {'packed' if cfg.pack else 'padded'} rows of up to {cfg.max_seq_len} "
+                     f"tokens, {batches.tokens.rows_per_epoch} rows per epoch, "
+                     f"{cfg.loss_norm} loss normalisation")
+        log.info("%s: %s; ZeRO stage %d, %s, attention %s", cfg.stage, plan, cfg.zero_stage,
+                 str(dtype).removeprefix("torch."), choose_attention(cfg.attn_implementation))
 
     start_step = 0
     ckpt_dir = out / "checkpoints"
-    fingerprint = cfg.model_dump(exclude={"tracking", "steps", "save_every", "log_every"})
+    fingerprint = cfg.model_dump(exclude={"tracking", "save_every", "log_every"})
     if (ckpt_dir / "latest").exists():
         _, client = engine.load_checkpoint(str(ckpt_dir))
-        if client.get("fingerprint") != fingerprint:
+        if client is None or client.get("fingerprint") != fingerprint:
             raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
                                f"delete it to start {cfg.stage} afresh")
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
 
-    params = {"stage": cfg.stage, "kind": cfg.kind, "steps": cfg.steps, "lr": cfg.optim.lr,
+    params = {"stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "lr": cfg.optim.lr,
               "micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum,
               "world_size": world, "trainable": ",".join(task.freeze_keys or ["all"]),
-              "train_samples": len(task.train)}
+              "train_samples": len(task.train), "pack": cfg.pack, "loss_norm": cfg.loss_norm,
+              "max_seq_len": cfg.max_seq_len, "zero_stage": cfg.zero_stage,
+              "token_budget": cfg.tokens, "precision": str(dtype).removeprefix("torch.")}
     logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0,
                           resumed=start_step > 0)
+    inner = engine.module.net if task.is_token_task else engine.module
     before = evaluate(cfg, task, engine.module, device, dtype) if start_step == 0 else {}
     if rank == 0 and before:
         logger.log({f"{k}_before": v for k, v in before.items()}, step=start_step)
         log.info("%s: before training %s", cfg.stage, _fmt(before))
 
-    batches = StepBatches(len(task.train), cfg.micro_batch_size * world, cfg.seed)
-    engine.train()
-    window = {"loss": 0.0, "n": 0, "tokens": 0, "samples": 0, "wait": 0.0, "t0": time.perf_counter()}
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    window = ThroughputWindow(world, device, peak_tflops(device_name, cfg.peak_tflops),
+                              _flops_counter(cfg, task, trainable))
+    totals = ThroughputWindow(world, device)
     losses: list[float] = []
     final_loss = float("nan")
-    total_tokens, train_started = 0, time.perf_counter()
-    for step in range(start_step, cfg.steps):
+    engine.train()
+    progress = _progress(rank == 0, total_steps, start_step, cfg.stage)
+    for step in range(start_step, total_steps):
         for micro in range(cfg.grad_accum):
             t_wait = time.perf_counter()
-            indices = batches.indices(step * cfg.grad_accum + micro)
-            mine = indices[rank * cfg.micro_batch_size:(rank + 1) * cfg.micro_batch_size]
-            batch = _to_device(task.train.batch(mine, task.pad_id), device, dtype)
-            window["wait"] += time.perf_counter() - t_wait
-            loss = _forward(cfg, engine, batch)
+            batch, stats, samples, tiles = batches.get(step * cfg.grad_accum + micro, rank)
+            batch = _to_device(batch, device, dtype)
+            wait = time.perf_counter() - t_wait
+            loss = engine(**batch) if task.is_token_task else engine(
+                batch["pixel_values"], batch["labels"])[0]
             engine.backward(loss)
             engine.step()
-            window["loss"] += float(loss)
-            window["n"] += 1
-            window["samples"] += len(mine)
-            if "attention_mask" in batch:
-                tokens = int(batch["attention_mask"].sum())
-                window["tokens"] += tokens
-                total_tokens += tokens
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            elapsed = time.perf_counter() - window["t0"]
-            final_loss = window["loss"] / window["n"]
+            width = int(batch["input_ids"].shape[1]) if "input_ids" in batch else 0
+            for acc in (window, totals):
+                acc.add(float(loss), stats, samples, wait, width, tiles)
+        progress.update(1)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == total_steps:
+            metrics = window.metrics() | {"lr": scheduler.get_last_lr()[0]}
+            final_loss = metrics["train_loss"]
             losses.append(final_loss)
-            metrics = {"train_loss": final_loss, "lr": scheduler.get_last_lr()[0],
-                       "samples_per_s": window["samples"] * world / elapsed,
-                       "data_wait_fraction": window["wait"] / elapsed}
-            if window["tokens"]:
-                metrics["tokens_per_s"] = window["tokens"] * world / elapsed
             if rank == 0:
                 logger.log(metrics, step=step + 1)
-                print(f"[{cfg.stage}] step {step + 1}/{cfg.steps} {_fmt(metrics)}", flush=True)
-            window = {"loss": 0.0, "n": 0, "tokens": 0, "samples": 0, "wait": 0.0,
-                      "t0": time.perf_counter()}
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                progress.write(f"[{cfg.stage}] step {step + 1}/{total_steps} {_fmt(metrics)}")
+        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}",
                                    client_state={"step": step + 1, "rng": _rng_state(),
                                                  "fingerprint": fingerprint})
+    progress.close()
 
+    run_totals = totals.metrics()
     after = evaluate(cfg, task, engine.module, device, dtype)
     summary: dict[str, Any] = {
-        "stage": cfg.stage, "kind": cfg.kind, "steps": cfg.steps, "final_train_loss": final_loss,
-        "train_samples": len(task.train), "rejected": rejected,
+        "stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "token_budget": cfg.tokens,
+        "final_train_loss": final_loss, "train_samples": len(task.train), "rejected": rejected,
         "mask_mismatches": getattr(task.train, "mask_mismatches", 0),
         "wall_seconds": time.perf_counter() - started,
-        "mean_tokens_per_s": total_tokens * world / (time.perf_counter() - train_started),
+        "mean_tokens_per_s": run_totals.get("tokens_per_s", 0.0),
+        "padding_fraction": run_totals.get("padding_fraction"),
+        "peak_memory_gib": run_totals["peak_memory_gib"],
         "trainable_params": freeze_report.trainable_params if freeze_report else None,
         "logged_train_losses": losses,
         **{f"{k}_before": v for k, v in before.items()},
         **{f"{k}_after": v for k, v in after.items()},
     }
-    state = _consolidated_state(engine, cfg)
+    state = _consolidated_state(engine, cfg, wrapped=task.is_token_task)
     if rank == 0:
         hf_dir = out / HF_DIR
-        task.save(engine.module, hf_dir, state)
+        task.save(inner, hf_dir, state)
         logger.log({f"{k}_after": v for k, v in after.items()}
-                   | {"mask_mismatches": float(summary["mask_mismatches"])}, step=cfg.steps)
+                   | {"mask_mismatches": float(summary["mask_mismatches"])}, step=total_steps)
         logger.close()
         (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         # The stage is done and `hf/` is its product; stale optimizer states would make the
@@ -351,6 +490,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         log.info("%s: done in %.0fs, %s", cfg.stage, summary["wall_seconds"], _fmt(after))
     dist.barrier()
     return summary
+
+
+def _progress(enabled: bool, total: int, initial: int, stage: str):
+    """A progress bar on a terminal; plain log lines (through `write`) in a pipe."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=stage, unit="step", file=sys.stdout,
+                disable=not enabled or not sys.stdout.isatty(), dynamic_ncols=True)
 
 
 def _fmt(metrics: dict[str, float]) -> str:

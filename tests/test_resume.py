@@ -1,0 +1,97 @@
+"""A stage killed with SIGKILL mid-run and started again continues exactly where it was."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from sail_pipeline.training.config import RunConfig, load_deepspeed_config
+from sail_pipeline.training.launcher import free_port
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def _trainer(cfg: RunConfig) -> subprocess.Popen:
+    """The trainer as DeepSpeed's launcher would start it for one CPU rank."""
+    config_path = cfg.save(Path(cfg.output_dir) / "run_config.json")
+    env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    log = open(Path(cfg.output_dir) / "train.log", "a")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen([sys.executable, "-m", "sail_pipeline.training.train", "--config",
+                             str(config_path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    """Train loss per step; a resumed run's later line for a step replaces the killed one's."""
+    losses = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "train_loss" in row:
+            losses[row["step"]] = row["train_loss"]
+    return losses
+
+
+def _logged_steps(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return max([json.loads(x).get("step", 0) for x in path.read_text().splitlines()] or [0])
+
+
+def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, world_tokenizer,
+                                                                    small_world):
+    images = small_world.scenes.set_index("id")["image"]
+    conversations = small_world.conversations
+    table = pd.DataFrame({"id": conversations["id"],
+                          "image": [images[s] for s in conversations["scene_id"]],
+                          "messages": conversations["messages"]})
+    table.to_parquet(tmp_path / "train.parquet")
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+
+    def config(name: str) -> RunConfig:
+        return RunConfig(
+            kind="vlm", stage=name, output_dir=str(tmp_path / name),
+            train_data=str(tmp_path / "train.parquet"), tokenizer_path=str(tmp_path / "tokenizer"),
+            steps=14, micro_batch_size=2, grad_accum=2, max_seq_len=256, log_every=1,
+            save_every=4, eval_samples=0, threads=1, seed=3, loss_norm="square",
+            deepspeed=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
+
+    Path(tmp_path / "whole").mkdir()
+    Path(tmp_path / "killed").mkdir()
+    whole = _trainer(config("whole"))
+    killed = _trainer(config("killed"))
+    deadline = time.time() + 240
+    # Past the step-8 checkpoint, in the middle of the next interval.
+    while _logged_steps(tmp_path / "killed") < 10:
+        assert killed.poll() is None, (tmp_path / "killed" / "train.log").read_text()[-3000:]
+        assert time.time() < deadline, "the run to kill never got to step 10"
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step8"
+    assert not (tmp_path / "killed" / "summary.json").exists()
+
+    resumed = _trainer(config("killed"))
+    assert resumed.wait(timeout=240) == 0, (tmp_path / "killed" / "train.log").read_text()[-3000:]
+    assert whole.wait(timeout=240) == 0, (tmp_path / "whole" / "train.log").read_text()[-3000:]
+    log = (tmp_path / "killed" / "train.log").read_text()
+    assert "resumed from" in log and "at step 8" in log
+
+    expected, got = _losses(tmp_path / "whole"), _losses(tmp_path / "killed")
+    assert sorted(got) == sorted(expected) == list(range(1, 15))
+    for step in expected:
+        assert abs(got[step] - expected[step]) < 1e-6, (step, got[step], expected[step])
+    # The learning-rate schedule continued too (the scheduler was restored, not restarted).
+    lrs = {json.loads(x)["step"]: json.loads(x).get("lr") for x in
+           (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()}
+    whole_lrs = {json.loads(x)["step"]: json.loads(x).get("lr") for x in
+                 (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()}
+    assert lrs[14] == whole_lrs[14]
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert summary["mask_mismatches"] == 0 and summary["padding_fraction"] < 0.2
+    assert not (tmp_path / "killed" / "checkpoints").exists()
