@@ -58,7 +58,7 @@ def measure(args: argparse.Namespace, seq_len: int) -> dict[str, float]:
     attention = choose_attention("auto")
     model.set_attn_implementation(attention)
     if args.grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
     image_token = vocab.convert_tokens_to_ids(IMG_CONTEXT)
     samples = _synthetic_samples(64 * args.micro_batch, args.text_tokens, args.tiles,
                                  preset.tokens_per_tile, image_token, args.vocab_size, 0)

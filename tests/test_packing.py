@@ -63,9 +63,11 @@ def test_loss_normalisation_weights(norm):
     assert share_short / share_long == pytest.approx(expected)
 
 
-def test_packing_gives_each_sample_the_losses_it_has_alone(world_tokenizer, small_world):
-    """Two image conversations in one packed row: no attention, image or target leaks."""
-    preset = get_preset("tiny")
+@pytest.mark.parametrize("preset_name", ["tiny", "llava-tiny"])
+def test_packing_gives_each_sample_the_losses_it_has_alone(preset_name, world_tokenizer,
+                                                           small_world):
+    """Three image conversations in one packed row: no attention, image or target leaks."""
+    preset = get_preset(preset_name)
     processor = VLProcessor(world_tokenizer, preset.image_settings())
     conversations = small_world.conversations.head(3)
     table = pd.DataFrame({"id": conversations["id"],
@@ -125,8 +127,7 @@ def test_gradient_checkpointing_changes_memory_not_gradients(world_tokenizer):
         model = build_vlm(get_preset("tiny"), world_tokenizer, seed=0)
         model.set_attn_implementation("sdpa")
         if checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable({"use_reentrant": False})
         network = SupervisedLM(model).train()
         network(**batch).backward()
         grads.append(model.lm_head.weight.grad.clone())

@@ -58,7 +58,7 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
             kind="vlm", stage=name, output_dir=str(tmp_path / name),
             train_data=str(tmp_path / "train.parquet"), tokenizer_path=str(tmp_path / "tokenizer"),
             steps=14, micro_batch_size=2, grad_accum=2, max_seq_len=256, log_every=1,
-            save_every=4, eval_samples=0, threads=1, seed=3, loss_norm="square",
+            save_every=4, eval_samples=0, threads=1, seed=3, loss_norm="square", peak_tflops=1.0,
             deepspeed=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
 
     Path(tmp_path / "whole").mkdir()
@@ -92,6 +92,12 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     whole_lrs = {json.loads(x)["step"]: json.loads(x).get("lr") for x in
                  (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()}
     assert lrs[14] == whole_lrs[14]
+    # Throughput telemetry on every logged step (MFU because a peak was given).
+    telemetry = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("tokens_per_s", "samples_per_s", "data_wait_fraction", "padding_fraction",
+                "tflops_per_gpu", "mfu", "peak_memory_gib"):
+        assert telemetry[key] >= 0, key
+    assert 0 < telemetry["mfu"] < 1
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["mask_mismatches"] == 0 and summary["padding_fraction"] < 0.2
     assert not (tmp_path / "killed" / "checkpoints").exists()

@@ -373,10 +373,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     if freeze_report and rank == 0:
         log.info("%s: %s", cfg.stage, freeze_report.summary())
     if cfg.gradient_checkpointing:
-        if not hasattr(task.model, "gradient_checkpointing_enable"):
+        if not hasattr(task.model, "activation_checkpointing_enable"):
             raise ValueError(f"{cfg.stage}: this model has no gradient checkpointing")
-        task.model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        task.model.activation_checkpointing_enable({"use_reentrant": False})
 
     batches = _Batches(cfg, task, world)
     total_steps = batches.steps()
