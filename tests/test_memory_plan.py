@@ -145,3 +145,16 @@ def test_every_preset_plans_and_counts_flops():
         result = plan(name, gpu_gib=1000, vocab_size=1024, zero_stage=0, grad_ckpt=False)
         assert result["activations_vision_gib"] > 0 and result["total_gib"] > 0
         assert training_flops(shapes.config, 2048, 2048, result["tiles"]) > 0
+
+
+def test_where_table_recommends_partitioning_only_where_it_pays():
+    from sail_pipeline.training.memory_plan import where_table
+
+    table = where_table("sail-vl-2b", ["1x80", "8x80", "1x24"], 4096).splitlines()
+    one, eight, small = table[2], table[3], table[4]
+    assert one.startswith("| 1 × 80 GiB | 0 |")  # nothing to partition on one GPU
+    assert "| 3 |" in eight  # eight GPUs: shard everything, bigger micro batch
+    assert int(eight.split("|")[4]) > int(one.split("|")[4])
+    assert "CPU offload" in small
+    with pytest.raises(ValueError, match="GPUSxGIB"):
+        where_table("sail-vl-2b", ["eight"], 4096)

@@ -47,6 +47,31 @@ def test_every_stage_leaves_a_checkpoint_and_a_summary(micro_run):
 
 
 @pytest.mark.slow
+def test_zero3_stage_saves_the_consolidated_weights_it_trained(micro_run):
+    """Preference trains under ZeRO-3 in the micro configuration: its saved weights, reloaded,
+    give the held-out loss the trainer measured (sharded, unsaved weights would not)."""
+    import torch
+
+    from sail_pipeline.modeling.presets import load_vlm
+    from sail_pipeline.modeling.processor import VLProcessor
+    from sail_pipeline.training.data import ConversationData
+    from sail_pipeline.training.train import SupervisedLM
+
+    project, _ = micro_run
+    run_dir = project / "data/06_models/sft/preference"
+    config = json.loads((run_dir / "run_config.json").read_text())
+    assert config["deepspeed"]["zero_optimization"]["stage"] == 3
+    processor = VLProcessor.from_pretrained(run_dir / "hf")
+    table = pd.read_parquet(config["eval_data"]).head(config["eval_samples"])
+    data = ConversationData(table, processor, config["max_seq_len"])
+    batch = data.batch(list(range(len(data))), processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        losses, _, _ = SupervisedLM(load_vlm(run_dir / "hf")).eval().token_losses(**batch)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert float(losses.mean()) == pytest.approx(summary["eval_loss_after"], rel=1e-4)
+
+
+@pytest.mark.slow
 def test_evaluation_writes_scores_for_each_checkpoint(micro_run):
     project, _ = micro_run
     scores = pd.read_csv(project / "data/08_reporting/evaluation_scores.csv")

@@ -306,21 +306,27 @@ def max_micro_batch(preset_name: str, limit: int = 1024, **settings: Any) -> int
 
 def recommend(preset_name: str, gpus: int = 1, gpu_gib: float = 80, seq_len: int = 4096,
               **settings: Any) -> dict[str, Any] | None:
-    """The lowest ZeRO stage (offload last) at which something fits, with its largest micro
-    batch; checkpointing only when it buys a larger batch. None when nothing fits."""
-    options = [z for z in GRID_ZERO if not z[1]] + [z for z in GRID_ZERO if z[1]]
-    for stage, offload in options:
-        common = dict(settings, gpus=gpus, gpu_gib=gpu_gib, seq_len=seq_len,
-                      zero_stage=stage, offload=offload)
-        without = max_micro_batch(preset_name, grad_ckpt=False, **common)
-        with_ckpt = max_micro_batch(preset_name, grad_ckpt=True, **common)
-        if max(without, with_ckpt) == 0:
-            continue
-        ckpt = with_ckpt > without
-        best = plan(preset_name, micro_batch=max(without, with_ckpt), grad_ckpt=ckpt, **common)
-        best["max_micro_batch_without_ckpt"] = without
-        best["max_micro_batch_with_ckpt"] = with_ckpt
-        return best
+    """The ZeRO stage that allows the largest micro batch (the lowest stage on a tie, so one
+    GPU gets no partitioning it cannot use; CPU offload only when nothing else fits), with
+    checkpointing only when it buys a larger batch. None when nothing fits."""
+    best: dict[str, Any] | None = None
+    for offload in (False, True):
+        for stage, stage_offload in GRID_ZERO:
+            if stage_offload != offload:
+                continue
+            common = dict(settings, gpus=gpus, gpu_gib=gpu_gib, seq_len=seq_len,
+                          zero_stage=stage, offload=offload)
+            without = max_micro_batch(preset_name, grad_ckpt=False, **common)
+            with_ckpt = max_micro_batch(preset_name, grad_ckpt=True, **common)
+            if max(without, with_ckpt) == 0 or (
+                    best is not None and max(without, with_ckpt) <= best["micro_batch"]):
+                continue
+            best = plan(preset_name, micro_batch=max(without, with_ckpt),
+                        grad_ckpt=with_ckpt > without, **common)
+            best["max_micro_batch_without_ckpt"] = without
+            best["max_micro_batch_with_ckpt"] = with_ckpt
+        if best is not None:
+            return best
     return None
 
 
@@ -367,6 +373,27 @@ def _describe(best: dict[str, Any] | None, gpus: int, gpu_gib: float, seq_len: i
     return text + "."
 
 
+def where_table(preset_name: str, setups: list[str], seq_len: int, **settings: Any) -> str:
+    """One line per GPU setup ("8x80": 8 GPUs of 80 GiB): the recommended setting."""
+    lines = [f"| GPUs | ZeRO | grad ckpt | max micro batch (rows of {seq_len}) | GiB per GPU "
+             "| host GiB per GPU |", "|---|---|---|---:|---:|---:|"]
+    for setup in setups:
+        try:
+            gpus, gib = setup.lower().split("x")
+            gpus_n, gib_f = int(gpus), float(gib)
+        except ValueError:
+            raise ValueError(f"setup {setup!r} is not GPUSxGIB, e.g. 8x80") from None
+        best = recommend(preset_name, gpus_n, gib_f, seq_len, **settings)
+        if best is None:
+            lines.append(f"| {gpus_n} × {gib_f:g} GiB | — | — | nothing fits | — | — |")
+            continue
+        zero = f"{best['zero_stage']}" + (" + CPU offload" if best["offload"] else "")
+        lines.append(f"| {gpus_n} × {gib_f:g} GiB | {zero} | "
+                     f"{'on' if best['grad_ckpt'] else 'off'} | {best['micro_batch']} | "
+                     f"{best['total_gib']:.1f} | {best['cpu_offload_gib']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sail_pipeline.training.memory_plan",
@@ -395,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="embedding rows of the LLM (default: %(default)s)")
     parser.add_argument("--no-flash", action="store_true",
                         help="attention without flash-attention (stores the s² scores)")
+    parser.add_argument("--where", nargs="+", metavar="GPUSxGIB", default=None,
+                        help="instead of the grid, one recommendation per setup, e.g. "
+                             "--where 1x80 8x80 1x40 1x24 (the README's what-fits-where table)")
     args = parser.parse_args(argv)
 
     settings: dict[str, Any] = {
@@ -407,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as error:
         parser.error(str(error.args[0]))
     trainable = shapes.trainable_params(settings["trainable"])
+    if args.where:
+        print(where_table(args.preset, args.where, args.recommend_seq_len, **settings))
+        return 0
     print(f"Memory plan for {args.preset}: {shapes.params / 1e9:.2f} B parameters "
           f"({trainable / 1e9:.2f} B trainable), {args.gpus} x {args.gpu_gib:g} GiB GPU, "
           f"flash-attention {'off' if args.no_flash else 'on'}, tiles per sequence "

@@ -445,7 +445,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             engine.step()
             width = int(batch["input_ids"].shape[1]) if "input_ids" in batch else 0
             for acc in (window, totals):
-                acc.add(float(loss), stats, samples, wait, width, tiles)
+                acc.add(loss.item(), stats, samples, wait, width, tiles)
         progress.update(1)
         if (step + 1) % cfg.log_every == 0 or step + 1 == total_steps:
             metrics = window.metrics() | {"lr": scheduler.get_last_lr()[0]}
