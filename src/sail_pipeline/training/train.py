@@ -416,7 +416,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
               "world_size": world, "trainable": ",".join(task.freeze_keys or ["all"]),
               "train_samples": len(task.train), "pack": cfg.pack, "loss_norm": cfg.loss_norm,
               "max_seq_len": cfg.max_seq_len, "zero_stage": cfg.zero_stage,
-              "token_budget": cfg.tokens, "precision": str(dtype).removeprefix("torch.")}
+              "token_budget": cfg.tokens, "precision": str(dtype).removeprefix("torch."),
+              "rows_per_epoch": batches.tokens.rows_per_epoch if task.is_token_task else None}
     logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0,
                           resumed=start_step > 0)
     inner = engine.module.net if task.is_token_task else engine.module
