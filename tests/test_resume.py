@@ -76,6 +76,12 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step8"
     assert not (tmp_path / "killed" / "summary.json").exists()
 
+    # A changed config is refused, not resumed into a mixture of two runs.
+    changed = _trainer(config("killed").model_copy(update={"seed": 4}))
+    assert changed.wait(timeout=240) != 0
+    assert "holds checkpoints of a run with another config" in (
+        tmp_path / "killed" / "train.log").read_text()
+
     resumed = _trainer(config("killed"))
     assert resumed.wait(timeout=240) == 0, (tmp_path / "killed" / "train.log").read_text()[-3000:]
     assert whole.wait(timeout=240) == 0, (tmp_path / "whole" / "train.log").read_text()[-3000:]
@@ -93,7 +99,9 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
                  (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()}
     assert lrs[14] == whole_lrs[14]
     # Throughput telemetry on every logged step (MFU because a peak was given).
-    telemetry = json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])
+    telemetry = [json.loads(x) for x in
+                 (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+                 if "train_loss" in x][-1]
     for key in ("tokens_per_s", "samples_per_s", "data_wait_fraction", "padding_fraction",
                 "tflops_per_gpu", "mfu", "peak_memory_gib"):
         assert telemetry[key] >= 0, key

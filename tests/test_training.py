@@ -66,14 +66,23 @@ def _config(tmp_path, **overrides) -> RunConfig:
     return RunConfig(**(values | overrides))
 
 
-def test_dry_run_builds_the_single_node_cpu_command(tmp_path):
+def test_dry_run_builds_the_single_process_command(tmp_path):
+    """One process starts the trainer directly, with the environment DeepSpeed's launcher sets."""
     plan = launch(_config(tmp_path), LauncherConfig(dry_run=True, master_port=29600))
-    command = plan["command"]
-    assert command[:3] == [sys.executable, "-m", "deepspeed.launcher.runner"]
-    assert command[command.index("--num_gpus") + 1] == "1"
-    assert command[command.index("--module") + 1] == "sail_pipeline.training.train"
-    saved = RunConfig.load(command[command.index("--config") + 1])
+    config_path = str(tmp_path / "run" / "run_config.json")
+    assert plan["command"] == [sys.executable, "-m", "sail_pipeline.training.train",
+                               "--config", config_path]
+    assert plan["env"] == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
+                           "LOCAL_WORLD_SIZE": "1", "CROSS_RANK": "0", "CROSS_SIZE": "1",
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29600"}
+    saved = RunConfig.load(config_path)
     assert saved.stage == "alignment" and saved.trainable == ["vision", "projector", "llm"]
+    through_deepspeed = launch(_config(tmp_path), LauncherConfig(
+        dry_run=True, master_port=29600, single_process="deepspeed"))
+    assert through_deepspeed["command"] == [
+        sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port",
+        "29600", "--module", "sail_pipeline.training.train", "--config", config_path]
+    assert through_deepspeed["env"] == {}
 
 
 def test_dry_run_builds_the_multi_node_command(tmp_path):

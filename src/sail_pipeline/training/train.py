@@ -401,15 +401,23 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
     start_step = 0
     ckpt_dir = out / "checkpoints"
-    fingerprint = cfg.model_dump(exclude={"tracking", "save_every", "log_every"})
+    fingerprint = cfg.model_dump(exclude={"tracking", "save_every", "log_every", "threads",
+                                          "peak_tflops"})
+    fingerprint_file = ckpt_dir / "fingerprint.json"
     if (ckpt_dir / "latest").exists():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        if client is None or client.get("fingerprint") != fingerprint:
+        # Compared before loading: another model's shapes would fail inside DeepSpeed with a
+        # message that does not say why.
+        saved = json.loads(fingerprint_file.read_text()) if fingerprint_file.exists() else None
+        if saved != json.loads(json.dumps(fingerprint)):
             raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
                                f"delete it to start {cfg.stage} afresh")
+        _, client = engine.load_checkpoint(str(ckpt_dir))
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
+    elif rank == 0 and cfg.save_every:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        fingerprint_file.write_text(json.dumps(fingerprint))
 
     params = {"stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "lr": cfg.optim.lr,
               "micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum,
@@ -457,8 +465,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 progress.write(f"[{cfg.stage}] step {step + 1}/{total_steps} {_fmt(metrics)}")
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}",
-                                   client_state={"step": step + 1, "rng": _rng_state(),
-                                                 "fingerprint": fingerprint})
+                                   client_state={"step": step + 1, "rng": _rng_state()})
     progress.close()
 
     run_totals = totals.metrics()
