@@ -197,3 +197,38 @@ def test_process_results_reads_choices_json():
     doc = {"answer": "two", "choices": json.dumps(["one", "two", "three"])}
     assert process_results(doc, ["There are two shapes."]) == {"accuracy": 1.0}
     assert process_results(doc, ["one or two"]) == {"accuracy": 0.0}
+
+
+def test_real_suite_puts_every_model_card_benchmark_on_0_to_100():
+    from sail_pipeline.evaluation.real_suite import REAL_SUITE, card_scores, select
+
+    assert len(REAL_SUITE) == 15
+    chosen = select(["MME", "OCRBench", "HallusionBench", "MMStar"])
+    results = {"results": {
+        "mme": {"mme_perception_score,none": 1400.0, "mme_cognition_score,none": 400.0},
+        "ocrbench": {"ocrbench_accuracy,none": 0.8},  # lmms-eval divides the 1000 by 1000
+        "hallusion_bench_image": {"aAcc,none": 45.0},  # already a percentage
+        "mmstar": {"average,none": 0.5}}}
+    scores = card_scores(results, chosen)
+    assert scores == pytest.approx({"MME": 1800 / 28, "OCRBench": 80.0,
+                                    "HallusionBench": 45.0, "MMStar": 50.0})
+    with pytest.raises(ValueError, match="unknown real benchmarks \\['MMBench'\\]"):
+        select(["MMBench"])
+    with pytest.raises(RuntimeError, match="POPE: lmms-eval task pope returned no"):
+        card_scores({"results": {}}, select(["POPE"]))
+
+
+def test_real_suite_offline_fails_before_loading_naming_what_is_missing(tmp_path, monkeypatch):
+    from sail_pipeline.evaluation.real_suite import RealSuiteUnavailable
+    from sail_pipeline.evaluation.runner import run_real_suite
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
+    (tmp_path / "model").mkdir()  # never loaded: the check comes first
+    with pytest.raises(RealSuiteUnavailable) as failure:
+        run_real_suite(tmp_path / "model", tmp_path / "work",
+                       benchmarks=["MME", "POPE", "MMVet"], device="cpu")
+    message = str(failure.value)
+    assert "dataset lmms-lab-encoder/MME (for MME)" in message
+    assert "lmms-lab-encoder/POPE" in message
+    assert "MMVet are scored by an LLM judge: set OPENAI_API_KEY" in message

@@ -111,12 +111,23 @@ class SftParams(_Strict):
 
 
 class EvaluationParams(_Strict):
+    # `world`: the embedded world's tasks; `real`: the SAIL-VL model card's benchmarks
+    # through lmms-eval's bundled tasks (datasets must be in the local Hugging Face cache).
+    suite: Literal["world", "real"] = "world"
+    real_benchmarks: list[str] | None = None
     checkpoints: list[Literal["alignment", "advance", "knowledge", "instruction",
                               "preference"]] = Field(default_factory=lambda: ["preference"])
     question_types: list[Literal[QUESTION_TYPES]] | None = None  # type: ignore[valid-type]
     batch_size: int = Field(64, gt=0)
     max_new_tokens: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _known_real_benchmarks(self) -> EvaluationParams:
+        from sail_pipeline.evaluation.real_suite import select
+
+        select(self.real_benchmarks)  # raises naming unknown ones
+        return self
 
 
 class RuntimeParams(_Strict):

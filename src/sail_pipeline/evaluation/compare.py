@@ -1,4 +1,4 @@
-"""Several checkpoints on the world's suite: one table and one bar chart comparing them."""
+"""Several checkpoints on one suite: one table and one bar chart comparing them."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ def score_table(reports: dict[str, EvalReport]) -> pd.DataFrame:
     for checkpoint, report in reports.items():
         for task, accuracy in report.scores.items():
             rows.append({"checkpoint": checkpoint, "task": task, "accuracy": accuracy,
-                         "chance": report.chance[task], "n_samples": report.n_samples[task]})
+                         "chance": report.chance.get(task, float("nan")),
+                         "n_samples": report.n_samples[task]})
+        # The real suite has no chance level (free-form answers): NaN, and no line drawn.
+        chance = (sum(report.chance.values()) / len(report.chance) if report.chance
+                  else float("nan"))
         rows.append({"checkpoint": checkpoint, "task": "average", "accuracy": report.average / 100,
-                     "chance": sum(report.chance.values()) / max(len(report.chance), 1),
+                     "chance": chance,
                      "n_samples": sum(report.n_samples.values())})
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
@@ -38,13 +42,15 @@ def score_chart(scores: pd.DataFrame):
                  [100 * part.loc[task, "accuracy"] for task in tasks], width, label=checkpoint)
     chance = scores.drop_duplicates("task").set_index("task")["chance"]
     for t, task in enumerate(tasks):
+        if pd.isna(chance[task]):
+            continue
         axis.hlines(100 * chance[task], t - width / 2, t + 0.8 - width / 2, colors="black",
                     linestyles="dashed", label="chance" if t == 0 else None)
     axis.set_xticks([t + 0.4 - width / 2 for t in range(len(tasks))])
     axis.set_xticklabels([t.removeprefix("world_") for t in tasks])
     axis.set_ylabel("accuracy (%)")
     axis.set_ylim(0, 105)
-    axis.set_title("World benchmark suite by checkpoint")
+    axis.set_title("Benchmark scores by checkpoint")
     axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     return figure

@@ -127,7 +127,7 @@ def _sample_rows(results: dict[str, Any], task_names: list[str]) -> list[dict[st
                     "question": doc.get("question"),
                     "target": sample["target"],
                     "prediction": prediction,
-                    "correct": bool(sample.get(METRIC, 0.0)),
+                    "correct": bool(sample[METRIC]) if METRIC in sample else None,
                 }
             )
     return rows
@@ -211,5 +211,56 @@ def run_world_suite(
         samples_path=samples_path,
         results_path=work_dir / "report.json",
     )
+    report.results_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    return report
+
+
+def run_real_suite(
+    model_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    benchmarks: list[str] | None = None,
+    batch_size: int = 16,
+    max_new_tokens: int = 512,
+    limit: int | float | None = None,
+    device: str = "cuda",
+) -> EvalReport:
+    """The SAIL-VL model card's benchmarks through lmms-eval's bundled tasks, 0-100 each.
+
+    Checks first, before the model loads, that every dataset is cached locally and judge
+    keys are set (`real_suite.preflight`); raises `RealSuiteUnavailable` listing what is not.
+    """
+    from sail_pipeline.evaluation.real_suite import card_scores, preflight, select
+
+    model_dir = Path(model_dir).resolve()
+    work_dir = Path(work_dir).resolve()
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory not found: {model_dir}")
+    chosen = select(benchmarks)
+    model_args = _model_args(model_dir, batch_size, max_new_tokens, device)
+    _force_offline()
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.tasks import TaskManager
+
+    _quiet_lmms_eval_logging()
+    task_manager = TaskManager("WARNING", include_defaults=True, model_name=MODEL_NAME)
+    preflight(chosen, task_manager)
+    tasks = [b.task for b in chosen]
+    try:
+        results = simple_evaluate(model=MODEL_NAME, model_args=model_args, tasks=tasks,
+                                  task_manager=task_manager, limit=limit, log_samples=True,
+                                  bootstrap_iters=0, verbosity="WARNING")
+    except Exception as exc:
+        raise EvaluationError(_failed_tasks(exc, tasks), f"{type(exc).__name__}: {exc}") from exc
+    scores = card_scores(results or {}, chosen)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = work_dir / "samples.jsonl"
+    with samples_path.open("w", encoding="utf-8") as handle:
+        for row in _sample_rows(results, tasks):
+            handle.write(json.dumps(row, default=str) + "\n")
+    report = EvalReport(
+        scores={name: value / 100.0 for name, value in scores.items()},
+        n_samples={b.card_name: len(results["samples"].get(b.task, [])) for b in chosen},
+        chance={}, average=sum(scores.values()) / len(scores), samples_path=samples_path,
+        results_path=work_dir / "report.json")
     report.results_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report

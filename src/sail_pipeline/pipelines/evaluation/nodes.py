@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import torch
 
 from sail_pipeline.evaluation.compare import score_chart, score_table
-from sail_pipeline.evaluation.runner import run_world_suite
+from sail_pipeline.evaluation.runner import run_real_suite, run_world_suite
 from sail_pipeline.params import EvaluationParams
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,23 @@ def evaluate_checkpoints(benchmark: str, evaluation: dict, alignment: dict, adva
                  "instruction": instruction, "preference": preference}
     reports = {}
     for name in params.checkpoints:
-        report = run_world_suite(
-            available[name]["hf_dir"], benchmark, (WORK_DIR / name).resolve(),
-            question_types=params.question_types, batch_size=params.batch_size,
-            max_new_tokens=params.max_new_tokens, limit=params.limit,
-        )
+        if params.suite == "real":
+            report = run_real_suite(
+                available[name]["hf_dir"], (WORK_DIR / name).resolve(),
+                benchmarks=params.real_benchmarks, batch_size=params.batch_size,
+                max_new_tokens=params.max_new_tokens, limit=params.limit,
+                device="cuda" if torch.cuda.is_available() else "cpu",
+            )
+        else:
+            report = run_world_suite(
+                available[name]["hf_dir"], benchmark, (WORK_DIR / name).resolve(),
+                question_types=params.question_types, batch_size=params.batch_size,
+                max_new_tokens=params.max_new_tokens, limit=params.limit,
+            )
         reports[name] = report
         log.info("%s: average %.1f | %s", name, report.average,
-                 " ".join(f"{t}={s:.2f} (chance {report.chance[t]:.2f})"
+                 " ".join(f"{t}={s:.2f}" + (f" (chance {report.chance[t]:.2f})"
+                                            if t in report.chance else "")
                           for t, s in report.scores.items()))
         if mlflow.active_run() is not None:
             mlflow.log_metrics({f"eval/{name}/{t}": s for t, s in report.scores.items()}
