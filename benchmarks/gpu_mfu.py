@@ -124,10 +124,9 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: this figure needs one (use --device cpu for a smoke run)")
 
-    from sail_pipeline.training.launcher import free_port
+    from sail_pipeline.training.launcher import LauncherConfig, rank_environment
 
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(free_port()))
+    os.environ.update(rank_environment(LauncherConfig()))
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if args.device == "cuda" else "gloo")

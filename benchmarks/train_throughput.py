@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from _common import SFT_STAGES, world_sft  # noqa: E402
 
 from sail_pipeline.modeling.presets import build_vlm, get_preset  # noqa: E402
-from sail_pipeline.training.launcher import free_port  # noqa: E402
+from sail_pipeline.training.launcher import LauncherConfig, rank_environment  # noqa: E402
 from sail_pipeline.training.packing import TokenBatches, collate  # noqa: E402
 from sail_pipeline.training.train import SupervisedLM  # noqa: E402
 
@@ -110,8 +110,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(free_port()))
+    os.environ.update(rank_environment(LauncherConfig()))
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo")

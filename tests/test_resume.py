@@ -4,14 +4,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from sail_pipeline.training.config import RunConfig, load_deepspeed_config
-from sail_pipeline.training.launcher import free_port
+from sail_pipeline.training.launcher import LauncherConfig, build_command, rank_environment
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -19,11 +18,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 def _trainer(cfg: RunConfig) -> subprocess.Popen:
     """The trainer as DeepSpeed's launcher would start it for one CPU rank."""
     config_path = cfg.save(Path(cfg.output_dir) / "run_config.json")
-    env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    launcher = LauncherConfig()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **rank_environment(launcher))
     log = open(Path(cfg.output_dir) / "train.log", "a")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "sail_pipeline.training.train", "--config",
-                             str(config_path)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(build_command(config_path, launcher), stdout=log,
+                            stderr=subprocess.STDOUT, env=env)
 
 
 def _losses(run_dir: Path) -> dict[int, float]:

@@ -170,47 +170,51 @@ def run_world_suite(
     task_names = write_world_tasks(benchmark_path, task_dir, question_types)
     chance = _chance_levels(benchmark_path, task_names)
 
-    from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
     _quiet_lmms_eval_logging()
-    try:
-        # include_defaults=False: indexing lmms-eval's ~300 bundled task folders takes seconds
-        # and a bundled task could shadow ours (its index wins on a name clash).
-        task_manager = TaskManager(
-            "WARNING", include_path=str(task_dir), include_defaults=False, model_name=MODEL_NAME
-        )
-        results = simple_evaluate(
-            model=MODEL_NAME,
-            model_args=model_args,
-            tasks=task_names,
-            task_manager=task_manager,
-            limit=limit,
-            log_samples=True,
-            bootstrap_iters=0,
-            verbosity="WARNING",
-            process_docs_parallel=1,
-        )
-    except Exception as exc:
-        raise EvaluationError(
-            _failed_tasks(exc, task_names), f"{type(exc).__name__}: {exc}"
-        ) from exc
-
+    # include_defaults=False: indexing lmms-eval's ~300 bundled task folders takes seconds
+    # and a bundled task could shadow ours (its index wins on a name clash).
+    task_manager = TaskManager(
+        "WARNING", include_path=str(task_dir), include_defaults=False, model_name=MODEL_NAME
+    )
+    results = _evaluate(model_args, task_names, task_manager, limit)
     scores = _collect_scores(results, task_names)
-    rows = _sample_rows(results, task_names)
-    samples_path = work_dir / "samples.jsonl"
-    with samples_path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, default=str) + "\n")
-
-    report = EvalReport(
+    return _save_report(EvalReport(
         scores=scores,
         n_samples={name: len(results["samples"][name]) for name in task_names},
         chance=chance,
         average=100.0 * sum(scores.values()) / len(scores),
-        samples_path=samples_path,
+        samples_path=_save_samples(results, task_names, work_dir),
         results_path=work_dir / "report.json",
-    )
+    ))
+
+
+def _evaluate(model_args: str, tasks: list[str], task_manager: Any,
+              limit: int | float | None) -> dict[str, Any]:
+    """lmms-eval in process; any exception becomes an EvaluationError naming the task."""
+    from lmms_eval.evaluator import simple_evaluate
+
+    try:
+        return simple_evaluate(
+            model=MODEL_NAME, model_args=model_args, tasks=tasks, task_manager=task_manager,
+            limit=limit, log_samples=True, bootstrap_iters=0, verbosity="WARNING",
+            process_docs_parallel=1,
+        ) or {}
+    except Exception as exc:
+        raise EvaluationError(_failed_tasks(exc, tasks), f"{type(exc).__name__}: {exc}") from exc
+
+
+def _save_samples(results: dict[str, Any], tasks: list[str], work_dir: Path) -> Path:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "samples.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for row in _sample_rows(results, tasks):
+            handle.write(json.dumps(row, default=str) + "\n")
+    return path
+
+
+def _save_report(report: EvalReport) -> EvalReport:
     report.results_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
     return report
 
@@ -238,29 +242,17 @@ def run_real_suite(
     chosen = select(benchmarks)
     model_args = _model_args(model_dir, batch_size, max_new_tokens, device)
     _force_offline()
-    from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager
 
     _quiet_lmms_eval_logging()
     task_manager = TaskManager("WARNING", include_defaults=True, model_name=MODEL_NAME)
     preflight(chosen, task_manager)
     tasks = [b.task for b in chosen]
-    try:
-        results = simple_evaluate(model=MODEL_NAME, model_args=model_args, tasks=tasks,
-                                  task_manager=task_manager, limit=limit, log_samples=True,
-                                  bootstrap_iters=0, verbosity="WARNING")
-    except Exception as exc:
-        raise EvaluationError(_failed_tasks(exc, tasks), f"{type(exc).__name__}: {exc}") from exc
-    scores = card_scores(results or {}, chosen)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    samples_path = work_dir / "samples.jsonl"
-    with samples_path.open("w", encoding="utf-8") as handle:
-        for row in _sample_rows(results, tasks):
-            handle.write(json.dumps(row, default=str) + "\n")
-    report = EvalReport(
+    results = _evaluate(model_args, tasks, task_manager, limit)
+    scores = card_scores(results, chosen)
+    return _save_report(EvalReport(
         scores={name: value / 100.0 for name, value in scores.items()},
         n_samples={b.card_name: len(results["samples"].get(b.task, [])) for b in chosen},
-        chance={}, average=sum(scores.values()) / len(scores), samples_path=samples_path,
-        results_path=work_dir / "report.json")
-    report.results_path.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-    return report
+        chance={}, average=sum(scores.values()) / len(scores),
+        samples_path=_save_samples(results, tasks, work_dir),
+        results_path=work_dir / "report.json"))

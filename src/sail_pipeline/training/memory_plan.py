@@ -309,22 +309,18 @@ def recommend(preset_name: str, gpus: int = 1, gpu_gib: float = 80, seq_len: int
     """The ZeRO stage that allows the largest micro batch (the lowest stage on a tie, so one
     GPU gets no partitioning it cannot use; CPU offload only when nothing else fits), with
     checkpointing only when it buys a larger batch. None when nothing fits."""
-    best: dict[str, Any] | None = None
     for offload in (False, True):
-        for stage, stage_offload in GRID_ZERO:
-            if stage_offload != offload:
-                continue
+        best: dict[str, Any] | None = None
+        for stage in sorted({z for z, o in GRID_ZERO if o == offload}):
             common = dict(settings, gpus=gpus, gpu_gib=gpu_gib, seq_len=seq_len,
                           zero_stage=stage, offload=offload)
             without = max_micro_batch(preset_name, grad_ckpt=False, **common)
             with_ckpt = max_micro_batch(preset_name, grad_ckpt=True, **common)
-            if max(without, with_ckpt) == 0 or (
-                    best is not None and max(without, with_ckpt) <= best["micro_batch"]):
-                continue
-            best = plan(preset_name, micro_batch=max(without, with_ckpt),
-                        grad_ckpt=with_ckpt > without, **common)
-            best["max_micro_batch_without_ckpt"] = without
-            best["max_micro_batch_with_ckpt"] = with_ckpt
+            if max(without, with_ckpt) > (best["micro_batch"] if best else 0):
+                best = plan(preset_name, micro_batch=max(without, with_ckpt),
+                            grad_ckpt=with_ckpt > without, **common)
+                best["max_micro_batch_without_ckpt"] = without
+                best["max_micro_batch_with_ckpt"] = with_ckpt
         if best is not None:
             return best
     return None

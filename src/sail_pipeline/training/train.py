@@ -8,6 +8,7 @@ Runs in DeepSpeed's processes, never in Kedro's. One code path for the three kin
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import logging
@@ -137,11 +138,6 @@ def choose_precision(requested: str) -> torch.dtype:
     return torch.float32
 
 
-def _set_attention(model: nn.Module, implementation: str) -> None:
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(implementation)
-
-
 def build_task(cfg: RunConfig) -> Task:
     eval_table = _read_table(cfg.eval_data).head(cfg.eval_samples) if cfg.eval_data else None
     attention = choose_attention(cfg.attn_implementation)
@@ -154,7 +150,7 @@ def build_task(cfg: RunConfig) -> Task:
             tokenizer = load_tokenizer(cfg.tokenizer_path)
             processor = VLProcessor(tokenizer, preset.image_settings())
             model = build_vlm(preset, tokenizer, cfg.llm_path, cfg.vision_path, seed=cfg.seed)
-        _set_attention(model, attention)
+        model.set_attn_implementation(attention)
         train = ConversationData(_read_table(cfg.train_data), processor, cfg.max_seq_len)
         evald = (ConversationData(eval_table, processor, cfg.max_seq_len)
                  if eval_table is not None else None)
@@ -170,7 +166,7 @@ def build_task(cfg: RunConfig) -> Task:
         tokenizer = load_tokenizer(cfg.tokenizer_path)
         torch.manual_seed(cfg.seed)
         model = build_text_lm(preset, tokenizer)
-        _set_attention(model, attention)
+        model.set_attn_implementation(attention)
         train = TextData(_read_table(cfg.train_data), tokenizer, cfg.max_seq_len)
         evald = TextData(eval_table, tokenizer, cfg.max_seq_len) if eval_table is not None else None
 
@@ -264,7 +260,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dict[str, Any]:
     """The run's DeepSpeed config: the stage's file, with what this run config decides."""
-    config = json.loads(json.dumps(cfg.deepspeed))  # a deep copy
+    config = copy.deepcopy(cfg.deepspeed)
     config.update({
         "train_batch_size": cfg.micro_batch_size * cfg.grad_accum * world_size,
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
