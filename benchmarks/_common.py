@@ -21,13 +21,14 @@ def world_sft(n_train: int, seed: int = 0, preset: str = "tiny",
     """Each SFT stage's training table of a freshly generated world, encoded."""
     started = time.perf_counter()
     world = generate_world(WorldConfig(n_train=n_train, n_benchmark=10, seed=seed))
-    train = {name: getattr(world, name) for name in ("scenes", "vqa", "conversations")}
+    train = {name: getattr(world, name) for name in ("scenes", "vqa", "conversations", "probes")}
     train = {k: v[v["split"] == "train"] for k, v in train.items()}
     tokenizer = train_tokenizer(recipe_data.text_corpus(train["scenes"], train["vqa"],
-                                                        train["conversations"]), 1024)
+                                                        train["conversations"], train["probes"]),
+                                1024)
     processor = VLProcessor(tokenizer, get_preset(preset).image_settings())
     tables = recipe_data.stage_tables(train["scenes"], train["vqa"], train["conversations"],
-                                      recipe_data.StageSizes(), seed)
+                                      recipe_data.StageSizes(), seed, probes=train["probes"])
     data = {name: ConversationData(tables[name], processor, max_seq_len) for name in SFT_STAGES}
     print(f"world of {n_train} scenes encoded in {time.perf_counter() - started:.0f}s: "
           + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)

@@ -22,7 +22,7 @@ def world_tokenizer(small_world):
     from sail_pipeline import recipe_data
     from sail_pipeline.modeling.tokenizer import train_tokenizer
 
-    train = {name: getattr(small_world, name) for name in ("scenes", "vqa", "conversations")}
+    train = {name: getattr(small_world, name) for name in ("scenes", "vqa", "conversations", "probes")}
     train = {k: v[v["split"] == "train"] for k, v in train.items()}
     return train_tokenizer(recipe_data.text_corpus(train["scenes"], train["vqa"],
-                                                   train["conversations"]), 512)
+                                                   train["conversations"], train["probes"]), 512)

@@ -120,7 +120,7 @@ def test_missing_result_is_an_error(monkeypatch, benchmark, model_dir, tmp_path)
     import lmms_eval.evaluator
 
     # lmms-eval can log a task failure and still return: the runner must not trust that.
-    partial = {"results": {"world_count": {"accuracy,none": 1.0}}, "samples": {"world_count": [{}]}}
+    partial = {"results": {"world_count": {"score,none": 1.0}}, "samples": {"world_count": [{}]}}
     monkeypatch.setattr(lmms_eval.evaluator, "simple_evaluate", lambda **kwargs: partial)
     with pytest.raises(runner.EvaluationError) as caught:
         runner.run_world_suite(model_dir, benchmark, tmp_path / "eval", ["count", "shape"])
@@ -195,8 +195,8 @@ def test_answer_normalisation(prediction, answer, choices, expected):
 
 def test_process_results_reads_choices_json():
     doc = {"answer": "two", "choices": json.dumps(["one", "two", "three"])}
-    assert process_results(doc, ["There are two shapes."]) == {"accuracy": 1.0}
-    assert process_results(doc, ["one or two"]) == {"accuracy": 0.0}
+    assert process_results(doc, ["There are two shapes."]) == {"score": 1.0}
+    assert process_results(doc, ["one or two"]) == {"score": 0.0}
 
 
 def test_real_suite_puts_every_model_card_benchmark_on_0_to_100():

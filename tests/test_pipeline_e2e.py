@@ -76,8 +76,9 @@ def test_evaluation_writes_scores_for_each_checkpoint(micro_run):
     project, _ = micro_run
     scores = pd.read_csv(project / "data/08_reporting/evaluation_scores.csv")
     assert set(scores["checkpoint"]) == {"advance", "preference"}
-    assert {"world_count", "world_colour", "world_shape", "average"} <= set(scores["task"])
-    assert scores["accuracy"].between(0, 1).all()
+    assert {"world_count", "world_colour", "world_shape", "world_caption", "world_pope",
+            "world_mme", "world_mmbench", "average"} <= set(scores["task"])
+    assert scores["score"].between(0, 1).all()
     assert (project / "data/08_reporting/evaluation_scores.png").stat().st_size > 1000
     metrics = json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
     assert set(metrics["preference"]) >= {"count", "colour", "shape", "average"}
@@ -95,6 +96,7 @@ def test_mlflow_has_the_kedro_run_and_one_nested_run_per_training(micro_run):
     assert sorted(children["tags.mlflow.runName"]) == sorted(STAGES)
     assert (children["status"] == "FINISHED").all()
     assert parent["metrics.eval/preference/average"] >= 0
+    assert 0 <= parent["metrics.eval/preference/world_pope/yes_ratio"] <= 1
     assert parent["metrics.alignment/eval_loss_after"] < parent["metrics.alignment/eval_loss_before"]
     history = mlflow.tracking.MlflowClient().get_metric_history(
         children[children["tags.mlflow.runName"] == "knowledge"].iloc[0]["run_id"], "train_loss")
@@ -134,3 +136,17 @@ def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
     assert ran == ["pretrain", "sft", "evaluation"], changed.stdout[-3000:]
     assert json.loads((project / "data/06_models/pretrain/advance/run_config.json").read_text()
                       )["optim"]["warmup_ratio"] == 0.1
+
+
+@pytest.mark.slow
+def test_report_prints_the_readme_tables(micro_run):
+    from sail_pipeline import report
+
+    project, _ = micro_run
+    reporting = project / "data/08_reporting"
+    scores = report.eval_table(reporting / "evaluation_metrics.json",
+                               reporting / "evaluation_report.json")
+    assert "| pope (0.50) |" in scores and "| caption (–) |" in scores
+    assert scores.count("\n| advance |") == 1
+    details = report.details_table(reporting / "evaluation_report.json")
+    assert "mme acc_plus" in details and "pope yes_ratio" in details

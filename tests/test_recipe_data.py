@@ -56,7 +56,8 @@ def test_vision_labels_cover_every_attribute(small_world):
 def test_benchmark_and_text_corpus(small_world):
     bench = small_world.scenes[small_world.scenes["split"] == "benchmark"]
     bench_vqa = small_world.vqa[small_world.vqa["split"] == "benchmark"]
-    table = recipe_data.benchmark_table(bench, bench_vqa)
+    bench_probes = small_world.probes[small_world.probes["split"] == "benchmark"]
+    table = recipe_data.benchmark_table(bench, bench_vqa, bench_probes, WorldConfig())
     assert {"count", "colour", "shape"} <= set(table["question_type"])
     assert table["image"].map(lambda b: b[:4] == b"\x89PNG").all()
     texts = recipe_data.lm_text_table(_train(small_world, "scenes"), _train(small_world, "vqa"),

@@ -55,7 +55,7 @@ def _sampled(cfg: WorldConfig, n: int) -> list[Scene]:
 
 
 def _assert_tables_equal(a: WorldTables, b: WorldTables) -> None:
-    for name in ("scenes", "vqa", "conversations"):
+    for name in ("scenes", "vqa", "conversations", "probes"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
 
 
@@ -80,6 +80,8 @@ def test_scene_unchanged_when_n_train_grows() -> None:
     small_vqa = large.vqa[large.vqa["scene_id"].isin(small.scenes["id"])]
     pd.testing.assert_frame_equal(small.vqa, small_vqa)
     pd.testing.assert_frame_equal(small.conversations, large.conversations.iloc[:8])
+    small_probes = large.probes[large.probes["scene_id"].isin(small.scenes["id"])]
+    pd.testing.assert_frame_equal(small.probes, small_probes)
 
 
 def test_render_is_pure(world: WorldTables) -> None:
@@ -93,7 +95,7 @@ def test_render_is_pure(world: WorldTables) -> None:
 
 def test_tables_are_parquet_ready(world: WorldTables, tmp_path) -> None:
     allowed = (str, bytes, bool, int, float, np.integer, np.floating, np.bool_)
-    for name in ("scenes", "vqa", "conversations"):
+    for name in ("scenes", "vqa", "conversations", "probes"):
         frame = getattr(world, name)
         assert frame["id"].is_unique
         for column in frame.columns:
@@ -114,6 +116,7 @@ def test_ids_and_splits(world: WorldTables) -> None:
     assert "train-000000-count-0" in set(world.vqa["id"])
     assert set(world.vqa["scene_id"]) == set(scenes["id"])
     assert set(world.conversations["scene_id"]) == set(scenes["id"])
+    assert set(world.probes["scene_id"]) == set(scenes["id"])
 
 
 def test_benchmark_is_disjoint_from_train_by_signature() -> None:

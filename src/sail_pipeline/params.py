@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sail_pipeline.evaluation.tasks import TASK_TYPES
 from sail_pipeline.modeling.presets import PRESETS
 from sail_pipeline.recipe_data import StageSizes
 from sail_pipeline.training.config import load_deepspeed_config
 from sail_pipeline.training.launcher import LauncherConfig
-from sail_pipeline.world import QUESTION_TYPES, WorldConfig
+from sail_pipeline.world import WorldConfig
 
 
 class _Strict(BaseModel):
@@ -117,7 +118,7 @@ class EvaluationParams(_Strict):
     real_benchmarks: list[str] | None = None
     checkpoints: list[Literal["alignment", "advance", "knowledge", "instruction",
                               "preference"]] = Field(default_factory=lambda: ["preference"])
-    question_types: list[Literal[QUESTION_TYPES]] | None = None  # type: ignore[valid-type]
+    question_types: list[Literal[TASK_TYPES]] | None = None  # type: ignore[valid-type]
     batch_size: int = Field(64, gt=0)
     max_new_tokens: int = Field(8, gt=0)
     limit: int | None = Field(None, gt=0)

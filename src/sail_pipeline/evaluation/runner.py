@@ -11,21 +11,24 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sail_pipeline.evaluation.tasks import METRIC, task_name, write_world_tasks
-from sail_pipeline.evaluation.world_metrics import parse_choices
+from sail_pipeline.evaluation.tasks import (
+    METRIC,
+    chance_levels,
+    write_world_tasks,
+)
 
 MODEL_NAME = "sail_vl"
 _METRIC_KEY = f"{METRIC},none"  # lmms-eval keys results as "<metric>,<filter>"
 
 
 class EvaluationError(RuntimeError):
-    """One or more requested tasks produced no accuracy; ``tasks`` names them."""
+    """One or more requested tasks produced no score; ``tasks`` names them."""
 
     def __init__(self, tasks: Sequence[str], detail: str) -> None:
         super().__init__(f"evaluation failed for task(s) {', '.join(tasks)}: {detail}")
@@ -34,12 +37,14 @@ class EvaluationError(RuntimeError):
 
 @dataclass
 class EvalReport:
-    scores: dict[str, float]  # task -> accuracy in [0, 1]
+    scores: dict[str, float]  # task -> score in [0, 1] (see world_metrics for each task's)
     n_samples: dict[str, int]
-    chance: dict[str, float]  # task -> 1 / number of possible answers
-    average: float  # mean accuracy over tasks, in percent
+    chance: dict[str, float]  # task -> expected score of guessing, where guessing means one
+    average: float  # mean score over tasks, in percent
     samples_path: Path
     results_path: Path
+    # task -> its other metrics (POPE precision, MME total, ...), as lmms-eval reported them
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -71,19 +76,6 @@ def _quiet_lmms_eval_logging() -> None:
     logger.add(sys.stderr, level="WARNING")
 
 
-def _chance_levels(benchmark_path: Path, task_names: list[str]) -> dict[str, float]:
-    frame = pd.read_parquet(benchmark_path, columns=["question_type", "choices"])
-    options: dict[str, set[str]] = {name: set() for name in task_names}
-    for question_type, raw in zip(frame["question_type"], frame["choices"], strict=True):
-        name = task_name(str(question_type))
-        if name in options:
-            options[name].update(parse_choices(raw))
-    empty = [name for name, values in options.items() if not values]
-    if empty:
-        raise ValueError(f"benchmark rows for {empty} list no choices")
-    return {name: 1.0 / len(values) for name, values in options.items()}
-
-
 def _failed_tasks(exc: BaseException, requested: list[str]) -> list[str]:
     # SailVL tags its errors with the task it was serving; otherwise any task may be at fault.
     seen: set[int] = set()
@@ -97,18 +89,32 @@ def _failed_tasks(exc: BaseException, requested: list[str]) -> list[str]:
     return list(requested)
 
 
-def _collect_scores(results: dict[str, Any] | None, task_names: list[str]) -> dict[str, float]:
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
+        return float(value)
+    return None
+
+
+def _collect_scores(results: dict[str, Any] | None, task_names: list[str]
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Each task's ``score`` and its other metrics; a task without a score has failed."""
     per_task = (results or {}).get("results", {})
     samples = (results or {}).get("samples", {})
     scores: dict[str, float] = {}
+    details: dict[str, dict[str, float]] = {}
     for name in task_names:
-        value = per_task.get(name, {}).get(_METRIC_KEY)
-        if isinstance(value, (int, float)) and not math.isnan(value) and samples.get(name):
-            scores[name] = float(value)
+        reported = per_task.get(name, {})
+        value = _number(reported.get(_METRIC_KEY))
+        if value is not None and samples.get(name):
+            scores[name] = value
+        details[name] = {key.removesuffix(",none"): number for key, raw in reported.items()
+                         if key.endswith(",none") and key != _METRIC_KEY
+                         and "_stderr" not in key
+                         and (number := _number(raw)) is not None}
     missing = [name for name in task_names if name not in scores]
     if missing:
         raise EvaluationError(missing, f"lmms-eval returned no {METRIC} result")
-    return scores
+    return scores, {name: values for name, values in details.items() if values}
 
 
 def _sample_rows(results: dict[str, Any], task_names: list[str]) -> list[dict[str, Any]]:
@@ -127,10 +133,23 @@ def _sample_rows(results: dict[str, Any], task_names: list[str]) -> list[dict[st
                     "question": doc.get("question"),
                     "target": sample["target"],
                     "prediction": prediction,
-                    "correct": bool(sample[METRIC]) if METRIC in sample else None,
+                    "correct": _sample_correct(sample.get(METRIC)),
+                    # What the task's scorer recorded for this row (counts, parsed reply, ...).
+                    "record": score if isinstance(score := sample.get(METRIC), dict) else None,
                 }
             )
     return rows
+
+
+def _sample_correct(value: Any) -> bool | None:
+    if isinstance(value, (int, float)):
+        return bool(value)
+    if isinstance(value, dict):
+        if "correct" in value:
+            return bool(value["correct"])
+        if "prediction" in value:
+            return value["prediction"] == value.get("answer")
+    return None  # a caption is graded by counts, not right or wrong
 
 
 def _model_args(model_dir: Path, batch_size: int, max_new_tokens: int, device: str) -> str:
@@ -156,7 +175,7 @@ def run_world_suite(
 
     Writes the task folder under ``work_dir/tasks``, per-sample predictions to
     ``work_dir/samples.jsonl`` and the report to ``work_dir/report.json``. Raises
-    :class:`EvaluationError` naming every task that failed or returned no accuracy.
+    :class:`EvaluationError` naming every task that failed or returned no score.
     """
     model_dir = Path(model_dir).resolve()
     benchmark_path = Path(benchmark_path).resolve()
@@ -168,7 +187,8 @@ def run_world_suite(
 
     task_dir = work_dir / "tasks"
     task_names = write_world_tasks(benchmark_path, task_dir, question_types)
-    chance = _chance_levels(benchmark_path, task_names)
+    chance = chance_levels(pd.read_parquet(benchmark_path),
+                           [name.removeprefix("world_") for name in task_names])
 
     from lmms_eval.tasks import TaskManager
 
@@ -179,9 +199,9 @@ def run_world_suite(
         "WARNING", include_path=str(task_dir), include_defaults=False, model_name=MODEL_NAME
     )
     results = _evaluate(model_args, task_names, task_manager, limit)
-    scores = _collect_scores(results, task_names)
+    scores, details = _collect_scores(results, task_names)
     return _save_report(EvalReport(
-        scores=scores,
+        scores=scores, details=details,
         n_samples={name: len(results["samples"][name]) for name in task_names},
         chance=chance,
         average=100.0 * sum(scores.values()) / len(scores),

@@ -7,6 +7,7 @@ from sail_pipeline.world.conversation import IMAGE_PLACEHOLDER, conversation
 from sail_pipeline.world.generate import (
     BENCHMARK,
     CONVERSATION_COLUMNS,
+    PROBE_COLUMNS,
     SCENE_COLUMNS,
     TRAIN,
     VQA_COLUMNS,
@@ -15,6 +16,7 @@ from sail_pipeline.world.generate import (
     scene_id_for,
 )
 from sail_pipeline.world.palette import BACKGROUNDS, COLOURS, TEXT_RGB
+from sail_pipeline.world.probes import PROBE_TYPES
 from sail_pipeline.world.questions import (
     ANSWER_INSTRUCTION,
     QUESTION_TYPES,
@@ -37,6 +39,8 @@ __all__ = [
     "IMAGE_PLACEHOLDER",
     "NUMBER_WORDS",
     "POSITIONS",
+    "PROBE_COLUMNS",
+    "PROBE_TYPES",
     "QUESTION_TYPES",
     "SCENE_COLUMNS",
     "SHAPE_KINDS",

@@ -15,6 +15,7 @@ from sail_pipeline.world.alt_text import alt_text
 from sail_pipeline.world.captions import detailed_caption
 from sail_pipeline.world.config import WorldConfig
 from sail_pipeline.world.conversation import conversation
+from sail_pipeline.world.probes import probes_for
 from sail_pipeline.world.render import encode_png, render
 from sail_pipeline.world.sampling import sample_scene
 from sail_pipeline.world.scene import Scene, Signature, scene_signature
@@ -41,19 +42,44 @@ SCENE_COLUMNS = [
 ]
 VQA_COLUMNS = ["id", "scene_id", "split", "question_type", "question", "answer", "choices"]
 CONVERSATION_COLUMNS = ["id", "scene_id", "split", "messages"]
+PROBE_COLUMNS = ["id", "scene_id", "split", "question_type", "category", "group_id", "question",
+                 "answer", "choices"]
 
 
 @dataclass
 class WorldTables:
-    """Scenes, VQA pairs and conversations; columns are str/int/bool/bytes only."""
+    """Scenes, VQA pairs, conversations and probes; columns are str/int/bool/bytes only."""
 
     scenes: pd.DataFrame
     vqa: pd.DataFrame
     conversations: pd.DataFrame
+    probes: pd.DataFrame
 
 
 def scene_id_for(split: str, index: int) -> str:
     return f"{_ID_PREFIX[split]}-{index:06d}"
+
+
+def _probe_rows(scene: Scene, split: str, streams: SceneStreams, cfg: WorldConfig
+                ) -> list[dict[str, Any]]:
+    rows = []
+    per_type: dict[str, int] = {}
+    # Rotations of one MMBench question are scored together only on the benchmark split.
+    for probe in probes_for(scene, streams.probes, cfg, circular=split == BENCHMARK):
+        k = per_type.get(probe.question_type, 0)
+        per_type[probe.question_type] = k + 1
+        rows.append({
+            "id": f"{scene.scene_id}-{probe.question_type}-{k}",
+            "scene_id": scene.scene_id,
+            "split": split,
+            "question_type": probe.question_type,
+            "category": probe.category,
+            "group_id": f"{scene.scene_id}-{probe.group}",
+            "question": probe.question,
+            "answer": probe.answer,
+            "choices": json.dumps(probe.choices),
+        })
+    return rows
 
 
 def _rows(
@@ -124,6 +150,7 @@ def generate_world(cfg: WorldConfig, show_progress: bool = False) -> WorldTables
     scene_rows: list[dict[str, Any]] = []
     vqa_rows: list[dict[str, Any]] = []
     conversation_rows: list[dict[str, Any]] = []
+    probe_rows: list[dict[str, Any]] = []
     train_signatures: set[Signature] = set()
 
     with _progress(show_progress, cfg.n_train + cfg.n_benchmark) as advance:
@@ -140,10 +167,12 @@ def generate_world(cfg: WorldConfig, show_progress: bool = False) -> WorldTables
                 scene_rows.append(scene_row)
                 vqa_rows.extend(pairs)
                 conversation_rows.append(conv)
+                probe_rows.extend(_probe_rows(scene, split, streams, cfg))
                 advance()
 
     return WorldTables(
         scenes=pd.DataFrame(scene_rows, columns=SCENE_COLUMNS),
         vqa=pd.DataFrame(vqa_rows, columns=VQA_COLUMNS),
         conversations=pd.DataFrame(conversation_rows, columns=CONVERSATION_COLUMNS),
+        probes=pd.DataFrame(probe_rows, columns=PROBE_COLUMNS),
     )

@@ -19,17 +19,21 @@ def stable_hash(text: str) -> int:
 
 @dataclass(frozen=True)
 class SceneStreams:
-    """Independent generators so that changing one text generator never shifts another."""
+    """Independent generators so that changing one text generator never shifts another.
+
+    A new stream goes last: ``SeedSequence.spawn`` keeps earlier children unchanged.
+    """
 
     scene: np.random.Generator
     alt_text: np.random.Generator
     vqa: np.random.Generator
     conversation: np.random.Generator
+    probes: np.random.Generator
 
 
 def scene_streams(seed: int, split: str, index: int) -> SceneStreams:
     root = np.random.SeedSequence(entropy=seed, spawn_key=(stable_hash(split), index))
-    children = [np.random.default_rng(child) for child in root.spawn(4)]
+    children = [np.random.default_rng(child) for child in root.spawn(5)]
     return SceneStreams(*children)
 
 

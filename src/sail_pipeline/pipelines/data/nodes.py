@@ -15,12 +15,12 @@ from sail_pipeline.world import BENCHMARK, TRAIN, generate_world
 log = logging.getLogger(__name__)
 
 
-def make_world(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def make_world(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     params = DataParams.model_validate(data)
     world = generate_world(params.world, show_progress=True)
-    log.info("world: %d scenes, %d questions, %d conversations", len(world.scenes),
-             len(world.vqa), len(world.conversations))
-    return world.scenes, world.vqa, world.conversations
+    log.info("world: %d scenes, %d questions, %d conversations, %d benchmark-format probes",
+             len(world.scenes), len(world.vqa), len(world.conversations), len(world.probes))
+    return world.scenes, world.vqa, world.conversations, world.probes
 
 
 def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -28,34 +28,36 @@ def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def make_tokenizer(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                   data: dict):
+                   probes: pd.DataFrame, data: dict):
     params = DataParams.model_validate(data)
     if params.tokenizer.source == "path":
         tokenizer = prepare_pretrained_tokenizer(params.tokenizer.path)
         log.info("tokenizer: %s with %d tokens", params.tokenizer.path, len(tokenizer))
         return tokenizer
     corpus = recipe_data.text_corpus(_split(scenes, TRAIN), _split(vqa, TRAIN),
-                                     _split(conversations, TRAIN))
+                                     _split(conversations, TRAIN), _split(probes, TRAIN))
     tokenizer = train_tokenizer(corpus, params.tokenizer.vocab_size)
     log.info("tokenizer: %d tokens", len(tokenizer))
     return tokenizer
 
 
 def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                data: dict, runtime: dict) -> dict[str, pd.DataFrame]:
+                probes: pd.DataFrame, data: dict, runtime: dict) -> dict[str, pd.DataFrame]:
     params = DataParams.model_validate(data)
     seed = int(runtime.get("seed", 0))
     tables: dict[str, pd.DataFrame] = {}
     for split, suffix in ((TRAIN, "train"), (BENCHMARK, "eval")):
         s, q, c = _split(scenes, split), _split(vqa, split), _split(conversations, split)
+        p = _split(probes, split)
         sizes = params.stage_sizes if split == TRAIN else recipe_data.StageSizes()
-        for name, table in recipe_data.stage_tables(s, q, c, sizes, seed,
-                                                              params.advance_ocr).items():
+        for name, table in recipe_data.stage_tables(s, q, c, sizes, seed, params.advance_ocr,
+                                                    probes=p).items():
             tables[f"{name}_{suffix}"] = table
-        tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c)
+        tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c, p)
         tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(s, params.world)
-    tables["benchmark"] = recipe_data.benchmark_table(_split(scenes, BENCHMARK),
-                                                      _split(vqa, BENCHMARK))
+    tables["benchmark"] = recipe_data.benchmark_table(
+        _split(scenes, BENCHMARK), _split(vqa, BENCHMARK), _split(probes, BENCHMARK),
+        params.world)
     counts = {name: len(table) for name, table in tables.items()}
     log.info("tables: %s", counts)
     if mlflow.active_run() is not None:

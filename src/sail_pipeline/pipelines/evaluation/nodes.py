@@ -45,6 +45,8 @@ def evaluate_checkpoints(benchmark: str, evaluation: dict, alignment: dict, adva
         if mlflow.active_run() is not None:
             mlflow.log_metrics({f"eval/{name}/{t}": s for t, s in report.scores.items()}
                                | {f"eval/{name}/average": report.average}
+                               | {f"eval/{name}/{t}/{m}": v for t, extra in report.details.items()
+                                  for m, v in extra.items()}
                                | {f"eval/chance/{t}": c for t, c in report.chance.items()})
             mlflow.log_artifact(str(report.samples_path), artifact_path=f"evaluation/{name}")
     scores = score_table(reports)
