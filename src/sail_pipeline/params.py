@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sail_pipeline.curation.params import CurationParams
 from sail_pipeline.evaluation.tasks import TASK_TYPES
 from sail_pipeline.modeling.presets import PRESETS
 from sail_pipeline.recipe_data import StageSizes
@@ -145,6 +146,7 @@ class ProjectParams(_Strict):
     pretrain: PretrainParams | None = None
     sft: SftParams | None = None
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+    curation: CurationParams | None = None
 
 
 class InvalidParameters(ValueError):

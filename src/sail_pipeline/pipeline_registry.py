@@ -1,8 +1,12 @@
-"""The pipelines: `data`, `pretrain`, `sft`, `evaluation`; `__default__` runs them in order."""
+"""The pipelines: `data`, `pretrain`, `sft`, `evaluation`; `__default__` runs them in order.
+
+`curation` runs on its own (`kedro run --pipelines=curation`): no later stage reads its
+manifest yet, so the default chain does not pay for it.
+"""
 
 from kedro.pipeline import Pipeline
 
-from sail_pipeline.pipelines import data, evaluation, pretrain, sft
+from sail_pipeline.pipelines import curation, data, evaluation, pretrain, sft
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,4 +17,5 @@ def register_pipelines() -> dict[str, Pipeline]:
         "evaluation": evaluation.pipeline.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    pipelines["curation"] = curation.pipeline.create_pipeline()
     return pipelines

@@ -1,0 +1,129 @@
+"""Settings for curation: where images come from and the thresholds they must pass."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A source's name prefixes every id ("{name}:{source_id}"), so it must not contain the colon.
+SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FolderSource(_Strict):
+    """Image files under `path`; `a.jpg` takes its alt-text from `a.txt` when present."""
+
+    kind: Literal["folder"]
+    name: SourceName
+    path: str
+    recursive: bool = True
+    extensions: list[str] = Field(
+        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif",
+                                 ".tiff"]
+    )
+    alt_text_suffix: str = ".txt"
+
+
+class WebDatasetSource(_Strict):
+    """Tar shards matching `shards` (a glob); members grouped by key (path minus extension)."""
+
+    kind: Literal["webdataset"]
+    name: SourceName
+    shards: str
+    image_extensions: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
+
+
+class ParquetSource(_Strict):
+    """Rows with image bytes (`image_column`) or file paths relative to the file (`path_column`)."""
+
+    kind: Literal["parquet"]
+    name: SourceName
+    path: str
+    image_column: str | None = None
+    path_column: str | None = None
+    alt_text_column: str | None = None
+    id_column: str | None = None
+    batch_size: int = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _one_image_column(self) -> ParquetSource:
+        if (self.image_column is None) == (self.path_column is None):
+            raise ValueError("give exactly one of `image_column` (bytes) or `path_column`")
+        return self
+
+
+class LlavaSource(_Strict):
+    """A LLaVA-style JSON list; alt-text is the first gpt reply without `<image>` tokens."""
+
+    kind: Literal["llava"]
+    name: SourceName
+    path: str
+    image_folder: str
+
+
+class WorldSource(_Strict):
+    """The embedded world's scene table, handed to `run_curation` by the caller."""
+
+    kind: Literal["world"]
+    name: SourceName = "world"
+    # Where the Kedro node reads the table from (the data pipeline writes it there).
+    path: str = "data/01_raw/world_scenes.parquet"
+    # Benchmark scenes are held out; curating them into training data would leak them.
+    splits: list[str] = Field(default_factory=lambda: ["train"])
+
+
+SourceSpec = Annotated[
+    FolderSource | WebDatasetSource | ParquetSource | LlavaSource | WorldSource,
+    Field(discriminator="kind"),
+]
+
+
+class CurationSettings(_Strict):
+    """Thresholds of validation and dedup."""
+
+    min_side: int = Field(32, ge=1, description="Shorter side below this is too_small.")
+    max_pixels: int = Field(64_000_000, gt=0, description="Decompression-bomb limit (w*h).")
+    max_aspect_ratio: float = Field(5.0, ge=1.0, description="Longer side / shorter side.")
+    alt_text_required: bool = False
+    # Only formats Pillow decodes in-process; EPS/PDF would shell out to Ghostscript.
+    allowed_formats: list[str] = Field(
+        default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"]
+    )
+    exact_dedup: bool = True
+    # Hamming distance between 64-bit pHashes; null disables near-duplicate detection.
+    near_duplicate_max_distance: int | None = Field(6, ge=0, le=31)
+
+    @field_validator("allowed_formats")
+    @classmethod
+    def _known_formats(cls, formats: list[str]) -> list[str]:
+        Image.init()
+        upper = [f.upper() for f in formats]
+        unknown = [f for f in upper if f not in Image.OPEN]
+        if unknown:
+            raise ValueError(f"Pillow cannot open {unknown}; known: {sorted(Image.OPEN)}")
+        return upper
+
+
+class CurationParams(_Strict):
+    """The whole of `parameters_curation.yml`'s `curation` key."""
+
+    sources: list[SourceSpec] = Field(min_length=1)
+    settings: CurationSettings = Field(default_factory=CurationSettings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CurationParams:
+        check_unique_names(self.sources)
+        return self
+
+
+def check_unique_names(sources: list[SourceSpec]) -> None:
+    """Two sources with one name would mint colliding ids; that is a config error."""
+    names = [s.name for s in sources]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"source names must be unique; repeated: {duplicates}")

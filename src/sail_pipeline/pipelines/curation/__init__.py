@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.curation import pipeline  # noqa: F401
