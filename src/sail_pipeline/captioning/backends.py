@@ -1,0 +1,169 @@
+"""Captioner backends behind one protocol, so recaptioning does not care who writes the caption.
+
+A backend turns a batch of `CaptionItem`s into exactly one `CaptionOutcome` per item, in order.
+One bad item (an undecodable image, a 400 from a server) becomes an outcome with an `error`,
+never an exception: the run records it and goes on. Backends:
+
+- `LocalBackend`: batched greedy generation with our own checkpoint (`VLMGenerator`), CPU or GPU;
+- `ApiBackend`: any OpenAI-compatible server (the captioner served by vLLM/LMDeploy, GPT-4o);
+- `OracleBackend`: the embedded world's reference captions, a stand-in for the strong model;
+- `VllmBackend`: vLLM's offline engine in this process (GPU only, optional dependency).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from PIL import Image
+
+from sail_pipeline.captioning.api_client import ApiCaptioner, CaptionRequest
+
+if TYPE_CHECKING:  # torch and transformers take seconds to import; api/oracle runs need neither
+    from sail_pipeline.modeling.inference import VLMGenerator
+
+_REASON_CHARS = 200  # errors are stored per id; a whole traceback would bloat the table
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    id: str
+    image: bytes = field(repr=False)
+    prompt: str
+
+
+@dataclass(frozen=True)
+class CaptionOutcome:
+    """`caption` or `error` (a short reason whose text before the first ':' is its kind)."""
+
+    id: str
+    caption: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.caption is not None
+
+
+@runtime_checkable
+class CaptionBackend(Protocol):
+    def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
+        """One outcome per item, in the items' order; failures as outcomes, not exceptions."""
+        ...
+
+
+def short_reason(kind: str, error: BaseException) -> str:
+    return f"{kind}: {type(error).__name__}: {error}"[:_REASON_CHARS]
+
+
+def decode_image(data: bytes) -> Image.Image | str:
+    """An RGB image, or an "undecodable: ..." reason (PIL raises many unrelated types)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # open() only reads the header; truncated pixel data fails here
+            return image.convert("RGB")
+    except Exception as error:  # any decoder failure is this item's problem, not the run's
+        return short_reason("undecodable", error)
+
+
+class LocalBackend:
+    """Our captioner checkpoint in this process; one `generate` call per batch.
+
+    `generate` left-pads the batch and uses the KV cache, so a batch of similar prompt lengths
+    (what `recaption`'s length grouping hands it) costs little more than its longest member.
+    """
+
+    name = "local"
+
+    def __init__(self, generator: VLMGenerator, max_new_tokens: int = 64) -> None:
+        self.generator = generator
+        self.max_new_tokens = max_new_tokens
+
+    def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
+        decoded = [decode_image(item.image) for item in items]
+        good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
+        captions: dict[int, str] = {}
+        if good:
+            answers = self.generator.generate([decoded[i] for i in good],
+                                              [items[i].prompt for i in good],
+                                              self.max_new_tokens)
+            captions = dict(zip(good, answers, strict=True))
+        return [CaptionOutcome(item.id, captions[i], None) if i in captions
+                else CaptionOutcome(item.id, None, str(decoded[i]))
+                for i, item in enumerate(items)]
+
+
+class ApiBackend:
+    """An OpenAI-compatible server; each batch is sent concurrently by `ApiCaptioner`.
+
+    The captioner's `concurrency` only helps up to the batch size, so give `recaption` a
+    `batch_size` of a few times `concurrency` with this backend.
+    """
+
+    name = "api"
+
+    def __init__(self, captioner: ApiCaptioner) -> None:
+        self.captioner = captioner
+
+    def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
+        results = self.captioner.run([CaptionRequest(i.id, i.image, i.prompt) for i in items],
+                                     progress=False)  # `recaption` draws the bar over the pool
+        return [CaptionOutcome(r.id, r.caption, r.error) for r in results]
+
+
+class OracleBackend:
+    """Reference captions by id: the embedded world's stand-in for a strong captioning model."""
+
+    name = "oracle"
+
+    def __init__(self, captions: Mapping[str, str]) -> None:
+        self.captions = captions
+
+    def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
+        return [CaptionOutcome(item.id, self.captions[item.id], None)
+                if item.id in self.captions
+                else CaptionOutcome(item.id, None, "no reference caption")
+                for item in items]
+
+
+class VllmBackend:
+    """vLLM's offline engine on a GPU: continuous batching and paged KV cache in-process.
+
+    `image_placeholder` is where the model's chat template expects the image ("<image>" for
+    InternVL and LLaVA in vLLM). Needs `pip install vllm` and a CUDA GPU.
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str | os.PathLike, max_new_tokens: int = 64,
+                 image_placeholder: str = "<image>", **llm_kwargs: Any) -> None:
+        try:  # lazily: vllm is a large GPU-only install that CPU runs never need
+            from vllm import LLM, SamplingParams
+        except ImportError as error:
+            raise ImportError(
+                "VllmBackend needs vLLM, which needs a CUDA GPU: `pip install vllm` on a GPU "
+                "machine. Without one, use the 'local' backend, or the 'api' backend against "
+                "a vLLM/LMDeploy server elsewhere.") from error
+        self.llm = LLM(model=str(model), **llm_kwargs)
+        self.params = SamplingParams(temperature=0, max_tokens=max_new_tokens)
+        self.image_placeholder = image_placeholder
+
+    def _prompt(self, prompt: str) -> str:
+        message = [{"role": "user", "content": f"{self.image_placeholder}\n{prompt}"}]
+        return self.llm.get_tokenizer().apply_chat_template(message, tokenize=False,
+                                                             add_generation_prompt=True)
+
+    def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
+        decoded = [decode_image(item.image) for item in items]
+        good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
+        inputs = [{"prompt": self._prompt(items[i].prompt),
+                   "multi_modal_data": {"image": decoded[i]}} for i in good]
+        outputs: Sequence[Any] = (self.llm.generate(inputs, self.params, use_tqdm=False)
+                                  if inputs else [])
+        captions = {i: out.outputs[0].text.strip() for i, out in zip(good, outputs, strict=True)}
+        return [CaptionOutcome(item.id, captions[i], None) if i in captions
+                else CaptionOutcome(item.id, None, str(decoded[i]))
+                for i, item in enumerate(items)]

@@ -1,0 +1,261 @@
+"""Recaption the curated pool, resumably: shards written as it goes, finished ids skipped.
+
+    settings = RecaptionSettings(backend="local", batch_size=32)
+    backend = LocalBackend(load_generator("data/06_models/captioner/hf"), settings.max_new_tokens)
+    summary = recaption(manifest, backend, "data/04_feature/recaptions", settings)
+    captions = read_captions("data/04_feature/recaptions")  # one row per id
+
+Kill it at any point and run it again: it reads the finished shards, skips the ids that have
+a caption, retries the ids that only failed, and ends with exactly one caption per id. Every id
+of the manifest ends as a caption or as a failure with a reason (`read_failures`). Only one run
+may write to an `out_dir` at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm import tqdm
+
+from sail_pipeline.captioning.backends import (
+    CaptionBackend,
+    CaptionItem,
+    CaptionOutcome,
+    short_reason,
+)
+from sail_pipeline.captioning.shards import (
+    next_shard_index,
+    read_shards,
+    remove_tmp_leftovers,
+    write_shard,
+)
+
+logger = logging.getLogger("sail_pipeline.captioning")
+
+DEFAULT_CAPTION_PROMPT = "Describe the image in detail."
+DEFAULT_RECAPTION_PROMPT = ('Describe the image in detail. Its web alt-text, which may be wrong '
+                            'or incomplete, is: "{alt_text}"')
+PromptKind = Literal["caption", "recaption"]
+T = TypeVar("T")
+
+
+class RecaptionSettings(BaseModel):
+    """Parameters of a recaptioning run; a wrong key or value fails before any captioning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["local", "api", "oracle", "vllm"]
+    shard_size: int = Field(512, gt=0, description="ids per output shard (the resume unit)")
+    batch_size: int = Field(32, gt=0, description="items per backend call")
+    max_new_tokens: int = Field(64, gt=0)
+    caption_prompt: str = Field(DEFAULT_CAPTION_PROMPT, min_length=1)
+    recaption_prompt: str = Field(DEFAULT_RECAPTION_PROMPT, min_length=1)
+    use_alt_text: bool = True
+    length_group_window: int = Field(
+        8, gt=0, description="batches whose items are sorted by prompt length together")
+
+    @field_validator("recaption_prompt")
+    @classmethod
+    def _formats_with_alt_text(cls, value: str) -> str:
+        # Checked here so a typo'd placeholder fails at start, not on the first item.
+        if "{alt_text}" not in value:
+            raise ValueError("recaption_prompt must contain {alt_text}")
+        try:
+            value.format(alt_text="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"recaption_prompt must have no placeholder but {{alt_text}} "
+                             f"(double other braces): {error!r}") from error
+        return value
+
+
+def build_prompt(alt_text: object, settings: RecaptionSettings) -> tuple[str, PromptKind]:
+    """The recaption prompt for an item with alt-text (when enabled), else the caption prompt."""
+    if settings.use_alt_text and isinstance(alt_text, str) and alt_text.strip():
+        return settings.recaption_prompt.format(alt_text=alt_text.strip()), "recaption"
+    return settings.caption_prompt, "caption"
+
+
+def length_grouped(items: Sequence[T], length: Callable[[T], int], batch_size: int,
+                   window: int) -> list[list[T]]:
+    """Batches whose members have similar `length`, so left padding wastes little compute.
+
+    Sorting only within windows of `window * batch_size` items (in input order) keeps memory
+    and latency bounded and the result deterministic (a stable sort: ties keep input order).
+    """
+    span = window * batch_size
+    batches: list[list[T]] = []
+    for start in range(0, len(items), span):
+        chunk = sorted(items[start:start + span], key=length)
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    return batches
+
+
+@dataclass(frozen=True)
+class RecaptionSummary:
+    total: int  # ids in the manifest
+    skipped: int  # already captioned by an earlier run
+    captioned: int  # this run
+    failed: int  # this run
+    failed_by_reason: dict[str, int] = field(default_factory=dict)  # error text before ':'
+    retried: int = 0  # ids that had only failed before and were tried again
+    duplicates: int = 0  # extra caption rows found in the shards (only a broken writer)
+    shards_written: int = 0  # caption and failure files
+    seconds: float = 0.0
+
+    @property
+    def captions_per_s(self) -> float:
+        return self.captioned / self.seconds if self.seconds > 0 else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Flat names for `mlflow.log_metrics`."""
+        flat = {f"recaption/{k}": float(getattr(self, k))
+                for k in ("total", "skipped", "captioned", "failed", "retried", "duplicates",
+                          "shards_written", "seconds", "captions_per_s")}
+        flat.update({f"recaption/failed/{reason.replace(' ', '_')}": float(n)
+                     for reason, n in self.failed_by_reason.items()})
+        return flat
+
+
+def validate_manifest(manifest: pd.DataFrame, settings: RecaptionSettings) -> None:
+    """Caller bugs (not bad data) fail here, before any work, naming what is wrong."""
+    required = ["id", "image"] + (["alt_text"] if settings.use_alt_text else [])
+    missing = [c for c in required if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks columns {missing} (has {list(manifest.columns)})")
+    ids = manifest["id"]
+    bad = [repr(v) for v in ids if not isinstance(v, str) or not v]
+    if bad:
+        raise ValueError(f"manifest ids must be non-empty strings; found {len(bad)} others, "
+                         f"e.g. {bad[:5]}")
+    duplicated = ids[ids.duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(f"manifest has {len(duplicated)} duplicate ids, e.g. {duplicated[:5]}")
+
+
+def _image_bytes(value: object) -> bytes | None:
+    if isinstance(value, bytes | bytearray | memoryview) and len(value):
+        return bytes(value)
+    return None
+
+
+def _checked(outcome: CaptionOutcome) -> CaptionOutcome:
+    # An empty caption is no caption: storing it would count the id as done forever.
+    if outcome.caption is not None and outcome.caption.strip():
+        return CaptionOutcome(outcome.id, outcome.caption.strip(), None)
+    error = outcome.error or ("empty caption" if outcome.caption is not None
+                              else "no caption and no error from the backend")
+    return CaptionOutcome(outcome.id, None, error)
+
+
+def _caption_batch(backend: CaptionBackend, batch: list[CaptionItem]) -> list[CaptionOutcome]:
+    """The backend's outcomes, with an exception confined to the item that caused it."""
+    try:
+        outcomes = backend.caption(batch)
+    except Exception as error:  # one poisoned item must not cost the run (or its batch)
+        if len(batch) == 1:
+            logger.warning("caption %s: %s", batch[0].id, short_reason("backend error", error))
+            return [CaptionOutcome(batch[0].id, None, short_reason("backend error", error))]
+        logger.warning("a batch of %d raised %s; captioning its items one by one",
+                       len(batch), type(error).__name__)
+        return [o for item in batch for o in _caption_batch(backend, [item])]
+    if [o.id for o in outcomes] != [i.id for i in batch]:
+        # A broken backend, not bad data: going on would attach captions to the wrong ids.
+        raise RuntimeError(f"{type(backend).__name__}.caption returned outcomes for ids "
+                           f"{[o.id for o in outcomes][:5]}... for items "
+                           f"{[i.id for i in batch][:5]}...: must be one per item, in order")
+    return [_checked(o) for o in outcomes]
+
+
+def _reason_kind(error: str) -> str:
+    return error.split(":", 1)[0].strip()
+
+
+def recaption(manifest: pd.DataFrame, backend: CaptionBackend, out_dir: str | os.PathLike,
+              settings: RecaptionSettings, progress: bool = True) -> RecaptionSummary:
+    """Caption every manifest id without a caption in `out_dir`, writing shards as it goes."""
+    started = time.perf_counter()
+    validate_manifest(manifest, settings)
+    declared = getattr(backend, "name", None)
+    if declared is not None and declared != settings.backend:
+        raise ValueError(f"settings.backend is {settings.backend!r} but the backend given is "
+                         f"{type(backend).__name__} ({declared!r})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    leftovers = remove_tmp_leftovers(out)
+    if leftovers:
+        logger.info("removed %d unfinished shard file(s) of an interrupted run", len(leftovers))
+    before = read_shards(out)
+    done = set(before.captions["id"])
+    failed_before = set(before.failures["id"])
+    remaining = manifest[~manifest["id"].isin(done)]
+    skipped = len(manifest) - len(remaining)
+    retried = int(remaining["id"].isin(failed_before).sum())
+    logger.info("recaptioning %d of %d ids (%d done before, %d to retry) into %s",
+                len(remaining), len(manifest), skipped, retried, out)
+
+    index = next_shard_index(out)
+    shards_written, captioned = 0, 0
+    reasons: Counter[str] = Counter()
+    columns = ["id", "image"] + (["alt_text"] if "alt_text" in remaining.columns else [])
+    rows: list[dict[str, Any]] = remaining[columns].to_dict("records")
+    bar = tqdm(total=len(rows), desc="recaptioning", unit="img", disable=not progress)
+    try:
+        for start in range(0, len(rows), settings.shard_size):
+            caption_rows: list[dict[str, str]] = []
+            failure_rows: list[dict[str, str]] = []
+            kinds: dict[str, PromptKind] = {}
+            items: list[CaptionItem] = []
+            for row in rows[start:start + settings.shard_size]:
+                image = _image_bytes(row["image"])
+                if image is None:  # the backend would crash on it; record it instead
+                    failure_rows.append({"id": row["id"], "error": "missing image: no bytes"})
+                    bar.update(1)
+                    continue
+                prompt, kinds[row["id"]] = build_prompt(row.get("alt_text"), settings)
+                items.append(CaptionItem(row["id"], image, prompt))
+            for batch in length_grouped(items, lambda item: len(item.prompt),
+                                        settings.batch_size, settings.length_group_window):
+                for outcome in _caption_batch(backend, batch):
+                    if outcome.ok:
+                        caption_rows.append({"id": outcome.id, "caption": outcome.caption,
+                                             "prompt_kind": kinds[outcome.id],
+                                             "backend": settings.backend})
+                    else:
+                        failure_rows.append({"id": outcome.id, "error": str(outcome.error)})
+                bar.update(len(batch))
+            # Captions first: a kill between the two writes then only loses failure rows,
+            # and failed ids are retried anyway because they have no caption.
+            if caption_rows:
+                write_shard(pd.DataFrame(caption_rows), out, "captions", index)
+                shards_written += 1
+            if failure_rows:
+                write_shard(pd.DataFrame(failure_rows), out, "failures", index)
+                shards_written += 1
+                for failure in failure_rows:
+                    reasons[_reason_kind(failure["error"])] += 1
+            captioned += len(caption_rows)
+            index += 1
+    finally:
+        bar.close()
+
+    summary = RecaptionSummary(
+        total=len(manifest), skipped=skipped, captioned=captioned,
+        failed=sum(reasons.values()), failed_by_reason=dict(reasons), retried=retried,
+        duplicates=before.duplicates, shards_written=shards_written,
+        seconds=time.perf_counter() - started)
+    if before.duplicates:
+        logger.warning("%s holds %d duplicate caption rows; readers keep each id's first",
+                       out, before.duplicates)
+    logger.info("recaptioned %d, failed %d %s, skipped %d, in %.1fs (%.1f captions/s)",
+                summary.captioned, summary.failed, dict(reasons), summary.skipped,
+                summary.seconds, summary.captions_per_s)
+    return summary
