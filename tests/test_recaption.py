@@ -378,7 +378,11 @@ def test_local_batched_length_grouped_equals_one_by_one(tmp_path, scenes, tiny_g
         return (dict(zip(view.captions["id"], view.captions["caption"], strict=True))
                 | dict(zip(view.failures["id"], view.failures["error"], strict=True)))
 
-    assert outcomes(tmp_path / "batched") == outcomes(tmp_path / "single")
+    batched_out, single_out = outcomes(tmp_path / "batched"), outcomes(tmp_path / "single")
+    assert batched_out.keys() == single_out.keys()
+    # Padding changes the matmul shapes, so a near-tie in greedy decoding may rarely flip;
+    # a mix-up of ids would change nearly every caption.
+    assert sum(batched_out[i] == single_out[i] for i in batched_out) >= len(batched_out) - 1
     # The grouped run really reordered (shorter prompts first), and the one-by-one run, in
     # input order, is the reference each id's caption is checked against above.
     captions = read_captions(tmp_path / "batched")
@@ -394,11 +398,17 @@ def test_local_backend_records_undecodable_images_and_captions_the_rest(tmp_path
     manifest.loc[4, "image"] = good_png[: len(good_png) // 2]  # truncated mid-pixels
     summary = recaption(manifest, LocalBackend(tiny_generator, 4), tmp_path,
                         settings(backend="local"), progress=False)
-    failures = read_failures(tmp_path)
-    assert set(failures["id"]) == set(manifest["id"][[1, 4]])
-    assert all(failures["error"].str.startswith("undecodable: "))
-    assert summary.failed_by_reason == {"undecodable": 2} and summary.captioned == 4
-    assert sorted(read_captions(tmp_path)["id"]) == sorted(manifest["id"][[0, 2, 3, 5]])
+    failures = read_failures(tmp_path).set_index("id")["error"]
+    broken = set(manifest["id"][[1, 4]])
+    assert all(failures[i].startswith("undecodable: ") for i in broken)
+    # A random-weight model may still write an empty caption for a good image (recorded as
+    # "empty caption"), but a good image is never called undecodable.
+    assert not any(e.startswith("undecodable") for i, e in failures.items() if i not in broken)
+    captioned = set(read_captions(tmp_path)["id"])
+    assert captioned.isdisjoint(failures.index)
+    assert captioned | set(failures.index) == set(manifest["id"])
+    assert summary.failed_by_reason["undecodable"] == 2
+    assert summary.captioned == len(captioned) >= 2
 
 
 def test_local_backend_keeps_one_outcome_per_item_in_order(tiny_generator, scenes):
@@ -441,3 +451,16 @@ def test_vllm_backend_without_vllm_says_how_to_get_it():
     with pytest.raises(ImportError, match="pip install vllm") as raised:
         VllmBackend("some/model")
     assert "GPU" in str(raised.value) and "'local' backend" in str(raised.value)
+
+
+def test_truncated_images_stay_undecodable_whatever_pillow_was_told(monkeypatch, scenes):
+    from PIL import ImageFile
+
+    from sail_pipeline.captioning.backends import decode_image
+
+    # lmms-eval flips this global at import; a truncated file must still be rejected.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    png = scenes.loc[0, "image"]
+    assert str(decode_image(png[: len(png) // 2])).startswith("undecodable: ")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # restored for everyone else
+    assert decode_image(png).mode == "RGB"

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sail_pipeline.captioning.params import CaptioningParams
 from sail_pipeline.curation.params import CurationParams
 from sail_pipeline.evaluation.tasks import TASK_TYPES
 from sail_pipeline.modeling.presets import PRESETS
@@ -147,6 +148,7 @@ class ProjectParams(_Strict):
     sft: SftParams | None = None
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     curation: CurationParams | None = None
+    captioning: CaptioningParams | None = None
 
 
 class InvalidParameters(ValueError):

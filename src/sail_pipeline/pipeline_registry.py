@@ -1,12 +1,12 @@
 """The pipelines: `data`, `pretrain`, `sft`, `evaluation`; `__default__` runs them in order.
 
-`curation` runs on its own (`kedro run --pipelines=curation`): no later stage reads its
-manifest yet, so the default chain does not pay for it.
+`curation` and `captioning` run on their own (`kedro run --pipelines=curation,captioning`):
+no training stage reads their output yet, so the default chain does not pay for them.
 """
 
 from kedro.pipeline import Pipeline
 
-from sail_pipeline.pipelines import curation, data, evaluation, pretrain, sft
+from sail_pipeline.pipelines import captioning, curation, data, evaluation, pretrain, sft
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -18,4 +18,5 @@ def register_pipelines() -> dict[str, Pipeline]:
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     pipelines["curation"] = curation.pipeline.create_pipeline()
+    pipelines["captioning"] = captioning.pipeline.create_pipeline()
     return pipelines

@@ -6,7 +6,7 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
-from sail_pipeline.hooks import ValidateParametersHook
+from sail_pipeline.hooks import CredentialsHook, ValidateParametersHook
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 # MLflow 3 refuses a file store; an absolute sqlite path also survives `dvc exp run`, which
@@ -25,7 +25,7 @@ def _env(name: str, default: str | None = None) -> str:
     return value
 
 
-HOOKS = (ValidateParametersHook(),)
+HOOKS = (ValidateParametersHook(), CredentialsHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

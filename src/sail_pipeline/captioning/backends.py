@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from PIL import Image
+from PIL import Image, ImageFile
 
 from sail_pipeline.captioning.api_client import ApiCaptioner, CaptionRequest
 
@@ -59,10 +60,22 @@ def short_reason(kind: str, error: BaseException) -> str:
     return f"{kind}: {type(error).__name__}: {error}"[:_REASON_CHARS]
 
 
+@contextmanager
+def _no_truncated_images() -> Iterator[None]:
+    # lmms-eval sets Pillow's LOAD_TRUNCATED_IMAGES at import, and a truncated file would then
+    # load as a half-grey picture and get captioned; restored after, it is a process global.
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def decode_image(data: bytes) -> Image.Image | str:
     """An RGB image, or an "undecodable: ..." reason (PIL raises many unrelated types)."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with _no_truncated_images(), Image.open(io.BytesIO(data)) as image:
             image.load()  # open() only reads the header; truncated pixel data fails here
             return image.convert("RGB")
     except Exception as error:  # any decoder failure is this item's problem, not the run's

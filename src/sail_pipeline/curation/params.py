@@ -71,8 +71,6 @@ class WorldSource(_Strict):
 
     kind: Literal["world"]
     name: SourceName = "world"
-    # Where the Kedro node reads the table from (the data pipeline writes it there).
-    path: str = "data/01_raw/world_scenes.parquet"
     # Benchmark scenes are held out; curating them into training data would leak them.
     splits: list[str] = Field(default_factory=lambda: ["train"])
 

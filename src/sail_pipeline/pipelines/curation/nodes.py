@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -15,22 +14,20 @@ from sail_pipeline.curation.params import WorldSource
 log = logging.getLogger(__name__)
 
 
-def _world_scenes(params: CurationParams) -> pd.DataFrame | None:
-    paths = {source.path for source in params.sources if isinstance(source, WorldSource)}
-    if not paths:
+def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.DataFrame | None:
+    if not any(isinstance(source, WorldSource) for source in params.sources):
         return None
-    if len(paths) > 1:
-        raise ValueError(f"world sources name different scene tables: {sorted(paths)}")
-    path = Path(paths.pop())
-    if not path.exists():
-        raise FileNotFoundError(f"curation source `world` reads {path}, which does not exist: "
-                                "run `kedro run --pipelines=data` first")
-    return pd.read_parquet(path)
+    if scenes is None:
+        raise FileNotFoundError("curation source `world` needs the world's scene table "
+                                "(data/01_raw/world_scenes.parquet): run `kedro run "
+                                "--pipelines=data` first, or in the same run")
+    return scenes
 
 
-def curate(curation: dict):
+def curate(curation: dict, world_scenes: pd.DataFrame | None):
     params = CurationParams.model_validate(curation)
-    result = run_curation(params.sources, params.settings, world_scenes=_world_scenes(params))
+    result = run_curation(params.sources, params.settings,
+                          world_scenes=_world_scenes(params, world_scenes))
     log.info("curation: %d records in, %d kept, %d quarantined", result.count("input"),
              result.count("kept"), result.count("quarantined"))
     reasons = result.quarantine["reason"].value_counts()

@@ -1,0 +1,1 @@
+from sail_pipeline.pipelines.captioning import pipeline  # noqa: F401
