@@ -1,6 +1,6 @@
 """Captions/s of batched, length-grouped recaptioning vs one-by-one, same (greedy) captions.
 
-Recaptions the world's images twice through `sail_pipeline.captioning.recaption` with the
+Recaptions the world's images twice through `sail_pipeline.captioning.recaptioning` with the
 local backend (shards written to a temporary directory, as a real run does): one by one
 (batch size 1, no grouping), then in batches of `--batch-size` sorted by prompt length within
 windows of `--window` batches. The prompts carry each image's alt-text, so their lengths vary

@@ -50,27 +50,13 @@ class PretrainedDirDataset(_PathDataset):
         data.save_pretrained(str(self._filepath))
 
 
-class OptionalParquetDataset(AbstractDataset[pd.DataFrame, pd.DataFrame | None]):
-    """A Parquet table that loads as None when it has not been made.
+class OptionalParquetDataset(ParquetPathDataset):
+    """A Parquet table that loads as a DataFrame, or as None when it has not been made.
 
     The curation node takes the world's scene table as an input, so that in one run it waits
     for the data pipeline to write it; a curation of the user's own folders, with no world
     source, must still run where the world was never generated.
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
-        self._filepath = Path(filepath)
-        self.metadata = metadata
-
-    def _load(self) -> pd.DataFrame | None:
-        return pd.read_parquet(self._filepath) if self._filepath.exists() else None
-
-    def _save(self, data: pd.DataFrame) -> None:
-        self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        data.to_parquet(self._filepath, index=False)
-
-    def _exists(self) -> bool:
-        return self._filepath.exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+    def _load(self) -> pd.DataFrame | None:  # type: ignore[override]
+        return pd.read_parquet(self._filepath) if self._exists() else None

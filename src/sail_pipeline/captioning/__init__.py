@@ -1,54 +1,30 @@
-"""Captioner backends: the recaptioning stage calls these from Kedro nodes or plain scripts."""
+"""Captioner backends: the recaptioning stage calls these from Kedro nodes or plain scripts.
 
-from sail_pipeline.captioning.api_client import (
-    ApiCaptioner,
-    ApiKey,
-    ApiSettings,
-    CaptionRequest,
-    CaptionResult,
-    caption_all,
-    image_mime_type,
-    resolve_api_key,
-)
-from sail_pipeline.captioning.backends import (
-    ApiBackend,
-    CaptionBackend,
-    CaptionItem,
-    CaptionOutcome,
-    LocalBackend,
-    OracleBackend,
-    VllmBackend,
-)
-from sail_pipeline.captioning.recaption import (
-    RecaptionSettings,
-    RecaptionSummary,
-    build_prompt,
-    length_grouped,
-    recaption,
-)
-from sail_pipeline.captioning.shards import read_captions, read_failures
+Names are imported on first use, so that parameter validation (which reads only
+`captioning.settings`) does not load aiohttp and the backends at every Kedro start.
+"""
 
-__all__ = [
-    "ApiBackend",
-    "ApiCaptioner",
-    "ApiKey",
-    "ApiSettings",
-    "CaptionBackend",
-    "CaptionItem",
-    "CaptionOutcome",
-    "CaptionRequest",
-    "CaptionResult",
-    "LocalBackend",
-    "OracleBackend",
-    "RecaptionSettings",
-    "RecaptionSummary",
-    "VllmBackend",
-    "build_prompt",
-    "caption_all",
-    "image_mime_type",
-    "length_grouped",
-    "read_captions",
-    "read_failures",
-    "recaption",
-    "resolve_api_key",
-]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_HOME = {
+    **dict.fromkeys(["ApiCaptioner", "ApiKey", "CaptionRequest", "CaptionResult", "caption_all",
+                     "image_mime_type", "resolve_api_key"], "api_client"),
+    **dict.fromkeys(["ApiBackend", "CaptionBackend", "CaptionItem", "CaptionOutcome",
+                     "LocalBackend", "OracleBackend", "VllmBackend"], "backends"),
+    # Not a module named `recaption`: importing it would rebind the package's `recaption`
+    # from the function to the module.
+    **dict.fromkeys(["RecaptionSummary", "build_prompt", "length_grouped", "recaption"],
+                    "recaptioning"),
+    **dict.fromkeys(["ApiSettings", "RecaptionSettings"], "settings"),
+    **dict.fromkeys(["read_captions", "read_failures"], "shards"),
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)

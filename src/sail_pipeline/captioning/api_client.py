@@ -21,11 +21,12 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
+
+from sail_pipeline.captioning.settings import ApiSettings
 
 logger = logging.getLogger("sail_pipeline.captioning")
 
@@ -34,36 +35,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Statuses whose Retry-After header says how long the server wants us to wait.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _BODY_CHARS = 200
-
-
-class ApiSettings(BaseModel):
-    """Parameters of one API backend; a typo in a key fails at pipeline start, not mid-run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1; POSTs go to /chat/completions")
-    model: str = Field(min_length=1)
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = Field(16, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(5, ge=0)
-    backoff_s: float = Field(1.0, ge=0)
-    max_backoff_s: float = Field(30.0, ge=0)
-    max_tokens: int = Field(256, gt=0)
-    temperature: float = Field(0.0, ge=0)
-    detail: Literal["auto", "low", "high"] = "auto"
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        # A bad URL would otherwise fail every request and quarantine the whole pool.
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.base_url}/chat/completions"
 
 
 class ApiKey:

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sail_pipeline.captioning.api_client import ApiSettings
-from sail_pipeline.captioning.recaption import DEFAULT_CAPTION_PROMPT
+from sail_pipeline.captioning.settings import DEFAULT_CAPTION_PROMPT, ApiSettings
 
 
 class ReferenceCaptionParams(BaseModel):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from sail_pipeline.evaluation import world_metrics as wm
+from sail_pipeline.evaluation.tasks import task_kind
 from sail_pipeline.world import Scene, WorldConfig
 from sail_pipeline.world.captions import caption_facts, fact_vocabulary
 
@@ -36,11 +37,9 @@ def score_captions(scenes: pd.DataFrame, captions: Sequence[str],
     vocabulary = fact_vocabulary(list(ocr_words))
     counts = [wm.caption_counts(str(caption), caption_facts(truth), vocabulary)
               for caption, truth in zip(captions, truths, strict=True)]
-    return {"score": wm.caption_f1(counts),
-            "object_recall": wm.object_recall(counts),
-            "object_precision": wm.object_precision(counts),
-            "attribute_recall": wm.attribute_recall(counts),
-            "attribute_precision": wm.attribute_precision(counts)}
+    # The world_caption task's own metrics and aggregations, so the two can never disagree.
+    return {metric: getattr(wm, aggregation)(counts)
+            for metric, aggregation in task_kind("caption").metrics.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from sail_pipeline.evaluation.tasks import (
     METRIC,
+    TASK_PREFIX,
     chance_levels,
     write_world_tasks,
 )
@@ -153,8 +154,12 @@ def _sample_correct(value: Any) -> bool | None:
 
 
 def _model_args(model_dir: Path, batch_size: int, max_new_tokens: int, device: str) -> str:
+    """lmms-eval's ``model_args`` for a checkpoint that exists; hub lookups switched off."""
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory not found: {model_dir}")
     if any(char in str(model_dir) for char in ",="):
         raise ValueError(f"lmms-eval cannot pass a model path containing ',' or '=': {model_dir}")
+    _force_offline()
     return (
         f"pretrained={model_dir},batch_size={batch_size},"
         f"max_new_tokens={max_new_tokens},device={device}"
@@ -177,18 +182,13 @@ def run_world_suite(
     ``work_dir/samples.jsonl`` and the report to ``work_dir/report.json``. Raises
     :class:`EvaluationError` naming every task that failed or returned no score.
     """
-    model_dir = Path(model_dir).resolve()
-    benchmark_path = Path(benchmark_path).resolve()
+    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device)
     work_dir = Path(work_dir).resolve()
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model directory not found: {model_dir}")
-    model_args = _model_args(model_dir, batch_size, max_new_tokens, device)
-    _force_offline()
+    benchmark = pd.read_parquet(benchmark_path)
 
     task_dir = work_dir / "tasks"
-    task_names = write_world_tasks(benchmark_path, task_dir, question_types)
-    chance = chance_levels(pd.read_parquet(benchmark_path),
-                           [name.removeprefix("world_") for name in task_names])
+    task_names = write_world_tasks(benchmark, task_dir, question_types)
+    chance = chance_levels(benchmark, [name.removeprefix(TASK_PREFIX) for name in task_names])
 
     from lmms_eval.tasks import TaskManager
 
@@ -255,13 +255,9 @@ def run_real_suite(
     """
     from sail_pipeline.evaluation.real_suite import card_scores, preflight, select
 
-    model_dir = Path(model_dir).resolve()
-    work_dir = Path(work_dir).resolve()
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model directory not found: {model_dir}")
     chosen = select(benchmarks)
-    model_args = _model_args(model_dir, batch_size, max_new_tokens, device)
-    _force_offline()
+    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device)
+    work_dir = Path(work_dir).resolve()
     from lmms_eval.tasks import TaskManager
 
     _quiet_lmms_eval_logging()

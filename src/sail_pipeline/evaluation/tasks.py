@@ -202,15 +202,15 @@ def _write_yaml(path: Path, config: dict[str, Any]) -> None:
 
 
 def write_world_tasks(
-    benchmark_path: Path, out_dir: Path, question_types: list[str] | None = None
+    benchmark: Path | pd.DataFrame, out_dir: Path, question_types: list[str] | None = None
 ) -> list[str]:
     """Write one lmms-eval task per question type plus the ``world_suite`` group.
 
-    Each task reads its own Parquet slice of the benchmark (test split only). Returns the
-    task names in evaluation order. ``out_dir`` is meant to be passed as lmms-eval's
-    include path.
+    ``benchmark`` is the benchmark Parquet or the table already read from it. Each task reads
+    its own Parquet slice of it (test split only). Returns the task names in evaluation order.
+    ``out_dir`` is meant to be passed as lmms-eval's include path.
     """
-    frame = pd.read_parquet(benchmark_path)
+    frame = benchmark if isinstance(benchmark, pd.DataFrame) else pd.read_parquet(benchmark)
     present = sorted(frame["question_type"].astype(str).unique())
     types = _select_types(present, question_types)
     unsafe = [qt for qt in types if not _SAFE_NAME.match(qt)]

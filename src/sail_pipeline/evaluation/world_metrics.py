@@ -194,15 +194,21 @@ def mme_total(items: Sequence[Mapping[str, Any]]) -> float:
     return sum(100 * (c["acc"] + c["acc_plus"]) for c in mme_categories(items).values())
 
 
-def mme_acc(items: Sequence[Mapping[str, Any]]) -> float:
+def item_accuracy(items: Sequence[Mapping[str, Any]]) -> float:
+    """Share of rows answered right."""
     return sum(bool(item["correct"]) for item in items) / max(len(items), 1)
 
 
-def mme_acc_plus(items: Sequence[Mapping[str, Any]]) -> float:
+def group_accuracy(items: Sequence[Mapping[str, Any]]) -> float:
+    """Share of groups (an MME pair, an MMBench question's rotations) answered right in full."""
     groups: dict[str, list[bool]] = {}
     for item in items:
         groups.setdefault(item["group"], []).append(bool(item["correct"]))
     return sum(all(g) for g in groups.values()) / max(len(groups), 1)
+
+
+mme_acc = item_accuracy
+mme_acc_plus = group_accuracy
 
 
 # --- lettered multiple choice: MMBench ------------------------------------------------------
@@ -241,13 +247,9 @@ def process_mmbench(doc: Mapping[str, Any], results: Sequence[str]) -> dict[str,
     return dict.fromkeys(MMBENCH_METRICS, record)
 
 
-def circular_accuracy(items: Sequence[Mapping[str, Any]]) -> float:
-    """MMBench CircularEval: a question counts only if every rotation of it is right."""
-    return mme_acc_plus(items)
-
-
-def plain_accuracy(items: Sequence[Mapping[str, Any]]) -> float:
-    return mme_acc(items)
+# MMBench CircularEval: a question counts only if every rotation of it is right.
+circular_accuracy = group_accuracy
+plain_accuracy = item_accuracy
 
 
 # --- detailed caption -----------------------------------------------------------------------

@@ -87,22 +87,16 @@ def _mme_question(category: str, value: str) -> str:
     return f'Is the word "{value}" written in the image?'
 
 
-def mme_categories(scene: Scene, cfg: WorldConfig) -> list[str]:
-    """Categories with a true and a false value for this scene under the config."""
-    usable = []
-    for category in MME_CATEGORIES:
-        try:
-            truth = canonical_answer(scene, category)
-        except ValueError:
-            continue
-        if [c for c in answer_choices(category, cfg) if c != truth]:
-            usable.append(category)
-    return usable
+def _askable(scene: Scene, cfg: WorldConfig, among: tuple[str, ...] | None = None
+             ) -> list[str]:
+    """Question types this scene has an answer for, with at least one wrong value to offer."""
+    return [t for t in applicable_types(scene)
+            if (among is None or t in among) and len(answer_choices(t, cfg)) > 1]
 
 
 def mme_pair(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) -> list[Probe]:
     """MME's unit: one category, the same question once true (yes) and once false (no)."""
-    categories = mme_categories(scene, cfg)
+    categories = _askable(scene, cfg, MME_CATEGORIES)
     if not categories:
         return []
     category = categories[int(rng.integers(len(categories)))]
@@ -125,7 +119,7 @@ def mmbench_question(scene: Scene, rng: np.random.Generator, cfg: WorldConfig,
     With ``circular`` the options are also shown rotated, once per option, as MMBench's
     CircularEval does: a model that always answers "A" is then right on one rotation only.
     """
-    types = [t for t in applicable_types(scene) if len(answer_choices(t, cfg)) > 1]
+    types = _askable(scene, cfg)
     if not types:
         return []
     question_type = types[int(rng.integers(len(types)))]

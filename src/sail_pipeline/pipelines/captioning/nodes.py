@@ -14,7 +14,7 @@ from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.api_client import ApiCaptioner, resolve_api_key
 from sail_pipeline.captioning.backends import ApiBackend, CaptionBackend, OracleBackend
 from sail_pipeline.captioning.params import CaptioningParams, ReferenceCaptionParams
-from sail_pipeline.captioning.recaption import RecaptionSettings, recaption
+from sail_pipeline.captioning.recaptioning import RecaptionSettings, recaption
 from sail_pipeline.captioning.shards import read_captions, read_failures
 from sail_pipeline.curation import CurationParams
 from sail_pipeline.curation.params import WorldSource

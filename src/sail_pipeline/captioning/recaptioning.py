@@ -20,10 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from sail_pipeline.captioning.backends import (
@@ -31,6 +30,10 @@ from sail_pipeline.captioning.backends import (
     CaptionItem,
     CaptionOutcome,
     short_reason,
+)
+from sail_pipeline.captioning.settings import (
+    PromptKind,
+    RecaptionSettings,
 )
 from sail_pipeline.captioning.shards import (
     next_shard_index,
@@ -40,42 +43,7 @@ from sail_pipeline.captioning.shards import (
 )
 
 logger = logging.getLogger("sail_pipeline.captioning")
-
-DEFAULT_CAPTION_PROMPT = "Describe the image in detail."
-DEFAULT_RECAPTION_PROMPT = ('Describe the image in detail. Its web alt-text, which may be wrong '
-                            'or incomplete, is: "{alt_text}"')
-PromptKind = Literal["caption", "recaption"]
 T = TypeVar("T")
-
-
-class RecaptionSettings(BaseModel):
-    """Parameters of a recaptioning run; a wrong key or value fails before any captioning."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: Literal["local", "api", "oracle", "vllm"]
-    shard_size: int = Field(512, gt=0, description="ids per output shard (the resume unit)")
-    batch_size: int = Field(32, gt=0, description="items per backend call")
-    max_new_tokens: int = Field(64, gt=0)
-    caption_prompt: str = Field(DEFAULT_CAPTION_PROMPT, min_length=1)
-    recaption_prompt: str = Field(DEFAULT_RECAPTION_PROMPT, min_length=1)
-    use_alt_text: bool = True
-    length_group_window: int = Field(
-        8, gt=0, description="batches whose items are sorted by prompt length together")
-
-    @field_validator("recaption_prompt")
-    @classmethod
-    def _formats_with_alt_text(cls, value: str) -> str:
-        # Checked here so a typo'd placeholder fails at start, not on the first item.
-        if "{alt_text}" not in value:
-            raise ValueError("recaption_prompt must contain {alt_text}")
-        try:
-            value.format(alt_text="")
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"recaption_prompt must have no placeholder but {{alt_text}} "
-                             f"(double other braces): {error!r}") from error
-        return value
-
 
 def build_prompt(alt_text: object, settings: RecaptionSettings) -> tuple[str, PromptKind]:
     """The recaption prompt for an item with alt-text (when enabled), else the caption prompt."""
