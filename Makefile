@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.installed-ray
 export KEDRO_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -41,7 +42,14 @@ run: install  ## the whole chain on the embedded default: kedro run
 micro: install  ## the whole chain on the micro configuration (about 3 minutes)
 	$(BIN)/kedro run --env micro
 
-test: install  ## the test suite (includes one end-to-end kedro run)
+# Ray (the optional `ray` extra) only for the tests: tests/test_executors.py compares the Ray
+# executor with the plain one, and `make run` stays without it.
+$(RAY_STAMP): $(STAMP)
+	$(PIP) -e ".[ray]" $(QUIET)
+	$(BIN)/python -c "import ray.data"
+	touch $(RAY_STAMP)
+
+test: install $(RAY_STAMP)  ## the test suite (includes one end-to-end kedro run)
 	$(BIN)/python -m pytest
 
 lint: install  ## ruff

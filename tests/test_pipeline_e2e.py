@@ -115,6 +115,54 @@ def test_bad_parameter_fails_before_training_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
+def test_captioning_chain_recaptions_every_kept_id_once(micro_run):
+    """curation -> reference captions -> captioner -> recaption the pool -> held-out scores.
+
+    Runs before the DVC test, which copies this project and so needs these outputs too.
+    """
+    project, _ = micro_run
+    result = run(project, "kedro", "run", "--env", "micro", "--pipelines=curation,captioning")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    manifest = pd.read_parquet(project / "data/02_intermediate/curation_manifest.parquet")
+    captions = pd.read_parquet(project / "data/04_feature/recaptions.parquet")
+    failures = pd.read_parquet(project / "data/04_feature/recaption_failures.parquet")
+    assert captions["id"].is_unique and set(captions["id"]).isdisjoint(failures["id"])
+    assert set(captions["id"]) | set(failures["id"]) == set(manifest["id"])
+    with_alt = set(manifest.loc[manifest["alt_text"].notna(), "id"])
+    assert set(captions.loc[captions["prompt_kind"] == "recaption", "id"]) == \
+        with_alt & set(captions["id"])
+
+    pointer = json.loads((project / "data/06_models/captioning/captioner_model.json").read_text())
+    assert (project / "data/06_models/captioning/captioner/hf/model.safetensors").exists()
+    assert pointer["summary"]["mask_mismatches"] == 0 and pointer["summary"]["steps"] == 6
+    run_config = json.loads((project / "data/06_models/captioning/captioner/run_config.json"
+                             ).read_text())
+    assert sorted(run_config["trainable"]) == ["llm", "projector", "vision"]
+    assert run_config["llm_path"].endswith("pretrain/llm/hf")  # from the backbones
+
+    heldout = pd.read_csv(project / "data/08_reporting/captioner_heldout.csv")
+    assert list(heldout["captions"]) == ["alt_text", "captioner_caption_prompt",
+                                         "captioner_recaption_prompt"]
+    assert (heldout["scenes"] == 40).all() and heldout["score"].between(0, 1).all()
+    assert (project / "data/08_reporting/captioner_heldout.png").stat().st_size > 0
+
+    # A second run of the recaption node asks again only for the ids that failed (the micro
+    # captioner answers some with an empty caption); every caption it had stays as it was.
+    folder = project / "data/04_feature/recaption_shards"
+    before = set(folder.rglob("*.parquet"))
+    again = run(project, "kedro", "run", "--env", "micro", "--pipelines=captioning",
+                "--nodes=recaption_pool")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    retried = {i for path in set(folder.rglob("*.parquet")) - before
+               for i in pd.read_parquet(path)["id"]}
+    assert retried == set(failures["id"])
+    final = pd.read_parquet(project / "data/04_feature/recaptions.parquet")
+    assert final["id"].is_unique
+    kept = final[final["id"].isin(captions["id"])].sort_values("id").reset_index(drop=True)
+    assert kept.equals(captions.sort_values("id").reset_index(drop=True))
+
+
+@pytest.mark.slow
 def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
     """`dvc repro` twice (nothing runs), then a pretrain parameter: pretrain and what follows."""
     project = tmp_path / "project"
@@ -131,9 +179,10 @@ def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
                                                  "tokens: 490000\n    lr: 5.0e-4\n    warmup_ratio: 0.1"))
     changed = run(project, "dvc", "repro", KEDRO_ENV="micro")
     assert changed.returncode == 0, changed.stdout[-4000:] + changed.stderr[-4000:]
-    ran = [stage for stage in ("data", "pretrain", "sft", "evaluation")
+    ran = [stage for stage in ("data", "pretrain", "sft", "evaluation", "curation", "captioning")
            if f"Running stage '{stage}'" in changed.stdout]
-    assert ran == ["pretrain", "sft", "evaluation"], changed.stdout[-3000:]
+    # The captioner starts from the pretrain backbones; curation needs nothing of pretrain.
+    assert ran == ["pretrain", "sft", "evaluation", "captioning"], changed.stdout[-3000:]
     assert json.loads((project / "data/06_models/pretrain/advance/run_config.json").read_text()
                       )["optim"]["warmup_ratio"] == 0.1
 

@@ -14,6 +14,7 @@ from sail_pipeline.modeling.presets import PRESETS
 from sail_pipeline.recipe_data import StageSizes
 from sail_pipeline.training.config import load_deepspeed_config
 from sail_pipeline.training.launcher import LauncherConfig
+from sail_pipeline.training_params import TrainParams
 from sail_pipeline.world import WorldConfig
 
 
@@ -40,41 +41,6 @@ class DataParams(_Strict):
     tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
     stage_sizes: StageSizes = Field(default_factory=StageSizes)
     advance_ocr: bool = True
-
-
-class TrainParams(_Strict):
-    """One training run: a recipe stage or a stand-in backbone."""
-
-    # The budget: optimizer steps, or real (image + text) tokens; exactly one.
-    steps: int | None = Field(None, gt=0)
-    tokens: int | None = Field(None, gt=0)
-    lr: float = Field(gt=0, le=1.0)
-    # Rows per GPU per micro batch: packed rows of up to max_seq_len tokens when `pack`.
-    micro_batch_size: int = Field(64, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    max_seq_len: int = Field(256, gt=8)
-    pack: bool = True
-    loss_norm: Literal["token", "sample", "square"] = "token"
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
-    deepspeed: str = Field("zero0", description="conf/base/deepspeed/<name>.json, or a path")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    lr_scale: dict[Literal["vision", "projector", "llm"], float] = Field(default_factory=dict)
-    log_every: int = Field(10, gt=0)
-    save_every: int = Field(0, ge=0)
-    eval_samples: int = Field(256, ge=0)
-    trainable: list[Literal["vision", "projector", "llm"]] | None = None
-
-    @model_validator(mode="after")
-    def _one_budget(self) -> TrainParams:
-        if (self.steps is None) == (self.tokens is None):
-            raise ValueError("give exactly one budget, `steps` or `tokens` (an override of one "
-                             "sets the other to null, e.g. `tokens: null`)")
-        return self
 
 
 class BackboneParams(_Strict):
@@ -167,6 +133,9 @@ def training_runs(project: ProjectParams) -> dict[str, TrainParams]:
     if project.sft is not None:
         runs |= {f"sft.{s}": getattr(project.sft, s)
                  for s in ("knowledge", "instruction", "preference")}
+    captioner = project.captioning.captioner if project.captioning is not None else None
+    if captioner is not None and captioner.source == "train" and captioner.train is not None:
+        runs["captioning.captioner.train"] = captioner.train
     return runs
 
 

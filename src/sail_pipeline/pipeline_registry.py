@@ -1,7 +1,7 @@
 """The pipelines: `data`, `pretrain`, `sft`, `evaluation`; `__default__` runs them in order.
 
-`curation` and `captioning` run on their own (`kedro run --pipelines=curation,captioning`):
-no training stage reads their output yet, so the default chain does not pay for them.
+`curation` and `captioning` run on their own, after it (`kedro run --pipelines=curation,captioning`):
+no recipe stage reads the recaptions yet, so the default chain does not pay for them.
 """
 
 from kedro.pipeline import Pipeline

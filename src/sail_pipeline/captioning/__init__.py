@@ -12,8 +12,9 @@ from typing import Any
 _HOME = {
     **dict.fromkeys(["ApiCaptioner", "ApiKey", "CaptionRequest", "CaptionResult", "caption_all",
                      "image_mime_type", "resolve_api_key"], "api_client"),
-    **dict.fromkeys(["ApiBackend", "CaptionBackend", "CaptionItem", "CaptionOutcome",
-                     "LocalBackend", "OracleBackend", "VllmBackend"], "backends"),
+    **dict.fromkeys(["ApiBackend", "BackendFactory", "CaptionBackend", "CaptionItem",
+                     "CaptionOutcome", "LocalBackend", "OracleBackend", "VllmBackend",
+                     "build_backend"], "backends"),
     # Not a module named `recaption`: importing it would rebind the package's `recaption`
     # from the function to the module.
     **dict.fromkeys(["RecaptionSummary", "build_prompt", "length_grouped", "recaption"],

@@ -8,20 +8,24 @@ never an exception: the run records it and goes on. Backends:
 - `ApiBackend`: any OpenAI-compatible server (the captioner served by vLLM/LMDeploy, GPT-4o);
 - `OracleBackend`: the embedded world's reference captions, a stand-in for the strong model;
 - `VllmBackend`: vLLM's offline engine in this process (GPU only, optional dependency).
+
+A `BackendFactory` describes a backend instead of holding one: it pickles small and builds the
+backend where it runs, so a Ray actor loads its own model rather than receiving one.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image, ImageFile
 
-from sail_pipeline.captioning.api_client import ApiCaptioner, CaptionRequest
+from sail_pipeline.captioning.api_client import ApiCaptioner, ApiKey, CaptionRequest
+from sail_pipeline.captioning.settings import ApiSettings
 
 if TYPE_CHECKING:  # torch and transformers take seconds to import; api/oracle runs need neither
     from sail_pipeline.modeling.inference import VLMGenerator
@@ -180,3 +184,60 @@ class VllmBackend:
         return [CaptionOutcome(item.id, captions[i], None) if i in captions
                 else CaptionOutcome(item.id, None, str(decoded[i]))
                 for i, item in enumerate(items)]
+
+
+def _local(model_dir: str, max_new_tokens: int, device: str, batch_size: int) -> LocalBackend:
+    from sail_pipeline.modeling.inference import load_generator
+
+    return LocalBackend(load_generator(model_dir, device=device, batch_size=batch_size),
+                        max_new_tokens)
+
+
+def _api(settings: ApiSettings, key: ApiKey | None) -> ApiBackend:
+    return ApiBackend(ApiCaptioner(settings, key))
+
+
+@dataclass(frozen=True)
+class BackendFactory:
+    """How to build a backend: `build(*args, **kwargs)`, run where the captioning runs.
+
+    `build` must be importable by name (a class or a module-level function), so that a Ray
+    worker can unpickle it; `name` is the backend's, checked against `settings.backend`.
+    """
+
+    build: Callable[..., CaptionBackend]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is None:  # a backend class declares its own
+            object.__setattr__(self, "name", getattr(self.build, "name", None))
+
+    def __call__(self) -> CaptionBackend:
+        return self.build(*self.args, **dict(self.kwargs))
+
+    @classmethod
+    def oracle(cls, captions: Mapping[str, str]) -> BackendFactory:
+        return cls(OracleBackend, (dict(captions),))
+
+    @classmethod
+    def local(cls, model_dir: str | os.PathLike, max_new_tokens: int = 64, device: str = "cpu",
+              batch_size: int = 16) -> BackendFactory:
+        """Our checkpoint, loaded by each worker (on a GPU actor: device="cuda")."""
+        return cls(_local, (str(model_dir), max_new_tokens, device, batch_size), name="local")
+
+    @classmethod
+    def api(cls, settings: ApiSettings, key: ApiKey | None = None) -> BackendFactory:
+        """An OpenAI-compatible server; the key travels to the workers inside the factory."""
+        return cls(_api, (settings, key), name="api")
+
+    @classmethod
+    def vllm(cls, model: str | os.PathLike, max_new_tokens: int = 64,
+             **llm_kwargs: Any) -> BackendFactory:
+        return cls(VllmBackend, (str(model), max_new_tokens), dict(llm_kwargs))
+
+
+def build_backend(backend: CaptionBackend | BackendFactory) -> CaptionBackend:
+    """A factory's backend, or a backend as given."""
+    return backend() if isinstance(backend, BackendFactory) else backend

@@ -6,7 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sail_pipeline.captioning.settings import DEFAULT_CAPTION_PROMPT, ApiSettings
+from sail_pipeline.captioning.settings import (
+    DEFAULT_CAPTION_PROMPT,
+    ApiSettings,
+    RecaptionSettings,
+)
+from sail_pipeline.training_params import TrainParams
 
 
 class ReferenceCaptionParams(BaseModel):
@@ -30,7 +35,57 @@ class ReferenceCaptionParams(BaseModel):
         return self
 
 
+class CaptionerParams(BaseModel):
+    """The SAIL-Captioner: our VLM fine-tuned on the reference captions, or yours as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # train: fine-tune on the reference captions; path: use a local captioner directory as is.
+    source: Literal["train", "path"] = "train"
+    path: str | None = Field(None, description="source path: a captioner's HF directory")
+    # source train: the VLM it starts from. null: a new one from the stand-in backbones
+    # (pretrain.preset, like Pretrain-Alignment), so the captioner owes nothing to the
+    # recipe stages whose data it writes; or a local HF directory of a pretrained VLM.
+    init_from: str | None = None
+    eval_fraction: float = Field(0.05, gt=0, lt=1, description="reference images held out "
+                                 "for the eval loss (both prompts of an image in one split)")
+    train: TrainParams | None = None
+
+    @model_validator(mode="after")
+    def _source_has_what_it_needs(self) -> CaptionerParams:
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a local captioner directory)")
+        if self.source == "train" and self.train is None:
+            raise ValueError("source 'train' needs `train` settings")
+        return self
+
+
+class PoolRecaptionParams(RecaptionSettings):
+    """Recaptioning the whole kept pool with the captioner (SAIL-Caption's last step).
+
+    `local`: batched generation in the Kedro process; `vllm`: vLLM's engine on a GPU;
+    `api`: the captioner served by vLLM / LMDeploy / SGLang behind an OpenAI-compatible URL.
+    The prompts also build the captioner's training rows, so it learns what it is asked.
+    """
+
+    backend: Literal["local", "api", "oracle", "vllm"] = "local"
+    batch_size: int = Field(64, gt=0)
+    max_new_tokens: int = Field(48, gt=0)
+    shard_size: int = Field(1024, gt=0)
+    device: str = Field("auto", description="local backend: auto (cuda if present), cpu, cuda")
+    api: ApiSettings | None = None
+    credentials: str = Field("captioner", description="entry of conf/local/credentials.yml")
+
+    @model_validator(mode="after")
+    def _api_settings_for_api(self) -> PoolRecaptionParams:
+        if self.backend == "api" and self.api is None:
+            raise ValueError("backend `api` needs `api` settings (base_url, model, ...)")
+        return self
+
+
 class CaptioningParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reference: ReferenceCaptionParams = Field(default_factory=ReferenceCaptionParams)
+    captioner: CaptionerParams | None = None  # needed by the captioner and recaption nodes
+    recaption: PoolRecaptionParams = Field(default_factory=PoolRecaptionParams)

@@ -26,9 +26,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from sail_pipeline.captioning.backends import (
+    BackendFactory,
     CaptionBackend,
     CaptionItem,
     CaptionOutcome,
+    build_backend,
     short_reason,
 )
 from sail_pipeline.captioning.settings import (
@@ -41,6 +43,7 @@ from sail_pipeline.captioning.shards import (
     remove_tmp_leftovers,
     write_shard,
 )
+from sail_pipeline.executors import import_ray, iter_map_batches
 
 logger = logging.getLogger("sail_pipeline.captioning")
 T = TypeVar("T")
@@ -143,19 +146,86 @@ def _caption_batch(backend: CaptionBackend, batch: list[CaptionItem]) -> list[Ca
     return [_checked(o) for o in outcomes]
 
 
+class _CaptionWorker:
+    """One backend batch per row (`ids`, `images`, `prompts`) → its outcomes, as lists.
+
+    Built once per worker: in this process, or in each Ray actor, where a BackendFactory
+    builds (loads) the backend there.
+    """
+
+    def __init__(self, backend: CaptionBackend | BackendFactory) -> None:
+        self.backend = build_backend(backend)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        ids, captions, errors = [], [], []
+        for row in batch.itertuples(index=False):
+            items = [CaptionItem(*fields) for fields in zip(row.ids, row.images, row.prompts,
+                                                           strict=True)]
+            outcomes = _caption_batch(self.backend, items)
+            ids.append([o.id for o in outcomes])
+            captions.append([o.caption for o in outcomes])
+            errors.append([o.error for o in outcomes])
+        return pd.DataFrame({"ids": ids, "captions": captions, "errors": errors})
+
+
+@dataclass
+class _Shard:
+    """One shard's work, planned before any captioning: its backend batches and what failed."""
+
+    batches: list[list[CaptionItem]]
+    kinds: dict[str, PromptKind]
+    missing: list[dict[str, str]]
+
+
+def _plan(rows: list[dict[str, Any]], settings: RecaptionSettings) -> _Shard:
+    kinds: dict[str, PromptKind] = {}
+    missing: list[dict[str, str]] = []
+    items: list[CaptionItem] = []
+    for row in rows:
+        image = _image_bytes(row["image"])
+        if image is None:  # the backend would crash on it; record it instead
+            missing.append({"id": row["id"], "error": "missing image: no bytes"})
+            continue
+        prompt, kinds[row["id"]] = build_prompt(row.get("alt_text"), settings)
+        items.append(CaptionItem(row["id"], image, prompt))
+    batches = length_grouped(items, lambda item: len(item.prompt), settings.batch_size,
+                             settings.length_group_window)
+    return _Shard(batches, kinds, missing)
+
+
+def _batch_table(shards: list[_Shard]) -> pd.DataFrame:
+    batches = [batch for shard in shards for batch in shard.batches]
+    return pd.DataFrame({"ids": [[i.id for i in b] for b in batches],
+                         "images": [[i.image for i in b] for b in batches],
+                         "prompts": [[i.prompt for i in b] for b in batches]})
+
+
 def _reason_kind(error: str) -> str:
     return error.split(":", 1)[0].strip()
 
 
-def recaption(manifest: pd.DataFrame, backend: CaptionBackend, out_dir: str | os.PathLike,
-              settings: RecaptionSettings, progress: bool = True) -> RecaptionSummary:
-    """Caption every manifest id without a caption in `out_dir`, writing shards as it goes."""
+def recaption(manifest: pd.DataFrame, backend: CaptionBackend | BackendFactory,
+              out_dir: str | os.PathLike, settings: RecaptionSettings, progress: bool = True
+              ) -> RecaptionSummary:
+    """Caption every manifest id without a caption in `out_dir`, writing shards as it goes.
+
+    `backend` is a built backend, or a BackendFactory; with `settings.executor.kind: ray` it
+    must be a factory, so that each Ray actor builds its own (a model is not shipped).
+    """
     started = time.perf_counter()
     validate_manifest(manifest, settings)
     declared = getattr(backend, "name", None)
     if declared is not None and declared != settings.backend:
+        given = (f"a factory of {getattr(backend.build, '__name__', backend.build)}"
+                 if isinstance(backend, BackendFactory) else type(backend).__name__)
         raise ValueError(f"settings.backend is {settings.backend!r} but the backend given is "
-                         f"{type(backend).__name__} ({declared!r})")
+                         f"{given} ({declared!r})")
+    if settings.executor.kind == "ray" and not isinstance(backend, BackendFactory):
+        raise TypeError(f"executor 'ray' builds the backend in each Ray worker: pass a "
+                        f"BackendFactory (e.g. BackendFactory.local(model_dir)), not a built "
+                        f"{type(backend).__name__}")
+    if settings.executor.kind == "ray":
+        import_ray()  # a missing extra fails before the output folder is touched
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     leftovers = remove_tmp_leftovers(out)
@@ -175,30 +245,30 @@ def recaption(manifest: pd.DataFrame, backend: CaptionBackend, out_dir: str | os
     reasons: Counter[str] = Counter()
     columns = ["id", "image"] + (["alt_text"] if "alt_text" in remaining.columns else [])
     rows: list[dict[str, Any]] = remaining[columns].to_dict("records")
+    shards = [_plan(rows[start:start + settings.shard_size], settings)
+              for start in range(0, len(rows), settings.shard_size)]
+    # One row per backend batch, so each executor call captions exactly the batch that
+    # length grouping made; outcomes come back in order, whichever worker ran them.
+    outcomes = iter_map_batches(_batch_table(shards), _CaptionWorker, settings.executor,
+                                batch_size=1, fn_constructor_args=(backend,))
     bar = tqdm(total=len(rows), desc="recaptioning", unit="img", disable=not progress)
     try:
-        for start in range(0, len(rows), settings.shard_size):
+        for shard in shards:
             caption_rows: list[dict[str, str]] = []
-            failure_rows: list[dict[str, str]] = []
-            kinds: dict[str, PromptKind] = {}
-            items: list[CaptionItem] = []
-            for row in rows[start:start + settings.shard_size]:
-                image = _image_bytes(row["image"])
-                if image is None:  # the backend would crash on it; record it instead
-                    failure_rows.append({"id": row["id"], "error": "missing image: no bytes"})
-                    bar.update(1)
-                    continue
-                prompt, kinds[row["id"]] = build_prompt(row.get("alt_text"), settings)
-                items.append(CaptionItem(row["id"], image, prompt))
-            for batch in length_grouped(items, lambda item: len(item.prompt),
-                                        settings.batch_size, settings.length_group_window):
-                for outcome in _caption_batch(backend, batch):
-                    if outcome.ok:
-                        caption_rows.append({"id": outcome.id, "caption": outcome.caption,
-                                             "prompt_kind": kinds[outcome.id],
+            failure_rows: list[dict[str, str]] = list(shard.missing)
+            bar.update(len(shard.missing))
+            for batch in shard.batches:
+                result = next(outcomes).iloc[0]
+                if list(result["ids"]) != [item.id for item in batch]:  # an executor bug
+                    raise RuntimeError("captioning outcomes came back out of order")
+                for item_id, caption, error in zip(result["ids"], result["captions"],
+                                                   result["errors"], strict=True):
+                    if caption is not None:
+                        caption_rows.append({"id": item_id, "caption": caption,
+                                             "prompt_kind": shard.kinds[item_id],
                                              "backend": settings.backend})
                     else:
-                        failure_rows.append({"id": outcome.id, "error": str(outcome.error)})
+                        failure_rows.append({"id": item_id, "error": str(error)})
                 bar.update(len(batch))
             # Captions first: a kill between the two writes then only loses failure rows,
             # and failed ids are retried anyway because they have no caption.

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sail_pipeline.executors import ExecutorSettings
+
 
 class ApiSettings(BaseModel):
     """Parameters of one API backend; a typo in a key fails at pipeline start, not mid-run."""
@@ -61,6 +63,10 @@ class RecaptionSettings(BaseModel):
     use_alt_text: bool = True
     length_group_window: int = Field(
         8, gt=0, description="batches whose items are sorted by prompt length together")
+    # plain: backend calls in this process. ray: each backend batch is one call on a Ray
+    # actor (`executor.concurrency` of them, each building its own backend from a
+    # BackendFactory); shards are still written here, in order.
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("recaption_prompt")
     @classmethod

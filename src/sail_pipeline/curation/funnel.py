@@ -6,16 +6,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from itertools import islice
 from typing import Any
 
 import pandas as pd
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from sail_pipeline.curation.dedup import ExactDuplicateIndex, NearDuplicateIndex, hash_hex, phash
+from sail_pipeline.curation.batch import check_batch, raw_table
+from sail_pipeline.curation.dedup import ExactDuplicateIndex, NearDuplicateIndex
 from sail_pipeline.curation.params import CurationSettings, SourceSpec, check_unique_names
 from sail_pipeline.curation.reasons import STAGE_OF, Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord, iter_records
-from sail_pipeline.curation.validate import check_image, encode_png, prepare
+from sail_pipeline.executors import ExecutorSettings, import_ray, iter_map_batches
 
 MANIFEST_COLUMNS = ["id", "source", "source_id", "sha256", "phash", "width", "height", "format",
                     "mode_in", "normalised", "alt_text", "image"]
@@ -41,7 +44,11 @@ class CurationResult:
 
 
 class _Run:
-    """Holds what one curation run has decided so far; processes one record at a time."""
+    """Holds what one curation run has decided so far; decides one record at a time, in order.
+
+    The per-record work (decode, normalise, hash) arrives precomputed from `check_batch`;
+    what is decided here depends on the records before, so it stays in one process.
+    """
 
     def __init__(self, settings: CurationSettings) -> None:
         self.settings = settings
@@ -53,56 +60,77 @@ class _Run:
         distance = settings.near_duplicate_max_distance
         self.near = NearDuplicateIndex(distance) if distance is not None else None
 
-    def process(self, record: RawRecord) -> None:
-        record_id = record.id
-        self.input_ids[record_id] += 1
-        if self.input_ids[record_id] > 1:
+    def admit(self, record: RawRecord) -> Rejection | None:
+        """Counts the record in; the rejection when it needs no checking, else None."""
+        self.input_ids[record.id] += 1
+        if self.input_ids[record.id] > 1:
             # By input order, so the decision is the same on every run of the same sources.
-            self._quarantine(record, Rejection(
-                Reason.DUPLICATE_ID, f"id seen {self.input_ids[record_id] - 1} time(s) before; "
-                "the first occurrence is the one checked"))
-            return
+            return Rejection(Reason.DUPLICATE_ID,
+                             f"id seen {self.input_ids[record.id] - 1} time(s) before; "
+                             "the first occurrence is the one checked")
         if record.error is not None:
-            self._quarantine(record, Rejection(record.error.reason, record.error.detail))
-            return
-        try:
-            self._check(record)
-        except Rejection as rejection:
-            self._quarantine(record, rejection)
+            return Rejection(record.error.reason, record.error.detail)
+        return None
 
-    def _check(self, record: RawRecord) -> None:
-        prepared = prepare(record, self.settings)
-        # Identical bytes decode identically, so an exact duplicate of a kept image need not
-        # be decoded again; only kept records are indexed, so a bad first copy absorbs nothing.
-        if self.exact is not None and (first := self.exact.match(prepared.sha256)) is not None:
+    def decide(self, record: RawRecord, checked: dict[str, Any]) -> None:
+        """Dedup an admitted record against those kept so far; keep it or quarantine it."""
+        try:
+            self._decide(record, checked)
+        except Rejection as rejection:
+            self.quarantine(record, rejection)
+
+    def _decide(self, record: RawRecord, checked: dict[str, Any]) -> None:
+        sha256, reason = checked["sha256"], checked["reason"]
+        if sha256 is None:  # failed before its bytes were hashed
+            raise Rejection(Reason(reason), checked["detail"])
+        # Checked before the image's own verdict, as identical bytes share it: only kept
+        # records are indexed, so a bad first copy absorbs nothing.
+        if self.exact is not None and (first := self.exact.match(sha256)) is not None:
             raise Rejection(Reason.EXACT_DUPLICATE, f"same sha256 as {first}")
-        valid = check_image(prepared.data, self.settings)
-        value = phash(valid.image)
+        if reason is not None:
+            raise Rejection(Reason(reason), checked["detail"])
+        value = int(checked["phash"], 16)
         if self.near is not None and (found := self.near.match(value)) is not None:
             kept_id, distance = found
             raise Rejection(Reason.NEAR_DUPLICATE, f"pHash distance {distance} to {kept_id}")
-        notes = [*valid.notes, *prepared.notes]
-        self.notes.update(note.value for note in notes)
+        normalised = checked["normalised"]
+        self.notes.update(normalised.split(";") if normalised else [])
         if self.exact is not None:
-            self.exact.add(record.id, prepared.sha256)
+            self.exact.add(record.id, sha256)
         if self.near is not None:
             self.near.add(record.id, value)
         self.kept.append({
             "id": record.id,
             "source": record.source,
             "source_id": record.source_id,
-            "sha256": prepared.sha256,
-            "phash": hash_hex(value),
-            "width": valid.width,
-            "height": valid.height,
-            "format": valid.format,
-            "mode_in": valid.mode_in,
-            "normalised": ";".join(note.value for note in notes),
-            "alt_text": prepared.alt_text,
-            "image": encode_png(valid.image),
+            "sha256": sha256,
+            "phash": checked["phash"],
+            "width": checked["width"],
+            "height": checked["height"],
+            "format": checked["format"],
+            "mode_in": checked["mode_in"],
+            "normalised": normalised,
+            "alt_text": checked["alt_text"],
+            "image": checked["image"],
         })
 
-    def _quarantine(self, record: RawRecord, rejection: Rejection) -> None:
+    def process(self, records: Sequence[RawRecord], executor: ExecutorSettings,
+                advance: Callable[[str, int, int], None]) -> None:
+        """A chunk of records: checked in batches on the executor, then decided in order."""
+        rejections = [self.admit(record) for record in records]
+        to_check = [r for r, rejection in zip(records, rejections, strict=True)
+                    if rejection is None]
+        outputs = iter_map_batches(raw_table(to_check),
+                                   partial(check_batch, settings=self.settings), executor)
+        checked = (row for frame in outputs for row in frame.to_dict("records"))
+        for record, rejection in zip(records, rejections, strict=True):
+            if rejection is None:
+                self.decide(record, next(checked))
+            else:
+                self.quarantine(record, rejection)
+            advance(record.source, len(self.kept), len(self.quarantined))
+
+    def quarantine(self, record: RawRecord, rejection: Rejection) -> None:
         self.quarantined.append({
             "id": record.id,
             "source": record.source,
@@ -181,9 +209,12 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def run_curation(sources: Sequence[SourceSpec], settings: CurationSettings | None = None,
-                 world_scenes: pd.DataFrame | None = None, progress: bool = True
-                 ) -> CurationResult:
+                 world_scenes: pd.DataFrame | None = None, progress: bool = True,
+                 executor: ExecutorSettings | None = None) -> CurationResult:
     """Read every source in order, validate, normalise and dedup; account for every record.
+
+    `executor` says where decoding and normalising run (in-process by default, or on Ray);
+    the result is the same on either, because dedup is decided here, in input order.
 
     Bad input never raises: it ends in `quarantine` with a reason. What does raise is a wrong
     call (duplicate source names, a `world` source without `world_scenes`) and, as a guard
@@ -194,10 +225,14 @@ def run_curation(sources: Sequence[SourceSpec], settings: CurationSettings | Non
     check_unique_names(sources)
     if world_scenes is None and any(spec.kind == "world" for spec in sources):
         raise ValueError("a `world` source needs the scene table: pass world_scenes=")
+    executor = executor or ExecutorSettings()
+    if executor.kind == "ray":
+        import_ray()  # a missing extra fails before any source is read
     run = _Run(settings)
+    records = (record for spec in sources for record in iter_records(spec, world_scenes))
     with _progress(progress) as advance:
-        for spec in sources:
-            for record in iter_records(spec, world_scenes):
-                run.process(record)
-                advance(spec.name, len(run.kept), len(run.quarantined))
+        # In chunks, so that raw bytes of sources read into memory (shards, Parquet) are
+        # held for one chunk at a time, not for the whole run.
+        while chunk := list(islice(records, executor.chunk_size)):
+            run.process(chunk, executor, advance)
     return run.result()

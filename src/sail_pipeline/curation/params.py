@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sail_pipeline.executors import ExecutorSettings
+
 # A source's name prefixes every id ("{name}:{source_id}"), so it must not contain the colon.
 SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -112,6 +114,8 @@ class CurationParams(_Strict):
 
     sources: list[SourceSpec] = Field(min_length=1)
     settings: CurationSettings = Field(default_factory=CurationSettings)
+    # Where decoding and normalising run; not in `settings`, as it never changes a result.
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> CurationParams:

@@ -32,6 +32,11 @@ STAGES: dict[str, StageSpec] = {
     "preference": StageSpec(
         "preference", ("vision", "projector", "llm"), "preference",
         "SFT-Preference: everything, the smallest, hardest set", 2e-4, 80),
+    # Not a recipe stage: the SAIL-Captioner that writes the pool's captions for Alignment.
+    "captioner": StageSpec(
+        "captioner", ("vision", "projector", "llm"), "captioner",
+        "SAIL-Captioner: everything, reference captions with caption and recaption prompts",
+        1e-3, 150),
 }
 PRETRAIN_STAGES = ("alignment", "advance")
 SFT_STAGES = ("knowledge", "instruction", "preference")

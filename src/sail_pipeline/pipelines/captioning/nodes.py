@@ -1,4 +1,7 @@
-"""Captioning nodes: the reference set, captioned by the oracle or an API, resumably."""
+"""Captioning nodes (SAIL-Caption): reference captions -> captioner -> recaption the pool.
+
+The heavy lifting is in `sail_pipeline.captioning`; these nodes wire it to the catalog.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,41 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
 
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.api_client import ApiCaptioner, resolve_api_key
-from sail_pipeline.captioning.backends import ApiBackend, CaptionBackend, OracleBackend
-from sail_pipeline.captioning.params import CaptioningParams, ReferenceCaptionParams
+from sail_pipeline.captioning.backends import (
+    ApiBackend,
+    BackendFactory,
+    CaptionBackend,
+    OracleBackend,
+)
+from sail_pipeline.captioning.captioner_data import captioner_tables
+from sail_pipeline.captioning.factory import backend_factory, caption_identity
+from sail_pipeline.captioning.params import (
+    CaptionerParams,
+    CaptioningParams,
+    PoolRecaptionParams,
+    ReferenceCaptionParams,
+)
 from sail_pipeline.captioning.recaptioning import RecaptionSettings, recaption
 from sail_pipeline.captioning.shards import read_captions, read_failures
 from sail_pipeline.curation import CurationParams
 from sail_pipeline.curation.params import WorldSource
+from sail_pipeline.executors import ExecutorSettings
+from sail_pipeline.params import PretrainParams, RuntimeParams
+from sail_pipeline.pipelines import training_node
 
 log = logging.getLogger(__name__)
 # Shards of an interrupted run live here; a re-run skips every id they already caption.
 REFERENCE_SHARDS = Path("data/03_primary/reference_caption_shards")
+RECAPTION_SHARDS = Path("data/04_feature/recaption_shards")
+HELDOUT_SHARDS = Path("data/07_model_output/captioner_heldout")
+GROUP = "captioning"
 
 
 def shard_dir(params: ReferenceCaptionParams) -> Path:
@@ -56,6 +78,17 @@ def _backend(params: ReferenceCaptionParams, curation: CurationParams,
     return ApiBackend(ApiCaptioner(params.api, key))
 
 
+def _outcomes(shards: Path, table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Captions and failures of `table`'s ids from the shards.
+
+    The folder may hold other ids, from an earlier run over a larger set: this run's only.
+    """
+    wanted = set(table["id"])
+    captions, failures = read_captions(shards), read_failures(shards)
+    return (captions[captions["id"].isin(wanted)].reset_index(drop=True),
+            failures[failures["id"].isin(wanted)].reset_index(drop=True))
+
+
 def reference_set(manifest: pd.DataFrame, size: int | None) -> pd.DataFrame:
     """The first `size` kept ids by sha256: a stable, content-random sample of the pool."""
     ordered = manifest.sort_values(["sha256", "id"], kind="stable")
@@ -72,15 +105,124 @@ def reference_captions(manifest: pd.DataFrame, captioning: dict, curation: dict,
     shards = shard_dir(params)
     backend = _backend(params, CurationParams.model_validate(curation), world_scenes)
     summary = recaption(chosen, backend, shards, settings)
-    wanted = set(chosen["id"])
-    captions = read_captions(shards)
-    failures = read_failures(shards)
-    # Shards of an earlier, larger reference set may hold other ids: this run's set only.
-    captions = captions[captions["id"].isin(wanted)].reset_index(drop=True)
-    failures = failures[failures["id"].isin(wanted)].reset_index(drop=True)
+    captions, failures = _outcomes(shards, chosen)
     log.info("reference captions: %d of %d ids captioned by %s, %d failed", len(captions),
              len(chosen), params.backend, len(failures))
     if mlflow.active_run() is not None:
         mlflow.log_metrics({k.replace("recaption/", "reference_captions/"): v
                             for k, v in summary.metrics().items()})
     return captions, failures
+
+
+def _captioner_params(captioning: dict) -> CaptionerParams:
+    params = CaptioningParams.model_validate(captioning).captioner
+    if params is None:
+        raise ValueError("parameters `captioning.captioner` are missing: the captioner and "
+                         "recaption nodes need them (see conf/base/parameters_captioning.yml)")
+    return params
+
+
+def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFrame,
+                          captioning: dict, runtime: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Caption-prompt and alt-text recaption-prompt rows for every reference image."""
+    params = CaptioningParams.model_validate(captioning)
+    eval_fraction = _captioner_params(captioning).eval_fraction
+    tables = captioner_tables(reference_captions, manifest, params.recaption, eval_fraction,
+                              RuntimeParams.model_validate(runtime).seed)
+    for reason, count in tables.skipped.items():
+        if count:
+            log.warning("captioner tables: %d reference ids skipped: %s", count, reason)
+    log.info("captioner tables: %d train rows, %d eval rows from %d reference captions",
+             len(tables.train), len(tables.eval), len(reference_captions))
+    return tables.train, tables.eval
+
+
+def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, vision: dict,
+                    captioning: dict, pretrain: dict, runtime: dict) -> dict[str, Any]:
+    """SAIL-Captioner: fine-tune a VLM on the reference captions (or take the user's)."""
+    params = _captioner_params(captioning)
+    if params.source == "path":
+        if not Path(str(params.path)).is_dir():
+            raise FileNotFoundError(f"captioning.captioner.path: {params.path} is not a directory")
+        return {"hf_dir": str(Path(str(params.path)).resolve()), "run_dir": None,
+                "summary": {"source": "path"}}
+    assert params.train is not None  # checked by CaptionerParams
+    if params.init_from is not None:
+        start: dict[str, Any] = {"init_from": params.init_from}
+    else:
+        start = {"preset": PretrainParams.model_validate(pretrain).preset,
+                 "tokenizer_path": tokenizer, "llm_path": llm["hf_dir"],
+                 "vision_path": vision["hf_dir"]}
+    return training_node.train("vlm", "captioner", GROUP, params.train.model_dump(), runtime,
+                               train, evaluation, **start)
+
+
+def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
+                       oracle: OracleBackend | None = None) -> CaptionBackend | BackendFactory:
+    """A built backend, or on Ray its recipe: each Ray actor then loads its own captioner."""
+    factory = backend_factory(params, captioner.get("hf_dir"),
+                              credentials.lookup(params.credentials),
+                              oracle.captions if oracle is not None else None)
+    return factory if params.executor.kind == "ray" else factory()
+
+
+def recaption_pool(manifest: pd.DataFrame, captioner: dict, captioning: dict, curation: dict,
+                   world_scenes: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every kept id ends with exactly one caption or a failure with its reason."""
+    params = CaptioningParams.model_validate(captioning).recaption
+    oracle = _oracle(CurationParams.model_validate(curation), world_scenes) \
+        if params.backend == "oracle" else None
+    backend = _recaption_backend(params, captioner, oracle)
+    shards = RECAPTION_SHARDS / caption_identity(params, captioner.get("hf_dir"))
+    summary = recaption(manifest, backend, shards, params)
+    captions, failures = _outcomes(shards, manifest)
+    log.info("recaptions: %d of %d kept ids captioned, %d failed (shards in %s)",
+             len(captions), len(manifest), len(failures), shards)
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics(summary.metrics())
+    return captions, failures
+
+
+# Caption sources of the held-out table; slugs name their MLflow metrics.
+HELDOUT_MODES = {"captioner_caption_prompt": False, "captioner_recaption_prompt": True}
+
+
+def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
+                  captioning: dict) -> tuple[pd.DataFrame, Any]:
+    """The captioner on the world's held-out scenes vs their alt-text, against the truth.
+
+    Fact recall / precision of `world_caption` (`evaluation.caption_score`): the scenes are
+    the benchmark split, which neither the reference set nor the pool contains.
+    """
+    from sail_pipeline.captioning.heldout_chart import heldout_chart
+    from sail_pipeline.evaluation.caption_score import score_captions
+
+    params = CaptioningParams.model_validate(captioning).recaption
+    if world_scenes is None or params.backend == "oracle":
+        log.info("captioner held-out scores skipped: %s", "no world scenes"
+                 if world_scenes is None else "the oracle backend is the reference itself")
+        table = pd.DataFrame(columns=["captions", "scenes", "score"])
+        return table, heldout_chart(table)
+    scenes = world_scenes[world_scenes["split"] == "benchmark"].reset_index(drop=True)
+    rows = [{"captions": "alt_text", "scenes": len(scenes),
+             **score_captions(scenes, scenes["alt_text"].fillna("").tolist())}]
+    # A few hundred scenes: the plain executor, one backend built once for both prompts.
+    params = params.model_copy(update={"executor": ExecutorSettings()})
+    backend = _recaption_backend(params, captioner)
+    for mode, use_alt_text in HELDOUT_MODES.items():
+        settings = params.model_copy(update={"use_alt_text": use_alt_text})
+        shards = HELDOUT_SHARDS / caption_identity(settings, captioner.get("hf_dir"))
+        recaption(scenes, backend, shards, settings, progress=False)
+        found = read_captions(shards).set_index("id")["caption"]
+        # A failed scene scores as an empty caption: every fact missed, none invented.
+        captions = [str(found.get(i, "")) for i in scenes["id"]]
+        rows.append({"captions": mode, "scenes": len(scenes),
+                     **score_captions(scenes, captions)})
+    table = pd.DataFrame(rows)
+    log.info("captioner on %d held-out scenes:\n%s", len(scenes),
+             table.to_string(index=False, float_format="%.3f"))
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics({f"captioner_heldout/{row['captions']}/{metric}":
+                            float(row[metric]) for row in rows for metric in row
+                            if metric not in ("captions", "scenes")})
+    return table, heldout_chart(table)

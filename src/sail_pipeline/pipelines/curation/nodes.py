@@ -27,7 +27,8 @@ def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.Dat
 def curate(curation: dict, world_scenes: pd.DataFrame | None):
     params = CurationParams.model_validate(curation)
     result = run_curation(params.sources, params.settings,
-                          world_scenes=_world_scenes(params, world_scenes))
+                          world_scenes=_world_scenes(params, world_scenes),
+                          executor=params.executor)
     log.info("curation: %d records in, %d kept, %d quarantined", result.count("input"),
              result.count("kept"), result.count("quarantined"))
     reasons = result.quarantine["reason"].value_counts()
