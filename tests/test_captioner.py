@@ -89,7 +89,7 @@ def test_recaption_node_hands_ray_a_recipe_and_builds_the_backend_itself_otherwi
     from sail_pipeline.captioning.backends import BackendFactory, OracleBackend
     from sail_pipeline.pipelines.captioning.nodes import _recaption_backend
 
-    oracle = OracleBackend({"a": "a caption"})
+    oracle = {"a": "a caption"}
     plain = PoolRecaptionParams(backend="oracle")
     built = _recaption_backend(plain, {}, oracle)
     assert isinstance(built, OracleBackend) and built.captions == {"a": "a caption"}

@@ -14,7 +14,7 @@ from sail_pipeline.modeling.presets import PRESETS
 from sail_pipeline.recipe_data import StageSizes
 from sail_pipeline.training.config import load_deepspeed_config
 from sail_pipeline.training.launcher import LauncherConfig
-from sail_pipeline.training_params import TrainParams
+from sail_pipeline.training_params import BackboneParams, TrainParams
 from sail_pipeline.world import WorldConfig
 
 
@@ -41,22 +41,6 @@ class DataParams(_Strict):
     tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
     stage_sizes: StageSizes = Field(default_factory=StageSizes)
     advance_ocr: bool = True
-
-
-class BackboneParams(_Strict):
-    """`train`: make a small one on the world (embedded default); `path`: a local directory."""
-
-    source: Literal["train", "path"] = "train"
-    path: str | None = None
-    train: TrainParams | None = None
-
-    @model_validator(mode="after")
-    def _source_has_what_it_needs(self) -> BackboneParams:
-        if self.source == "path" and not self.path:
-            raise ValueError("source 'path' needs `path` (a local pretrained directory)")
-        if self.source == "train" and self.train is None:
-            raise ValueError("source 'train' needs `train` settings")
-        return self
 
 
 class PretrainParams(_Strict):

@@ -1,4 +1,4 @@
-"""The settings of one training run, in a module light enough for every schema to import."""
+"""Settings of training runs, in a module light enough for every schema to import."""
 
 from __future__ import annotations
 
@@ -41,4 +41,22 @@ class TrainParams(BaseModel):
         if (self.steps is None) == (self.tokens is None):
             raise ValueError("give exactly one budget, `steps` or `tokens` (an override of one "
                              "sets the other to null, e.g. `tokens: null`)")
+        return self
+
+
+class BackboneParams(BaseModel):
+    """`train`: make one here (the embedded default's stand-ins); `path`: a local directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["train", "path"] = "train"
+    path: str | None = None
+    train: TrainParams | None = None
+
+    @model_validator(mode="after")
+    def _source_has_what_it_needs(self) -> BackboneParams:
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a local pretrained directory)")
+        if self.source == "train" and self.train is None:
+            raise ValueError("source 'train' needs `train` settings")
         return self

@@ -86,6 +86,22 @@ def decode_image(data: bytes) -> Image.Image | str:
         return short_reason("undecodable", error)
 
 
+def caption_images(items: list[CaptionItem],
+                   generate: Callable[[list[Image.Image], list[str]], list[str]]
+                   ) -> list[CaptionOutcome]:
+    """Decode every item, `generate` captions for the decodable ones in one call, and give
+    the others their "undecodable: ..." reason."""
+    decoded = [decode_image(item.image) for item in items]
+    good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
+    captions: dict[int, str] = {}
+    if good:
+        answers = generate([decoded[i] for i in good], [items[i].prompt for i in good])
+        captions = dict(zip(good, answers, strict=True))
+    return [CaptionOutcome(item.id, captions[i], None) if i in captions
+            else CaptionOutcome(item.id, None, str(decoded[i]))
+            for i, item in enumerate(items)]
+
+
 class LocalBackend:
     """Our captioner checkpoint in this process; one `generate` call per batch.
 
@@ -100,17 +116,8 @@ class LocalBackend:
         self.max_new_tokens = max_new_tokens
 
     def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
-        decoded = [decode_image(item.image) for item in items]
-        good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
-        captions: dict[int, str] = {}
-        if good:
-            answers = self.generator.generate([decoded[i] for i in good],
-                                              [items[i].prompt for i in good],
-                                              self.max_new_tokens)
-            captions = dict(zip(good, answers, strict=True))
-        return [CaptionOutcome(item.id, captions[i], None) if i in captions
-                else CaptionOutcome(item.id, None, str(decoded[i]))
-                for i, item in enumerate(items)]
+        return caption_images(items, lambda images, prompts: self.generator.generate(
+            images, prompts, self.max_new_tokens))
 
 
 class ApiBackend:
@@ -173,17 +180,14 @@ class VllmBackend:
         return self.llm.get_tokenizer().apply_chat_template(message, tokenize=False,
                                                              add_generation_prompt=True)
 
+    def _generate(self, images: list[Image.Image], prompts: list[str]) -> list[str]:
+        inputs = [{"prompt": self._prompt(prompt), "multi_modal_data": {"image": image}}
+                  for image, prompt in zip(images, prompts, strict=True)]
+        outputs: Sequence[Any] = self.llm.generate(inputs, self.params, use_tqdm=False)
+        return [out.outputs[0].text.strip() for out in outputs]
+
     def caption(self, items: list[CaptionItem]) -> list[CaptionOutcome]:
-        decoded = [decode_image(item.image) for item in items]
-        good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
-        inputs = [{"prompt": self._prompt(items[i].prompt),
-                   "multi_modal_data": {"image": decoded[i]}} for i in good]
-        outputs: Sequence[Any] = (self.llm.generate(inputs, self.params, use_tqdm=False)
-                                  if inputs else [])
-        captions = {i: out.outputs[0].text.strip() for i, out in zip(good, outputs, strict=True)}
-        return [CaptionOutcome(item.id, captions[i], None) if i in captions
-                else CaptionOutcome(item.id, None, str(decoded[i]))
-                for i, item in enumerate(items)]
+        return caption_images(items, self._generate)
 
 
 def _local(model_dir: str, max_new_tokens: int, device: str, batch_size: int) -> LocalBackend:

@@ -43,8 +43,7 @@ def caption_identity(params: PoolRecaptionParams, model_dir: str | None) -> str:
         captioner: Any = weights_digest(model_dir)
     elif params.backend == "api":
         assert params.api is not None  # checked by PoolRecaptionParams
-        captioner = {k: getattr(params.api, k) for k in ("base_url", "model", "max_tokens",
-                                                           "temperature", "detail")}
+        captioner = params.api.caption_identity()
     else:
         captioner = "oracle"
     identity = {"backend": params.backend, "captioner": captioner,

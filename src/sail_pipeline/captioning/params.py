@@ -11,10 +11,23 @@ from sail_pipeline.captioning.settings import (
     ApiSettings,
     RecaptionSettings,
 )
-from sail_pipeline.training_params import TrainParams
+from sail_pipeline.training_params import BackboneParams
 
 
-class ReferenceCaptionParams(BaseModel):
+class _ApiBackendChoice(BaseModel):
+    """`api` settings, required exactly when `backend` is `api`."""
+
+    backend: str
+    api: ApiSettings | None = None
+
+    @model_validator(mode="after")
+    def _api_settings_for_api(self) -> _ApiBackendChoice:
+        if self.backend == "api" and self.api is None:
+            raise ValueError("backend `api` needs `api` settings (base_url, model, ...)")
+        return self
+
+
+class ReferenceCaptionParams(_ApiBackendChoice):
     """The small reference set a strong captioner describes in detail (SAIL-Caption's step 1)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -23,44 +36,24 @@ class ReferenceCaptionParams(BaseModel):
     backend: Literal["oracle", "api"] = "oracle"
     size: int | None = Field(2000, gt=0, description="ids in the reference set; null: all kept")
     prompt: str = Field(DEFAULT_CAPTION_PROMPT, min_length=1)
-    api: ApiSettings | None = None
     credentials: str = Field("openai", description="entry of conf/local/credentials.yml")
     shard_size: int = Field(512, gt=0)
     batch_size: int = Field(64, gt=0, description="items per backend call (api: > concurrency)")
 
-    @model_validator(mode="after")
-    def _api_settings_for_api(self) -> ReferenceCaptionParams:
-        if self.backend == "api" and self.api is None:
-            raise ValueError("backend `api` needs `api` settings (base_url, model, ...)")
-        return self
 
+class CaptionerParams(BackboneParams):
+    """The SAIL-Captioner: our VLM fine-tuned on the reference captions (`train`), or a
+    captioner directory used as it is (`path`)."""
 
-class CaptionerParams(BaseModel):
-    """The SAIL-Captioner: our VLM fine-tuned on the reference captions, or yours as it is."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # train: fine-tune on the reference captions; path: use a local captioner directory as is.
-    source: Literal["train", "path"] = "train"
-    path: str | None = Field(None, description="source path: a captioner's HF directory")
     # source train: the VLM it starts from. null: a new one from the stand-in backbones
     # (pretrain.preset, like Pretrain-Alignment), so the captioner owes nothing to the
     # recipe stages whose data it writes; or a local HF directory of a pretrained VLM.
     init_from: str | None = None
     eval_fraction: float = Field(0.05, gt=0, lt=1, description="reference images held out "
                                  "for the eval loss (both prompts of an image in one split)")
-    train: TrainParams | None = None
-
-    @model_validator(mode="after")
-    def _source_has_what_it_needs(self) -> CaptionerParams:
-        if self.source == "path" and not self.path:
-            raise ValueError("source 'path' needs `path` (a local captioner directory)")
-        if self.source == "train" and self.train is None:
-            raise ValueError("source 'train' needs `train` settings")
-        return self
 
 
-class PoolRecaptionParams(RecaptionSettings):
+class PoolRecaptionParams(RecaptionSettings, _ApiBackendChoice):
     """Recaptioning the whole kept pool with the captioner (SAIL-Caption's last step).
 
     `local`: batched generation in the Kedro process; `vllm`: vLLM's engine on a GPU;
@@ -73,14 +66,7 @@ class PoolRecaptionParams(RecaptionSettings):
     max_new_tokens: int = Field(48, gt=0)
     shard_size: int = Field(1024, gt=0)
     device: str = Field("auto", description="local backend: auto (cuda if present), cpu, cuda")
-    api: ApiSettings | None = None
     credentials: str = Field("captioner", description="entry of conf/local/credentials.yml")
-
-    @model_validator(mode="after")
-    def _api_settings_for_api(self) -> PoolRecaptionParams:
-        if self.backend == "api" and self.api is None:
-            raise ValueError("backend `api` needs `api` settings (base_url, model, ...)")
-        return self
 
 
 class CaptioningParams(BaseModel):

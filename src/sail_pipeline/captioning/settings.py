@@ -42,6 +42,11 @@ class ApiSettings(BaseModel):
     def endpoint(self) -> str:
         return f"{self.base_url}/chat/completions"
 
+    def caption_identity(self) -> dict[str, object]:
+        """What changes a caption (not concurrency, timeouts or retries): shard folders key on it."""
+        return {k: getattr(self, k) for k in ("base_url", "model", "max_tokens", "temperature",
+                                              "detail")}
+
 
 DEFAULT_CAPTION_PROMPT = "Describe the image in detail."
 DEFAULT_RECAPTION_PROMPT = ('Describe the image in detail. Its web alt-text, which may be wrong '

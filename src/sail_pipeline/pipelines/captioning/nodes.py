@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,8 @@ def shard_dir(params: ReferenceCaptionParams) -> Path:
 
     Only what changes a caption counts: size, concurrency or retries do not.
     """
-    api = params.api
     identity = {"backend": params.backend, "prompt": params.prompt,
-                "api": None if api is None else {k: getattr(api, k) for k in (
-                    "base_url", "model", "max_tokens", "temperature", "detail")}}
+                "api": None if params.api is None else params.api.caption_identity()}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return REFERENCE_SHARDS / f"{params.backend}-{digest}"
 
@@ -114,8 +113,8 @@ def reference_captions(manifest: pd.DataFrame, captioning: dict, curation: dict,
     return captions, failures
 
 
-def _captioner_params(captioning: dict) -> CaptionerParams:
-    params = CaptioningParams.model_validate(captioning).captioner
+def _captioner_params(captioning: CaptioningParams) -> CaptionerParams:
+    params = captioning.captioner
     if params is None:
         raise ValueError("parameters `captioning.captioner` are missing: the captioner and "
                          "recaption nodes need them (see conf/base/parameters_captioning.yml)")
@@ -126,8 +125,8 @@ def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFra
                           captioning: dict, runtime: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Caption-prompt and alt-text recaption-prompt rows for every reference image."""
     params = CaptioningParams.model_validate(captioning)
-    eval_fraction = _captioner_params(captioning).eval_fraction
-    tables = captioner_tables(reference_captions, manifest, params.recaption, eval_fraction,
+    tables = captioner_tables(reference_captions, manifest, params.recaption,
+                              _captioner_params(params).eval_fraction,
                               RuntimeParams.model_validate(runtime).seed)
     for reason, count in tables.skipped.items():
         if count:
@@ -140,12 +139,12 @@ def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFra
 def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, vision: dict,
                     captioning: dict, pretrain: dict, runtime: dict) -> dict[str, Any]:
     """SAIL-Captioner: fine-tune a VLM on the reference captions (or take the user's)."""
-    params = _captioner_params(captioning)
+    params = _captioner_params(CaptioningParams.model_validate(captioning))
     if params.source == "path":
-        if not Path(str(params.path)).is_dir():
-            raise FileNotFoundError(f"captioning.captioner.path: {params.path} is not a directory")
-        return {"hf_dir": str(Path(str(params.path)).resolve()), "run_dir": None,
-                "summary": {"source": "path"}}
+        given = Path(str(params.path))
+        if not given.is_dir():
+            raise FileNotFoundError(f"captioning.captioner.path: {given} is not a directory")
+        return {"hf_dir": str(given.resolve()), "run_dir": None, "summary": {"source": "path"}}
     assert params.train is not None  # checked by CaptionerParams
     if params.init_from is not None:
         start: dict[str, Any] = {"init_from": params.init_from}
@@ -158,11 +157,11 @@ def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, visi
 
 
 def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
-                       oracle: OracleBackend | None = None) -> CaptionBackend | BackendFactory:
+                       oracle_captions: Mapping[str, str] | None = None
+                       ) -> CaptionBackend | BackendFactory:
     """A built backend, or on Ray its recipe: each Ray actor then loads its own captioner."""
     factory = backend_factory(params, captioner.get("hf_dir"),
-                              credentials.lookup(params.credentials),
-                              oracle.captions if oracle is not None else None)
+                              credentials.lookup(params.credentials), oracle_captions)
     return factory if params.executor.kind == "ray" else factory()
 
 
@@ -170,9 +169,9 @@ def recaption_pool(manifest: pd.DataFrame, captioner: dict, captioning: dict, cu
                    world_scenes: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every kept id ends with exactly one caption or a failure with its reason."""
     params = CaptioningParams.model_validate(captioning).recaption
-    oracle = _oracle(CurationParams.model_validate(curation), world_scenes) \
-        if params.backend == "oracle" else None
-    backend = _recaption_backend(params, captioner, oracle)
+    oracle_captions = (_oracle(CurationParams.model_validate(curation), world_scenes).captions
+                       if params.backend == "oracle" else None)
+    backend = _recaption_backend(params, captioner, oracle_captions)
     shards = RECAPTION_SHARDS / caption_identity(params, captioner.get("hf_dir"))
     summary = recaption(manifest, backend, shards, params)
     captions, failures = _outcomes(shards, manifest)
