@@ -65,11 +65,12 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     whole = _trainer(config("whole"))
     killed = _trainer(config("killed"))
     deadline = time.time() + 240
-    # Past the step-8 checkpoint, in the middle of the next interval.
-    while _logged_steps(tmp_path / "killed") < 10:
+    # Past the step-8 checkpoint (step 9 is logged after it is saved), before the step-12 one.
+    # Steps take tens of milliseconds here: polling every 0.2 s once let the run reach step 12.
+    while _logged_steps(tmp_path / "killed") < 9:
         assert killed.poll() is None, (tmp_path / "killed" / "train.log").read_text()[-3000:]
-        assert time.time() < deadline, "the run to kill never got to step 10"
-        time.sleep(0.2)
+        assert time.time() < deadline, "the run to kill never got to step 9"
+        time.sleep(0.01)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step8"
