@@ -5,8 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-RAY_STAMP := $(VENV)/.installed-ray
+UV := $(BIN)/uv
+# cpu: this machine, from the committed requirements/lock-cpu.txt. gpu: a CUDA machine, from
+# requirements/lock-gpu.txt, which `make lock-gpu` writes there (see README, "Installing").
+FLAVOUR ?= cpu
+LOCK := requirements/lock-$(FLAVOUR).txt
+STAMP := $(VENV)/.installed-$(FLAVOUR)
+GPU_FLAG := $(if $(filter gpu,$(FLAVOUR)),--gpu,)
 export KEDRO_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -14,27 +19,47 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pipefail still stops on a failed install.
 PIP := $(BIN)/python -m pip install -q
 QUIET := 2>&1 | { grep -v "is ignored" || true; }
+# uv lists every package it installs; keep its summary lines.
+UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test lint ui micro clean help
+.PHONY: install run test lint ui micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-install: $(STAMP)  ## create .venv with CPU torch, DeepSpeed, Kedro, MLflow, DVC, lmms-eval
+install: $(STAMP)  ## .venv exactly as requirements/lock-cpu.txt pins it (CPU torch, DeepSpeed, Kedro, MLflow, DVC, lmms-eval, Ray)
 
-$(STAMP): pyproject.toml requirements/lmms-eval-cpu.txt
+# uv, at the version the CPU lock pins, installs and locks (benchmarks/install_time.py: about
+# 5x faster than pip from the same lock).
+$(UV):
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	# CPU torch first: any later requirement it already satisfies installs nothing more.
-	$(PIP) "torch==2.13.0" $(QUIET)
-	$(BIN)/python -c "import torch; assert '+cu' not in torch.__version__, torch.__version__"
-	# DeepSpeed builds against the installed torch, not one of its own.
-	$(PIP) --no-build-isolation "deepspeed>=0.16,<1" $(QUIET)
-	$(PIP) -e ".[dev]" $(QUIET)
-	# lmms-eval without its declared torchvision (see requirements/lmms-eval-cpu.txt).
-	$(PIP) --no-deps $$(grep -E '^lmms-eval' requirements/lmms-eval-cpu.txt) $(QUIET)
-	$(PIP) $$(grep -vE '^(#|lmms-eval|$$)' requirements/lmms-eval-cpu.txt) $(QUIET)
+	$(PIP) "$$(grep -E '^uv==' requirements/lock-cpu.txt)" $(QUIET)
+
+$(STAMP): $(LOCK) pyproject.toml requirements/uv-$(FLAVOUR).toml | $(UV)
+	# A dependency changed in pyproject.toml without `make lock` stops here, naming it.
+	$(BIN)/python tools/lock.py check $(GPU_FLAG)
+	# torch and the build tools first: DeepSpeed's (and flash-attn's) setup.py imports torch,
+	# so they build without isolation against the torch the lock pins. On CPU, --find-links is
+	# where this machine's pip configuration finds the CPU torch wheel.
+	$(UV) pip install --python $(BIN)/python --no-deps $$($(BIN)/python tools/lock.py find-links) \
+		$$(grep -E '^(torch|setuptools|ninja|packaging|psutil)==' $(LOCK)) $(UV_QUIET)
+	# --exact: packages the lock does not name are removed, so .venv is the tested environment.
+	$(UV) pip install --python $(BIN)/python --no-deps --exact \
+		$$($(BIN)/python tools/lock.py find-links) $$($(BIN)/python tools/lock.py build-against-torch $(GPU_FLAG)) \
+		-r $(LOCK) -e . $(UV_QUIET)
+	$(BIN)/python tools/lock.py verify $(GPU_FLAG)
 	$(BIN)/python -c "import lmms_eval.evaluator, sail_pipeline.pipeline_registry"
+	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+lock: | $(UV)  ## recompile requirements/lock-cpu.txt from pyproject.toml (UPGRADE=1: newest allowed releases)
+	$(BIN)/python tools/lock.py lock $(if $(UPGRADE),--upgrade,)
+
+lock-gpu: | $(UV)  ## on a GPU machine: write requirements/lock-gpu.txt (CUDA torch, flash-attn)
+	$(BIN)/python tools/lock.py lock --gpu $(if $(UPGRADE),--upgrade,)
+
+install-gpu:  ## on a GPU machine: .venv from requirements/lock-gpu.txt
+	$(MAKE) install FLAVOUR=gpu
 
 run: install  ## the whole chain on the embedded default: kedro run
 	$(BIN)/kedro run
@@ -42,18 +67,11 @@ run: install  ## the whole chain on the embedded default: kedro run
 micro: install  ## the whole chain on the micro configuration (about 3 minutes)
 	$(BIN)/kedro run --env micro
 
-# Ray (the optional `ray` extra) only for the tests: tests/test_executors.py compares the Ray
-# executor with the plain one, and `make run` stays without it.
-$(RAY_STAMP): $(STAMP)
-	$(PIP) -e ".[ray]" $(QUIET)
-	$(BIN)/python -c "import ray.data"
-	touch $(RAY_STAMP)
-
-test: install $(RAY_STAMP)  ## the test suite (includes one end-to-end kedro run)
+test: install  ## the test suite (includes end-to-end kedro and dvc runs)
 	$(BIN)/python -m pytest
 
 lint: install  ## ruff
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests tools benchmarks
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000

@@ -9,6 +9,25 @@ import pytest
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+_broken_environment: list[str] = []
+
+
+def pytest_collection_modifyitems(config, items):
+    """Environment checks (lock, imports) first: a broken install should fail in seconds."""
+    items.sort(key=lambda item: item.get_closest_marker("environment") is None)
+
+
+def pytest_runtest_logreport(report):
+    if report.failed and "environment" in report.keywords:
+        _broken_environment.append(report.nodeid)
+
+
+def pytest_runtest_setup(item):
+    if _broken_environment and item.get_closest_marker("environment") is None:
+        pytest.exit(f"stopping: the environment is broken ({len(_broken_environment)} failed "
+                    f"check(s) above, e.g. {_broken_environment[0]}); fix it or `make install`",
+                    returncode=1)
+
 
 @pytest.fixture(scope="session")
 def small_world():
