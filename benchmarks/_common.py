@@ -11,7 +11,7 @@ from sail_pipeline.modeling.presets import get_preset
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import train_tokenizer
 from sail_pipeline.training.data import ConversationData
-from sail_pipeline.world import WorldConfig, generate_world
+from sail_pipeline.world import WorldParams, generate_world
 
 SFT_STAGES = ("knowledge", "instruction", "preference")
 
@@ -20,7 +20,7 @@ def world_sft(n_train: int, seed: int = 0, preset: str = "tiny",
               max_seq_len: int = 256) -> tuple[dict[str, ConversationData], VLProcessor]:
     """Each SFT stage's training table of a freshly generated world, encoded."""
     started = time.perf_counter()
-    world = generate_world(WorldConfig(n_train=n_train, n_benchmark=10, seed=seed))
+    world = generate_world(WorldParams(n_train=n_train, n_benchmark=10, seed=seed))
     train = {name: getattr(world, name) for name in ("scenes", "vqa", "conversations", "probes")}
     train = {k: v[v["split"] == "train"] for k, v in train.items()}
     tokenizer = train_tokenizer(recipe_data.text_corpus(train["scenes"], train["vqa"],
@@ -28,7 +28,7 @@ def world_sft(n_train: int, seed: int = 0, preset: str = "tiny",
                                 1024)
     processor = VLProcessor(tokenizer, get_preset(preset).image_settings())
     tables = recipe_data.stage_tables(train["scenes"], train["vqa"], train["conversations"],
-                                      recipe_data.StageSizes(), seed, probes=train["probes"])
+                                      recipe_data.StageSizeParams(), seed, probes=train["probes"])
     data = {name: ConversationData(tables[name], processor, max_seq_len) for name in SFT_STAGES}
     print(f"world of {n_train} scenes encoded in {time.perf_counter() - started:.0f}s: "
           + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)

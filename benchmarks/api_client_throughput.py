@@ -19,8 +19,9 @@ import time
 
 from PIL import Image
 
-from sail_pipeline.captioning import ApiCaptioner, ApiSettings, CaptionRequest
+from sail_pipeline.captioning import ApiCaptioner, CaptionRequest
 from sail_pipeline.captioning.local_server import serve_canned
+from sail_pipeline.schema import ApiParams
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     rates = {}
     with serve_canned(latency_s=args.latency_ms / 1000, record=False) as server:
         for concurrency in (1, args.concurrency):
-            settings = ApiSettings(base_url=server.base_url, model="canned", max_retries=0,
+            settings = ApiParams(base_url=server.base_url, model="canned", max_retries=0,
                                    concurrency=concurrency, timeout_s=30)
             captioner = ApiCaptioner(settings)
             captioner.run(requests[:4], progress=False)  # warm-up: imports, first connections

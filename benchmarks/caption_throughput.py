@@ -23,13 +23,14 @@ import pandas as pd
 import torch
 
 from sail_pipeline import recipe_data
-from sail_pipeline.captioning import LocalBackend, RecaptionSettings, recaption
+from sail_pipeline.captioning import LocalBackend, recaption
 from sail_pipeline.captioning.shards import read_shards
 from sail_pipeline.modeling.inference import VLMGenerator, load_generator
 from sail_pipeline.modeling.presets import build_vlm, get_preset
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import train_tokenizer
-from sail_pipeline.world import WorldConfig, generate_world
+from sail_pipeline.schema import RecaptionParams
+from sail_pipeline.world import WorldParams, generate_world
 
 
 def tiny_captioner(world, seed: int) -> VLMGenerator:
@@ -59,7 +60,7 @@ def outcomes(out_dir: str) -> dict[str, str]:
                                                 strict=True)})
 
 
-def timed_run(manifest: pd.DataFrame, generator: VLMGenerator, settings: RecaptionSettings,
+def timed_run(manifest: pd.DataFrame, generator: VLMGenerator, settings: RecaptionParams,
               label: str) -> tuple[float, dict[str, str]]:
     # The generator splits what it is handed into its own batches: let it take ours whole.
     generator.batch_size = settings.batch_size
@@ -87,7 +88,7 @@ def main() -> None:
                              "captioner built here)")
     parser.add_argument("--batch-size", type=int, default=32, help="the batched run's batch")
     parser.add_argument("--window", type=int, default=8,
-                        help="length-group window, in batches (RecaptionSettings."
+                        help="length-group window, in batches (RecaptionParams."
                              "length_group_window)")
     parser.add_argument("--max-new-tokens", type=int, default=12,
                         help="caption length cap; the one-by-one run's time grows with it")
@@ -99,7 +100,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    world = generate_world(WorldConfig(n_train=args.n, n_benchmark=0, seed=args.seed))
+    world = generate_world(WorldParams(n_train=args.n, n_benchmark=0, seed=args.seed))
     generator = (load_generator(args.model) if args.model is not None
                  else tiny_captioner(world, args.seed))
     manifest = world.scenes[["id", "image", "alt_text"]]
@@ -109,17 +110,17 @@ def main() -> None:
           flush=True)
     # Warm-up: the first generate call pays one-off allocation and kernel selection.
     timed_run(manifest.head(4), generator,
-              RecaptionSettings(backend="local", batch_size=4, max_new_tokens=2), "warm-up")
+              RecaptionParams(backend="local", batch_size=4, max_new_tokens=2), "warm-up")
 
     common = {"backend": "local", "max_new_tokens": args.max_new_tokens,
               "shard_size": max(args.batch_size * args.window, 64)}
     single_rate, single = timed_run(
         manifest, generator,
-        RecaptionSettings(**common, batch_size=1, length_group_window=1), "one-by-one")
+        RecaptionParams(**common, batch_size=1, length_group_window=1), "one-by-one")
     label = f"batched ({args.batch_size}, length-grouped)"
     batched_rate, batched = timed_run(
         manifest, generator,
-        RecaptionSettings(**common, batch_size=args.batch_size,
+        RecaptionParams(**common, batch_size=args.batch_size,
                           length_group_window=args.window), label)
     same = sum(batched.get(i) == caption for i, caption in single.items())
     print(f"{label} vs one-by-one: {batched_rate / single_rate:.1f}x captions/s, "

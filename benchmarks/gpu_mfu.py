@@ -124,9 +124,9 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: this figure needs one (use --device cpu for a smoke run)")
 
-    from sail_pipeline.training.launcher import LauncherConfig, rank_environment
+    from sail_pipeline.training.launcher import LauncherParams, rank_environment
 
-    os.environ.update(rank_environment(LauncherConfig()))
+    os.environ.update(rank_environment(LauncherParams()))
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="nccl" if args.device == "cuda" else "gloo")

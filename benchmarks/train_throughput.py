@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from _common import SFT_STAGES, world_sft  # noqa: E402
 
 from sail_pipeline.modeling.presets import build_vlm, get_preset  # noqa: E402
-from sail_pipeline.training.launcher import LauncherConfig, rank_environment  # noqa: E402
+from sail_pipeline.training.launcher import LauncherParams, rank_environment  # noqa: E402
 from sail_pipeline.training.packing import TokenBatches, collate  # noqa: E402
 from sail_pipeline.training.train import SupervisedLM  # noqa: E402
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    os.environ.update(rank_environment(LauncherConfig()))
+    os.environ.update(rank_environment(LauncherParams()))
     import deepspeed
 
     deepspeed.init_distributed(dist_backend="gloo")

@@ -31,9 +31,9 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(scope="session")
 def small_world():
-    from sail_pipeline.world import WorldConfig, generate_world
+    from sail_pipeline.world import WorldParams, generate_world
 
-    return generate_world(WorldConfig(n_train=120, n_benchmark=20, seed=3))
+    return generate_world(WorldParams(n_train=120, n_benchmark=20, seed=3))
 
 
 @pytest.fixture(scope="session")

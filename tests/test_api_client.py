@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from sail_pipeline.captioning import (
     ApiCaptioner,
     ApiKey,
-    ApiSettings,
     CaptionRequest,
     caption_all,
     image_mime_type,
@@ -36,6 +35,7 @@ from sail_pipeline.captioning.local_server import (
     prompt_of,
     serve_canned,
 )
+from sail_pipeline.schema import ApiParams
 
 SECRET = "sk-test-SECRET-123"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -98,11 +98,11 @@ def server(script: Script) -> Iterator[CannedServer]:
         yield running
 
 
-def settings_for(server: CannedServer, **overrides: Any) -> ApiSettings:
+def settings_for(server: CannedServer, **overrides: Any) -> ApiParams:
     values: dict[str, Any] = {"base_url": server.base_url, "model": "test-vlm", "timeout_s": 5.0,
                               "max_retries": 3, "backoff_s": 0.01, "max_backoff_s": 0.05,
                               "concurrency": 8}
-    return ApiSettings(**(values | overrides))
+    return ApiParams(**(values | overrides))
 
 
 def request(scenario: str, tag: str, size: int = 16) -> CaptionRequest:
@@ -243,7 +243,7 @@ def test_connection_errors_are_retried_then_recorded() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = ApiSettings(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2,
+    settings = ApiParams(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2,
                            backoff_s=0.01, timeout_s=2)
     captioner = ApiCaptioner(settings, SECRET)
     [result] = captioner.run([request("ok", "refused")], progress=False)
@@ -284,7 +284,7 @@ def test_api_key_never_leaks(server: CannedServer, caplog: pytest.LogCaptureFixt
 
 
 def test_resolve_api_key_prefers_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = ApiSettings(base_url="http://127.0.0.1:1/v1", model="m", api_key_env="SAIL_TEST_KEY")
+    settings = ApiParams(base_url="http://127.0.0.1:1/v1", model="m", api_key_env="SAIL_TEST_KEY")
     monkeypatch.setenv("SAIL_TEST_KEY", "from-env")
     assert resolve_api_key(settings, {"api_key": "from-credentials"}).reveal() == "from-credentials"
     assert resolve_api_key(settings, {}).reveal() == "from-env"
@@ -296,17 +296,17 @@ def test_resolve_api_key_prefers_credentials(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_settings_are_validated() -> None:
     with pytest.raises(ValidationError, match="concurency"):
-        ApiSettings(base_url="http://x/v1", model="m", concurency=4)
+        ApiParams(base_url="http://x/v1", model="m", concurency=4)
     with pytest.raises(ValidationError, match="concurrency"):
-        ApiSettings(base_url="http://x/v1", model="m", concurrency=0)
+        ApiParams(base_url="http://x/v1", model="m", concurrency=0)
     with pytest.raises(ValidationError, match="base_url"):
-        ApiSettings(base_url="127.0.0.1:8000/v1", model="m")
-    settings = ApiSettings(base_url="http://x/v1/", model="m")
+        ApiParams(base_url="127.0.0.1:8000/v1", model="m")
+    settings = ApiParams(base_url="http://x/v1/", model="m")
     assert settings.endpoint == "http://x/v1/chat/completions"
 
 
 def test_sync_wrapper_refuses_a_running_loop() -> None:
-    settings = ApiSettings(base_url="http://127.0.0.1:1/v1", model="m")
+    settings = ApiParams(base_url="http://127.0.0.1:1/v1", model="m")
 
     async def inside_a_loop() -> None:
         caption_all([], settings, progress=False)
@@ -316,5 +316,5 @@ def test_sync_wrapper_refuses_a_running_loop() -> None:
 
 
 def test_empty_batch() -> None:
-    settings = ApiSettings(base_url="http://127.0.0.1:1/v1", model="m")
+    settings = ApiParams(base_url="http://127.0.0.1:1/v1", model="m")
     assert caption_all([], settings, progress=False) == []

@@ -10,9 +10,14 @@ from pydantic import ValidationError
 
 from sail_pipeline.captioning.captioner_data import captioner_tables
 from sail_pipeline.captioning.factory import caption_identity, weights_digest
-from sail_pipeline.captioning.params import CaptionerParams, PoolRecaptionParams
 from sail_pipeline.captioning.recaptioning import build_prompt
-from sail_pipeline.params import InvalidParameters, validate_parameters
+from sail_pipeline.schema import (
+    CaptionerParams,
+    InvalidParameters,
+    PoolRecaptionParams,
+    validate_parameters,
+)
+from sail_pipeline.validation import validate_project
 
 
 def _pool(n: int) -> pd.DataFrame:
@@ -59,7 +64,7 @@ def test_captioner_parameters_fail_early_naming_the_key():
     with pytest.raises(InvalidParameters, match="captioning.captioner.train.lr"):
         validate_parameters({"captioning": {"captioner": {"train": {"steps": 3, "lr": -1}}}})
     with pytest.raises(InvalidParameters, match="captioning.captioner.train.deepspeed"):
-        validate_parameters({"captioning": {"captioner": {"train": {
+        validate_project({"captioning": {"captioner": {"train": {
             "steps": 3, "lr": 1e-3, "deepspeed": "zero9"}}}}, deepspeed_dir="conf/base/deepspeed")
 
 

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from sail_pipeline.captioning.factory import caption_identity
 from sail_pipeline.captioning.local_server import chat_reply, image_of, serve_canned
-from sail_pipeline.captioning.params import CaptioningParams
-from sail_pipeline.pipelines.captioning.nodes import reference_set, shard_dir
+from sail_pipeline.pipelines.captioning.nodes import reference_set
+from sail_pipeline.schema import CaptioningParams
 from tests.project import make_project, run
 
 SECRET = "sk-test-SECRET-7781"
@@ -41,9 +42,9 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
                     "--pipelines=data,curation,captioning", "--to-nodes=reference_captions")
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         sent = len(server.received)
-        captions = pd.read_parquet(project / "data/03_primary/reference_captions.parquet")
+        captions = pd.read_parquet(project / "data/micro/03_primary/reference_captions.parquet")
         failures = pd.read_parquet(
-            project / "data/03_primary/reference_caption_failures.parquet")
+            project / "data/micro/03_primary/reference_caption_failures.parquet")
         again = run(project, "kedro", "run", "--env", "micro", "--pipelines=captioning",
                     "--nodes=reference_captions")
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
@@ -53,7 +54,7 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
     assert failures["error"].iloc[0].startswith("http 400")
     assert captions["caption"].str.startswith("a picture of ").all()
     assert set(captions["id"]).isdisjoint(failures["id"])
-    manifest = pd.read_parquet(project / "data/02_intermediate/curation_manifest.parquet")
+    manifest = pd.read_parquet(project / "data/micro/02_intermediate/curation_manifest.parquet")
     assert set(captions["id"]) | set(failures["id"]) == set(reference_set(manifest, 20)["id"])
     # The key came from conf/<env>/credentials.yml, and nothing printed or logged it.
     assert {r["headers"]["Authorization"] for r in server.received} == {f"Bearer {SECRET}"}
@@ -62,14 +63,26 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
     assert SECRET not in (project / "mlflow.db").read_bytes().decode("latin-1")
     # The re-run resumed: only the failed id was asked again, and this time it got a caption.
     assert resent == 1
-    final = pd.read_parquet(project / "data/03_primary/reference_captions.parquet")
+    final = pd.read_parquet(project / "data/micro/03_primary/reference_captions.parquet")
     assert len(final) == 20 and final["id"].is_unique
-    assert len(pd.read_parquet(project / "data/03_primary/reference_caption_failures.parquet")) == 0
+    assert len(pd.read_parquet(project / "data/micro/03_primary/reference_caption_failures.parquet")) == 0
 
 
 def test_shard_folder_follows_what_changes_a_caption():
     base = CaptioningParams.model_validate({}).reference
-    assert shard_dir(base) == shard_dir(base.model_copy(update={"size": 5, "shard_size": 7}))
-    assert shard_dir(base) != shard_dir(base.model_copy(update={"prompt": "Say what you see."}))
+
+    def folder(reference):
+        return caption_identity(reference.recaption_params(), api=reference.api)
+
+    assert folder(base) == folder(base.model_copy(update={"size": 5, "shard_size": 7}))
+    assert folder(base) != folder(base.model_copy(update={"caption_prompt": "Say what you see."}))
+    api = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    on_api = CaptioningParams.model_validate({"reference": {"backend": "api", "api": api}})
+    faster = CaptioningParams.model_validate(
+        {"reference": {"backend": "api", "api": api | {"concurrency": 64, "max_retries": 9}}})
+    other_model = CaptioningParams.model_validate(
+        {"reference": {"backend": "api", "api": api | {"model": "other"}}})
+    assert folder(on_api.reference) == folder(faster.reference)
+    assert folder(on_api.reference) != folder(other_model.reference)
     with pytest.raises(ValueError, match="needs `api` settings"):
         CaptioningParams.model_validate({"reference": {"backend": "api"}})

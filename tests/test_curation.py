@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from sail_pipeline.curation import (
     CurationAccountingError,
+    CurationFilterParams,
     CurationParams,
     CurationResult,
-    CurationSettings,
     FolderSource,
     LlavaSource,
     Note,
@@ -34,6 +34,8 @@ from sail_pipeline.curation import (
     run_curation,
     validate_record,
 )
+from sail_pipeline.schema import InvalidParameters
+from sail_pipeline.validation import validate_project
 from tests.curation_fixtures import (
     KEPT,
     SEP,
@@ -76,7 +78,7 @@ def folder(path: Path, name: str = "messy") -> FolderSource:
 
 
 def quiet(sources: list, **settings) -> CurationResult:
-    return run_curation(sources, CurationSettings(**settings), progress=False)
+    return run_curation(sources, CurationFilterParams(**settings), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +89,9 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 
 @pytest.fixture(scope="module")
 def world_scenes() -> pd.DataFrame:
-    from sail_pipeline.world import WorldConfig, generate_world
+    from sail_pipeline.world import WorldParams, generate_world
 
-    return generate_world(WorldConfig(n_train=20, n_benchmark=2)).scenes
+    return generate_world(WorldParams(n_train=20, n_benchmark=2)).scenes
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,7 @@ def everything(tmp_path_factory: pytest.TempPathFactory, messy, world_scenes):
                     image_folder=str(root / "llava" / "images")),
         WorldSource(kind="world"),
     ]
-    result = run_curation(sources, CurationSettings(), world_scenes=world_scenes, progress=True)
+    result = run_curation(sources, CurationFilterParams(), world_scenes=world_scenes, progress=True)
     return sources, expected, result
 
 
@@ -249,7 +251,7 @@ def test_llava_json(tmp_path):
 
 def test_world_scenes(world_scenes):
     result = run_curation([WorldSource(kind="world")],
-                          CurationSettings(near_duplicate_max_distance=None),
+                          CurationFilterParams(near_duplicate_max_distance=None),
                           world_scenes=world_scenes, progress=False)
     train = world_scenes[world_scenes["split"] == "train"]
     assert list(result.manifest["id"]) == [f"world:{i}" for i in train["id"]]  # benchmark out
@@ -319,7 +321,7 @@ def test_accounting_guard_fires_on_a_lost_record():
 
 
 def test_single_records_without_a_run():
-    settings = CurationSettings()
+    settings = CurationFilterParams()
     good = RawRecord("s", "a", data=encoded(blocks(5, (64, 48)), "PNG"), alt_text_raw="hi")
     prepared, valid = validate_record(good, settings)
     assert (valid.width, valid.height, valid.format, prepared.alt_text) == (64, 48, "PNG", "hi")
@@ -392,7 +394,9 @@ def test_params_schema():
                       path_column="b")
     with pytest.raises(ValidationError, match="unique"):
         CurationParams.model_validate({"sources": [{"kind": "world"}, {"kind": "world"}]})
-    with pytest.raises(ValidationError, match="EPSX"):
-        CurationSettings(allowed_formats=["JPEG", "EPSX"])
+    # Pillow's formats are a registry: checked when the run starts, not on import.
+    with pytest.raises(InvalidParameters, match="curation.settings.allowed_formats.*EPSX"):
+        validate_project({"curation": {"sources": [{"kind": "world"}],
+                                       "settings": {"allowed_formats": ["JPEG", "EPSX"]}}})
     with pytest.raises(ValidationError, match="name"):
         FolderSource(kind="folder", name="a:b", path=".")

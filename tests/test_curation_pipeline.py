@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sail_pipeline.params import InvalidParameters, validate_parameters
+from sail_pipeline.schema import InvalidParameters, validate_parameters
 from tests.curation_fixtures import KEPT, build_messy_folder
 from tests.project import make_project, run
 

@@ -19,16 +19,15 @@ from sail_pipeline import executors
 from sail_pipeline.captioning import (
     BackendFactory,
     OracleBackend,
-    RecaptionSettings,
     read_captions,
     read_failures,
     recaption,
 )
 from sail_pipeline.captioning.shards import list_shards
 from sail_pipeline.curation import (
+    CurationFilterParams,
     CurationParams,
     CurationResult,
-    CurationSettings,
     FolderSource,
     LlavaSource,
     ParquetSource,
@@ -36,7 +35,8 @@ from sail_pipeline.curation import (
     WorldSource,
     run_curation,
 )
-from sail_pipeline.executors import ExecutorSettings, map_batches
+from sail_pipeline.executors import ExecutorParams, map_batches
+from sail_pipeline.schema import RecaptionParams
 from tests.curation_fixtures import (
     KEPT,
     build_llava,
@@ -48,9 +48,9 @@ from tests.test_recaption import Exploding
 
 # Ray Data warns about its own deprecated settings whenever it copies its context.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
-PLAIN = ExecutorSettings()
+PLAIN = ExecutorParams()
 # Small batches and chunks, so that a run crosses many of both and their boundaries.
-RAY = ExecutorSettings(kind="ray", batch_size=4, chunk_size=20, concurrency=2)
+RAY = ExecutorParams(kind="ray", batch_size=4, chunk_size=20, concurrency=2)
 
 
 @pytest.fixture(scope="module")
@@ -148,23 +148,23 @@ def test_a_batch_function_must_return_one_row_per_row():
 
 def test_executor_settings_fail_early():
     with pytest.raises(ValidationError, match="kind"):
-        ExecutorSettings(kind="spark")
+        ExecutorParams(kind="spark")
     with pytest.raises(ValidationError, match="num_cpus"):
-        ExecutorSettings(kind="ray", ray_address="auto", num_cpus=4)
+        ExecutorParams(kind="ray", ray_address="auto", num_cpus=4)
     with pytest.raises(ValidationError, match="batch_sise"):
-        ExecutorSettings(batch_sise=3)
+        ExecutorParams(batch_sise=3)
     params = CurationParams.model_validate({"sources": [{"kind": "world"}],
                                             "executor": {"kind": "ray", "num_cpus": 2}})
     assert params.executor.kind == "ray" and params.executor.num_cpus == 2
     assert CurationParams.model_validate({"sources": [{"kind": "world"}]}).executor == PLAIN
-    assert RecaptionSettings(backend="oracle").executor == PLAIN
+    assert RecaptionParams(backend="oracle").executor == PLAIN
 
 
 def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
     # None in sys.modules makes `import ray` raise ImportError, installed or not.
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setitem(sys.modules, "ray.data", None)
-    ray = ExecutorSettings(kind="ray")
+    ray = ExecutorParams(kind="ray")
     with pytest.raises(ImportError, match=r'pip install -e "\.\[ray\]"'):
         map_batches(_table(3), describe, ray)
     with pytest.raises(ImportError, match=r'pip install -e "\.\[ray\]"'):
@@ -173,13 +173,13 @@ def test_missing_ray_names_the_extra(monkeypatch, tmp_path):
     manifest = pd.DataFrame({"id": ["a"], "image": [b"png"], "alt_text": [None]})
     with pytest.raises(ImportError, match=r'pip install -e "\.\[ray\]"'):
         recaption(manifest, BackendFactory.oracle({}), tmp_path / "out",
-                  RecaptionSettings(backend="oracle", executor=ray), progress=False)
+                  RecaptionParams(backend="oracle", executor=ray), progress=False)
     assert not (tmp_path / "out").exists()
 
 
 def test_ray_recaptioning_wants_a_factory_not_a_built_backend(tmp_path):
     manifest = pd.DataFrame({"id": ["a"], "image": [b"png"], "alt_text": [None]})
-    settings = RecaptionSettings(backend="oracle", executor={"kind": "ray"})
+    settings = RecaptionParams(backend="oracle", executor={"kind": "ray"})
     with pytest.raises(TypeError, match="BackendFactory"):
         recaption(manifest, OracleBackend({"a": "x"}), tmp_path, settings, progress=False)
     assert not list(tmp_path.iterdir())  # refused before any work
@@ -187,8 +187,8 @@ def test_ray_recaptioning_wants_a_factory_not_a_built_backend(tmp_path):
     factory = BackendFactory.oracle({"a": "x"})
     assert factory.name == "oracle" and isinstance(factory(), OracleBackend)
     with pytest.raises(ValueError, match="'local' but the backend given is a factory"):
-        recaption(manifest, factory, tmp_path, RecaptionSettings(backend="local"))
-    summary = recaption(manifest, factory, tmp_path, RecaptionSettings(backend="oracle"),
+        recaption(manifest, factory, tmp_path, RecaptionParams(backend="local"))
+    summary = recaption(manifest, factory, tmp_path, RecaptionParams(backend="oracle"),
                         progress=False)
     assert summary.captioned == 1
 
@@ -227,10 +227,10 @@ def sources(tmp_path_factory, small_world):
     return specs, expected, small_world.scenes
 
 
-def _curate(sources, executor: ExecutorSettings) -> CurationResult:
+def _curate(sources, executor: ExecutorParams) -> CurationResult:
     specs, _, scenes = sources
     # Near-duplicate detection on (the default world config turns it off), so it is compared.
-    return run_curation(specs, CurationSettings(near_duplicate_max_distance=6),
+    return run_curation(specs, CurationFilterParams(near_duplicate_max_distance=6),
                         world_scenes=scenes, progress=False, executor=executor)
 
 
@@ -279,9 +279,9 @@ def test_recaption_on_ray_equals_plain(ray_local, tmp_path, small_world):
     for name, executor in (("plain", PLAIN), ("ray", RAY)):
         out = tmp_path / name
         recaption(manifest.head(20), factory, out,
-                  RecaptionSettings(**settings, executor=executor), progress=False)
+                  RecaptionParams(**settings, executor=executor), progress=False)
         summary = recaption(manifest, factory, out,
-                            RecaptionSettings(**settings, executor=executor), progress=False)
+                            RecaptionParams(**settings, executor=executor), progress=False)
         runs[name] = (summary, *_outcomes(out))
 
     (plain, *plain_tables), (on_ray, *ray_tables) = runs["plain"], runs["ray"]

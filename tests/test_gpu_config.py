@@ -8,8 +8,9 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from sail_pipeline import settings
-from sail_pipeline.params import training_runs, validate_parameters
+from sail_pipeline.schema import training_runs
 from sail_pipeline.training.memory_plan import plan
+from sail_pipeline.validation import validate_project
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def _gpu_params() -> dict:
 def test_gpu_environment_validates_and_fits_one_80gb_gpu(monkeypatch):
     monkeypatch.setenv("SAIL_LLM_PATH", "/models/qwen2.5-1.5b")
     monkeypatch.setenv("SAIL_VIT_PATH", "/models/internvit-300m")
-    project = validate_parameters(_gpu_params(), deepspeed_dir=PROJECT / "conf/base/deepspeed")
+    project = validate_project(_gpu_params(), deepspeed_dir=PROJECT / "conf/base/deepspeed")
     assert project.pretrain.preset == "sail-vl-2b"
     assert project.pretrain.llm.path == "/models/qwen2.5-1.5b"
     for key, run in training_runs(project).items():

@@ -158,3 +158,13 @@ def test_where_table_recommends_partitioning_only_where_it_pays():
     assert "CPU offload" in small
     with pytest.raises(ValueError, match="GPUSxGIB"):
         where_table("sail-vl-2b", ["eight"], 4096)
+
+
+def test_each_preset_plans_with_its_own_vocabulary():
+    """No flag needed: llava-1.5-7b plans with LLaMA's 32,000 rows, sail-vl-2b with Qwen's."""
+    from sail_pipeline.training.memory_plan import model_shapes
+
+    llava, with_qwen_vocab = model_shapes("llava-1.5-7b"), model_shapes("llava-1.5-7b", 151_936)
+    hidden = 4096  # untied: embedding and lm_head each hold vocab x hidden
+    assert with_qwen_vocab.params - llava.params == 2 * (151_936 - 32_000) * hidden
+    assert model_shapes("sail-vl-2b").params == model_shapes("sail-vl-2b", 151_936).params

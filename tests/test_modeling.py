@@ -7,8 +7,8 @@ from PIL import Image
 from sail_pipeline.modeling.freezing import MODULE_GROUPS, freeze
 from sail_pipeline.modeling.presets import PRESETS, build_vlm, count_parameters, get_preset
 from sail_pipeline.modeling.processor import IGNORE_INDEX, ImageSettings, VLProcessor, tile_grid
-from sail_pipeline.modeling.stages import STAGES
 from sail_pipeline.modeling.tokenizer import IM_END, IMG_CONTEXT, load_tokenizer
+from sail_pipeline.schema.stages import STAGES
 
 
 def _processor(tokenizer, preset="tiny"):

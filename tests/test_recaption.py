@@ -24,12 +24,10 @@ from pydantic import ValidationError
 from sail_pipeline.captioning import (
     ApiBackend,
     ApiCaptioner,
-    ApiSettings,
     CaptionItem,
     CaptionOutcome,
     LocalBackend,
     OracleBackend,
-    RecaptionSettings,
     VllmBackend,
     build_prompt,
     length_grouped,
@@ -39,12 +37,13 @@ from sail_pipeline.captioning import (
 )
 from sail_pipeline.captioning.local_server import chat_reply, image_of, prompt_of, serve_canned
 from sail_pipeline.captioning.shards import list_shards, read_shards, write_shard
+from sail_pipeline.schema import ApiParams, RecaptionParams
 
 FINAL_SHARD = r"^(captions|failures)-\d{5}\.parquet$"
 
 
-def settings(**overrides) -> RecaptionSettings:
-    return RecaptionSettings(**{"backend": "oracle", "shard_size": 8, "batch_size": 4,
+def settings(**overrides) -> RecaptionParams:
+    return RecaptionParams(**{"backend": "oracle", "shard_size": 8, "batch_size": 4,
                                 **overrides})
 
 
@@ -69,13 +68,13 @@ def scenes(small_world) -> pd.DataFrame:
 
 def test_settings_fail_early_naming_the_problem():
     with pytest.raises(ValidationError, match="shard_sise"):
-        RecaptionSettings(backend="oracle", shard_sise=3)
+        RecaptionParams(backend="oracle", shard_sise=3)
     with pytest.raises(ValidationError, match="backend"):
-        RecaptionSettings(backend="gpt4")
+        RecaptionParams(backend="gpt4")
     with pytest.raises(ValidationError, match="alt_text"):
-        RecaptionSettings(backend="local", recaption_prompt="Describe: {alt}")
+        RecaptionParams(backend="local", recaption_prompt="Describe: {alt}")
     with pytest.raises(ValidationError, match="placeholder"):
-        RecaptionSettings(backend="local", recaption_prompt="{alt_text} in {style}")
+        RecaptionParams(backend="local", recaption_prompt="{alt_text} in {style}")
 
 
 def test_prompt_uses_alt_text_only_when_present_and_enabled():
@@ -276,9 +275,8 @@ KILLED_RUN = textwrap.dedent('''
 
     import pandas as pd
 
-    from sail_pipeline.captioning import OracleBackend, RecaptionSettings, recaption
-
-
+    from sail_pipeline.captioning import OracleBackend, recaption
+    from sail_pipeline.schema import RecaptionParams
     class SlowOracle(OracleBackend):
         """Quick for the first two shards, then slow, so the kill lands mid-run."""
 
@@ -294,7 +292,7 @@ KILLED_RUN = textwrap.dedent('''
     manifest = pd.read_parquet(sys.argv[1])
     oracle = dict(zip(manifest["id"], manifest["reference_caption"]))
     recaption(manifest[["id", "image", "alt_text"]], SlowOracle(oracle), sys.argv[2],
-              RecaptionSettings(backend="oracle", shard_size=8, batch_size=4), progress=False)
+              RecaptionParams(backend="oracle", shard_size=8, batch_size=4), progress=False)
 ''')
 
 
@@ -430,7 +428,7 @@ def test_api_backend_records_a_400_and_captions_the_rest(tmp_path, scenes):
     manifest = manifest_of(scenes, 5)
     manifest.loc[3, "alt_text"] = "SCRIPTED-400"
     with serve_canned(handler) as server:
-        api = ApiSettings(base_url=server.base_url, model="canned", max_retries=0,
+        api = ApiParams(base_url=server.base_url, model="canned", max_retries=0,
                           concurrency=4)
         summary = recaption(manifest, ApiBackend(ApiCaptioner(api)), tmp_path,
                             settings(backend="api"), progress=False)

@@ -1,7 +1,7 @@
 import json
 
 from sail_pipeline import recipe_data
-from sail_pipeline.world import WorldConfig
+from sail_pipeline.world import WorldParams
 
 
 def _train(world, name):
@@ -12,7 +12,7 @@ def _train(world, name):
 def _tables(world, sizes=None):
     return recipe_data.stage_tables(_train(world, "scenes"), _train(world, "vqa"),
                                     _train(world, "conversations"),
-                                    sizes or recipe_data.StageSizes(), seed=0)
+                                    sizes or recipe_data.StageSizeParams(), seed=0)
 
 
 def test_every_stage_table_has_the_conversation_layout(small_world):
@@ -34,7 +34,7 @@ def test_pretraining_stages_caption_disjoint_scenes(small_world):
 
 
 def test_stage_sizes_cap_rows(small_world):
-    tables = _tables(small_world, recipe_data.StageSizes(knowledge=10))
+    tables = _tables(small_world, recipe_data.StageSizeParams(knowledge=10))
     assert len(tables["knowledge"]) == 10
 
 
@@ -48,7 +48,7 @@ def test_hardest_set_asks_every_question_of_a_scene(small_world):
 
 
 def test_vision_labels_cover_every_attribute(small_world):
-    table = recipe_data.vision_attribute_table(_train(small_world, "scenes"), WorldConfig())
+    table = recipe_data.vision_attribute_table(_train(small_world, "scenes"), WorldParams())
     assert table["label_colour"].between(0, 5).all() and table["label_count"].between(0, 2).all()
     assert set(table["label_word"]) > {0} and set(table["label_position"]) > {0}
 
@@ -57,7 +57,7 @@ def test_benchmark_and_text_corpus(small_world):
     bench = small_world.scenes[small_world.scenes["split"] == "benchmark"]
     bench_vqa = small_world.vqa[small_world.vqa["split"] == "benchmark"]
     bench_probes = small_world.probes[small_world.probes["split"] == "benchmark"]
-    table = recipe_data.benchmark_table(bench, bench_vqa, bench_probes, WorldConfig())
+    table = recipe_data.benchmark_table(bench, bench_vqa, bench_probes, WorldParams())
     assert {"count", "colour", "shape"} <= set(table["question_type"])
     assert table["image"].map(lambda b: b[:4] == b"\x89PNG").all()
     texts = recipe_data.lm_text_table(_train(small_world, "scenes"), _train(small_world, "vqa"),

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig, load_deepspeed_config
-from sail_pipeline.training.launcher import LauncherConfig, build_command, rank_environment
+from sail_pipeline.training.launcher import build_command, rank_environment
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def _trainer(cfg: RunConfig) -> subprocess.Popen:
     """The trainer as DeepSpeed's launcher would start it for one CPU rank."""
     config_path = cfg.save(Path(cfg.output_dir) / "run_config.json")
-    launcher = LauncherConfig()
+    launcher = LauncherParams()
     env = dict(os.environ, PYTHONUNBUFFERED="1", **rank_environment(launcher))
     log = open(Path(cfg.output_dir) / "train.log", "a")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(build_command(config_path, launcher), stdout=log,
@@ -56,8 +57,10 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
         return RunConfig(
             kind="vlm", stage=name, output_dir=str(tmp_path / name),
             train_data=str(tmp_path / "train.parquet"), tokenizer_path=str(tmp_path / "tokenizer"),
-            steps=14, micro_batch_size=2, grad_accum=2, max_seq_len=256, log_every=1,
-            save_every=4, eval_samples=0, threads=1, seed=3, loss_norm="square", peak_tflops=1.0,
+            train=TrainParams(steps=14, lr=1e-3, micro_batch_size=2, grad_accum=2,
+                              max_seq_len=256, log_every=1, save_every=4, eval_samples=0,
+                              loss_norm="square"),
+            runtime=RuntimeParams(threads=1, seed=3, peak_tflops=1.0),
             deepspeed=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
 
     Path(tmp_path / "whole").mkdir()
@@ -77,7 +80,8 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     assert not (tmp_path / "killed" / "summary.json").exists()
 
     # A changed config is refused, not resumed into a mixture of two runs.
-    changed = _trainer(config("killed").model_copy(update={"seed": 4}))
+    changed = _trainer(config("killed").model_copy(
+        update={"runtime": RuntimeParams(threads=1, seed=4, peak_tflops=1.0)}))
     assert changed.wait(timeout=240) != 0
     assert "holds checkpoints of a run with another config" in (
         tmp_path / "killed" / "train.log").read_text()

@@ -7,12 +7,13 @@ import pytest
 
 from sail_pipeline.modeling.presets import get_preset
 from sail_pipeline.modeling.processor import VLProcessor
-from sail_pipeline.params import InvalidParameters, validate_parameters
+from sail_pipeline.schema import InvalidParameters, TrainParams
 from sail_pipeline.training.config import RunConfig, load_deepspeed_config
 from sail_pipeline.training.data import ConversationData, StepBatches
-from sail_pipeline.training.launcher import LauncherConfig, TrainingFailed, build_command, launch
+from sail_pipeline.training.launcher import LauncherParams, TrainingFailed, build_command, launch
 from sail_pipeline.training.schedule import warmup_cosine
 from sail_pipeline.training.train import choose_attention, choose_precision, deepspeed_config
+from sail_pipeline.validation import validate_project
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -60,35 +61,45 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
 
 
+_RUN_KEYS = set(RunConfig.model_fields)
+
+
 def _config(tmp_path, **overrides) -> RunConfig:
-    values = dict(kind="vlm", stage="alignment", output_dir=str(tmp_path / "run"), steps=10,
-                  train_data=str(tmp_path / "missing.parquet"), tokenizer_path=str(tmp_path))
-    return RunConfig(**(values | overrides))
+    """A run config; keys of TrainParams go to its `train` settings."""
+    train = {"steps": 10, "lr": 1e-3} | {k: v for k, v in overrides.items()
+                                         if k not in _RUN_KEYS}
+    values = dict(kind="vlm", stage="alignment", output_dir=str(tmp_path / "run"),
+                  train_data=str(tmp_path / "missing.parquet"), tokenizer_path=str(tmp_path),
+                  train=TrainParams(**train))
+    return RunConfig(**(values | {k: v for k, v in overrides.items() if k in _RUN_KEYS}))
 
 
 def test_dry_run_builds_the_single_process_command(tmp_path):
     """One process starts the trainer directly, with the environment DeepSpeed's launcher sets."""
-    plan = launch(_config(tmp_path), LauncherConfig(dry_run=True, master_port=29600))
-    config_path = str(tmp_path / "run" / "run_config.json")
+    plan = launch(_config(tmp_path), LauncherParams(dry_run=True, master_port=29600))
+    config_path = plan["config"]
     assert plan["command"] == [sys.executable, "-m", "sail_pipeline.training.train",
                                "--config", config_path]
+    # A dry run leaves the stage's folder as it was: its config goes to a temporary folder.
+    assert not (tmp_path / "run").exists()
     assert plan["env"] == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1",
                            "LOCAL_WORLD_SIZE": "1", "CROSS_RANK": "0", "CROSS_SIZE": "1",
                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29600"}
     saved = RunConfig.load(config_path)
     assert saved.stage == "alignment" and saved.trainable == ["vision", "projector", "llm"]
-    through_deepspeed = launch(_config(tmp_path), LauncherConfig(
+    through_deepspeed = launch(_config(tmp_path), LauncherParams(
         dry_run=True, master_port=29600, single_process="deepspeed"))
     assert through_deepspeed["command"] == [
         sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "1", "--master_port",
-        "29600", "--module", "sail_pipeline.training.train", "--config", config_path]
+        "29600", "--module", "sail_pipeline.training.train", "--config",
+        through_deepspeed["config"]]
     assert through_deepspeed["env"] == {}
 
 
 def test_dry_run_builds_the_multi_node_command(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
-    launcher = LauncherConfig(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
+    launcher = LauncherParams(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
                               master_addr="node-a", master_port=29700, dry_run=True)
     command = build_command(tmp_path / "run_config.json", launcher)
     joined = " ".join(command)
@@ -98,12 +109,12 @@ def test_dry_run_builds_the_multi_node_command(tmp_path):
 
 def test_missing_hostfile_fails_before_launch(tmp_path):
     with pytest.raises(FileNotFoundError, match="hostfile"):
-        build_command(tmp_path / "c.json", LauncherConfig(hostfile=str(tmp_path / "nope")))
+        build_command(tmp_path / "c.json", LauncherParams(hostfile=str(tmp_path / "nope")))
 
 
 def test_missing_inputs_fail_before_any_process_starts(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_data .*missing.parquet"):
-        launch(_config(tmp_path), LauncherConfig())
+        launch(_config(tmp_path), LauncherParams())
     assert not (tmp_path / "run" / "train.log").exists()
 
 
@@ -113,7 +124,7 @@ def test_a_failing_run_raises_with_the_log_tail(tmp_path, world_tokenizer):
     corrupt.write_bytes(b"this is not parquet")
     cfg = _config(tmp_path, train_data=str(corrupt), tokenizer_path=str(tmp_path / "tok"))
     with pytest.raises(TrainingFailed) as failure:
-        launch(cfg, LauncherConfig(tail_lines=30))
+        launch(cfg, LauncherParams(tail_lines=30))
     message = str(failure.value)
     assert "'alignment' failed" in message and "Parquet" in message
     assert (tmp_path / "run" / "train.log").exists()
@@ -124,6 +135,9 @@ def test_run_config_rejects_unknown_keys_and_bad_values(tmp_path):
         _config(tmp_path, steps=0)
     with pytest.raises(ValueError, match="learning_rate"):
         RunConfig.model_validate(_config(tmp_path).model_dump() | {"learning_rate": 1})
+    # A stage's settings are not redeclared beside `train`: they belong there.
+    with pytest.raises(ValueError, match="micro_batch_size"):
+        RunConfig.model_validate(_config(tmp_path).model_dump() | {"micro_batch_size": 4})
 
 
 CONF_DEEPSPEED = Path(__file__).resolve().parents[1] / "conf/base/deepspeed"
@@ -138,10 +152,10 @@ def test_deepspeed_configs_load_by_name_and_a_bad_name_fails_before_training():
                                                              "preference")}}
     params["sft"]["instruction"]["deepspeed"] = "zero9"
     with pytest.raises(InvalidParameters, match="sft.instruction.deepspeed"):
-        validate_parameters(params, deepspeed_dir=CONF_DEEPSPEED)
+        validate_project(params, deepspeed_dir=CONF_DEEPSPEED)
     params["sft"]["instruction"] |= {"deepspeed": "zero2", "tokens": 1000}
     with pytest.raises(InvalidParameters, match="sft.instruction: .*exactly one budget"):
-        validate_parameters(params, deepspeed_dir=CONF_DEEPSPEED)
+        validate_project(params, deepspeed_dir=CONF_DEEPSPEED)
 
 
 def test_the_stage_file_and_the_run_config_make_the_deepspeed_config(tmp_path):
@@ -169,7 +183,7 @@ def test_precision_and_attention_fall_back_to_what_the_machine_has():
 def test_multi_node_dry_run_writes_the_config_it_would_run(tmp_path):
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node-a slots=8\nnode-b slots=8\n")
-    launcher = LauncherConfig(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
+    launcher = LauncherParams(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
                               master_addr="node-a", master_port=29700, dry_run=True)
     cfg = _config(tmp_path, tokens=10**9, steps=None,
                   deepspeed=load_deepspeed_config("zero3", CONF_DEEPSPEED))
@@ -177,7 +191,6 @@ def test_multi_node_dry_run_writes_the_config_it_would_run(tmp_path):
     assert plan["command"] == [
         sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", str(hostfile),
         "--num_nodes", "2", "--master_addr", "node-a", "--num_gpus", "8", "--master_port",
-        "29700", "--module", "sail_pipeline.training.train", "--config",
-        str(tmp_path / "run" / "run_config.json")]
+        "29700", "--module", "sail_pipeline.training.train", "--config", plan["config"]]
     saved = RunConfig.load(plan["config"])
-    assert saved.zero_stage == 3 and saved.tokens == 10**9 and saved.pack
+    assert saved.zero_stage == 3 and saved.train.tokens == 10**9 and saved.train.pack

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from sail_pipeline.world import (
     ANSWER_INSTRUCTION,
@@ -18,10 +17,11 @@ from sail_pipeline.world import (
     SHAPE_KINDS,
     Scene,
     ShapeInstance,
-    WorldConfig,
+    WorldParams,
     WorldTables,
     alt_text,
     chance_levels,
+    check_feasible,
     conversation,
     decode_image,
     detailed_caption,
@@ -35,7 +35,7 @@ from sail_pipeline.world import (
 )
 from sail_pipeline.world.layout import MARGIN, band_height
 
-SMALL = WorldConfig(n_train=60, n_benchmark=20, text_probability=0.5)
+SMALL = WorldParams(n_train=60, n_benchmark=20, text_probability=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def _scenes(tables: WorldTables) -> list[Scene]:
     return [Scene.from_dict(json.loads(gt)) for gt in tables.scenes["ground_truth"]]
 
 
-def _sampled(cfg: WorldConfig, n: int) -> list[Scene]:
+def _sampled(cfg: WorldParams, n: int) -> list[Scene]:
     return [
         sample_scene(scene_streams(cfg.seed, "train", i).scene, cfg, f"train-{i:06d}")
         for i in range(n)
@@ -74,8 +74,8 @@ def test_different_seed_gives_different_world(world: WorldTables) -> None:
 
 
 def test_scene_unchanged_when_n_train_grows() -> None:
-    small = generate_world(WorldConfig(n_train=8, n_benchmark=0))
-    large = generate_world(WorldConfig(n_train=16, n_benchmark=0))
+    small = generate_world(WorldParams(n_train=8, n_benchmark=0))
+    large = generate_world(WorldParams(n_train=16, n_benchmark=0))
     pd.testing.assert_frame_equal(small.scenes, large.scenes.iloc[:8])
     small_vqa = large.vqa[large.vqa["scene_id"].isin(small.scenes["id"])]
     pd.testing.assert_frame_equal(small.vqa, small_vqa)
@@ -121,7 +121,7 @@ def test_ids_and_splits(world: WorldTables) -> None:
 
 def test_benchmark_is_disjoint_from_train_by_signature() -> None:
     # A world with few distinct scenes forces collisions, so the resampling path must run.
-    cfg = WorldConfig(
+    cfg = WorldParams(
         shape_kinds=["circle"],
         colours=["red"],
         min_objects=1,
@@ -156,14 +156,14 @@ def test_benchmark_and_train_streams_differ(world: WorldTables) -> None:
 # --- scene geometry and pixels ---------------------------------------------------------------
 
 
-def _shape_mask(scene: Scene, shape: ShapeInstance, cfg: WorldConfig) -> np.ndarray:
+def _shape_mask(scene: Scene, shape: ShapeInstance, cfg: WorldParams) -> np.ndarray:
     alone = Scene(scene.scene_id, scene.kind, scene.colour, (shape,), None, scene.background)
     pixels = np.asarray(render(alone, cfg))
     return np.all(pixels == COLOURS[scene.colour], axis=-1)
 
 
 def test_shapes_in_bounds_and_not_overlapping() -> None:
-    cfg = WorldConfig(text_probability=0.5)
+    cfg = WorldParams(text_probability=0.5)
     size = cfg.image_size
     for scene in _sampled(cfg, 150):
         assert len({scene.kind, scene.colour}) == 2 and cfg.min_objects <= scene.count <= 3
@@ -212,7 +212,7 @@ def test_text_band_present_iff_has_text(world: WorldTables) -> None:
 
 
 def test_position_only_for_single_shapes() -> None:
-    cfg = WorldConfig()
+    cfg = WorldParams()
     seen = set()
     for scene in _sampled(cfg, 120):
         if scene.count == 1:
@@ -254,7 +254,7 @@ def _alt_text_is_wrong(text: str, scene: Scene) -> bool:
 
 @pytest.mark.parametrize("noise", [0.0, 0.3])
 def test_alt_text_noise_rate(noise: float) -> None:
-    cfg = WorldConfig(alt_text_noise=noise)
+    cfg = WorldParams(alt_text_noise=noise)
     scenes = _sampled(cfg, 500)
     rng = np.random.default_rng(0)
     texts = [alt_text(s, rng, cfg) for s in scenes]
@@ -298,7 +298,7 @@ def test_position_and_ocr_questions_only_when_defined(world: WorldTables) -> Non
 
 
 def test_vqa_pairs_default_choices() -> None:
-    scene = _sampled(WorldConfig(), 1)[0]
+    scene = _sampled(WorldParams(), 1)[0]
     pairs = vqa_pairs(scene, np.random.default_rng(0))
     count = next(p for p in pairs if p.question_type == "count")
     assert count.choices == ["one", "two", "three"] and count.answer == number_word(scene.count)
@@ -320,11 +320,11 @@ def test_conversation_format(world: WorldTables) -> None:
 
 
 def test_chance_levels() -> None:
-    levels = chance_levels(WorldConfig())
+    levels = chance_levels(WorldParams())
     assert levels == pytest.approx(
         {"count": 1 / 3, "colour": 1 / 6, "shape": 1 / 3, "position": 1 / 3, "ocr": 1 / 8}
     )
-    assert chance_levels(WorldConfig(min_objects=2, max_objects=3))["count"] == 0.5
+    assert chance_levels(WorldParams(min_objects=2, max_objects=3))["count"] == 0.5
 
 
 # --- config validation -------------------------------------------------------------------------
@@ -350,13 +350,15 @@ def test_chance_levels() -> None:
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict, field: str) -> None:
-    with pytest.raises(ValidationError) as excinfo:
-        WorldConfig(**kwargs)
+    # Values the schema can judge alone fail validation; whether shapes fit the image fails
+    # the drawing check that generate_world and the run's start call (both ValueErrors).
+    with pytest.raises(ValueError) as excinfo:
+        check_feasible(WorldParams(**kwargs))
     assert field in str(excinfo.value)
 
 
 def test_config_accepts_other_valid_settings() -> None:
-    cfg = WorldConfig(image_size=96, radius_min=12, radius_max=20, max_objects=4)
+    cfg = WorldParams(image_size=96, radius_min=12, radius_max=20, max_objects=4)
     scenes = _sampled(cfg, 20)
     assert all(s.image_size == 96 for s in scenes)
     assert render(scenes[0], cfg).size == (96, 96)

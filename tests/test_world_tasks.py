@@ -20,7 +20,7 @@ from sail_pipeline import recipe_data
 from sail_pipeline.evaluation import lmms_model, runner
 from sail_pipeline.evaluation import world_metrics as wm
 from sail_pipeline.evaluation.tasks import chance_levels
-from sail_pipeline.world import WorldConfig
+from sail_pipeline.world import WorldParams
 
 NEW_TASKS = ["world_caption", "world_pope", "world_mme", "world_mmbench"]
 
@@ -34,7 +34,7 @@ def _split(world, name: str, split: str) -> pd.DataFrame:
 def bench(small_world) -> pd.DataFrame:
     return recipe_data.benchmark_table(
         _split(small_world, "scenes", "benchmark"), _split(small_world, "vqa", "benchmark"),
-        _split(small_world, "probes", "benchmark"), WorldConfig())
+        _split(small_world, "probes", "benchmark"), WorldParams())
 
 
 def _truth(world, scene_id: str) -> dict:
@@ -105,7 +105,7 @@ def test_benchmark_table_holds_every_task(bench, small_world):
 def test_knowledge_stage_trains_the_formats(small_world):
     tables = recipe_data.stage_tables(
         _split(small_world, "scenes", "train"), _split(small_world, "vqa", "train"),
-        _split(small_world, "conversations", "train"), recipe_data.StageSizes(), seed=0,
+        _split(small_world, "conversations", "train"), recipe_data.StageSizeParams(), seed=0,
         probes=_split(small_world, "probes", "train"))
     ids = tables["knowledge"]["id"]
     assert ids.str.contains("-pope-").any() and ids.str.contains("-mmbench-").any()

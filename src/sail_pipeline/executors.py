@@ -7,59 +7,31 @@ a model) is a class: it is built once per worker (once here, once per actor on R
 instances are called with each batch. On Ray, tables cross to the workers as Arrow, so each
 column must hold one type (and ints must fit in 64 bits).
 
-    out = map_batches(table, functools.partial(fn, settings=s), ExecutorSettings(kind="ray"))
+    out = map_batches(table, functools.partial(fn, settings=s), ExecutorParams(kind="ray"))
 
 Everything order-dependent (dedup, shard bookkeeping) stays with the caller, which receives
 the outputs in input order whatever order the workers finished in.
 
-This module imports neither pandas nor ray at load: parameter validation imports
-`ExecutorSettings` at every Kedro start.
+This module imports neither pandas nor ray at load.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sail_pipeline.schema.executor import ExecutorParams
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-ExecutorKind = Literal["plain", "ray"]
 BatchFn = Callable[["pd.DataFrame"], "pd.DataFrame"]
 RAY_MISSING = ('executor "ray" needs Ray Data, which is an optional extra: '
                'pip install -e ".[ray]"  (or: pip install "ray[data]")')
 # Added to the table on Ray to put outputs back in input order; the batch function never sees it.
 _POSITION = "__position"
-
-
-class ExecutorSettings(BaseModel):
-    """`executor:` in the curation and recaptioning parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: ExecutorKind = "plain"
-    ray_address: str | None = Field(
-        None, description="null: start a local Ray in this process; 'auto' or "
-        "'ray://head:10001': join that cluster (an already initialised Ray is used as is)")
-    num_cpus: int | None = Field(None, gt=0, description="CPUs of a local Ray; null: all")
-    batch_size: int = Field(64, gt=0, description="rows per call of a batch function")
-    chunk_size: int = Field(
-        4096, gt=0, description="rows the driver reads and hands over at a time (curation); "
-        "bounds the raw bytes held in memory")
-    concurrency: int = Field(1, gt=0, description="actors of a stateful function (model copies)")
-    num_gpus: float = Field(0, ge=0, description="GPUs per actor or task on Ray")
-
-    @model_validator(mode="after")
-    def _num_cpus_only_locally(self) -> ExecutorSettings:
-        # Ray refuses num_cpus when joining a cluster; say so before any work starts.
-        if self.ray_address is not None and self.num_cpus is not None:
-            raise ValueError("num_cpus sizes a local Ray; with ray_address the cluster's "
-                             "own resources apply: leave num_cpus null")
-        return self
 
 
 def import_ray() -> Any:
@@ -72,7 +44,7 @@ def import_ray() -> Any:
     return ray
 
 
-def ensure_ray(settings: ExecutorSettings) -> Any:
+def ensure_ray(settings: ExecutorParams) -> Any:
     """Ray, initialised once per process: later calls (the next stage) reuse it."""
     ray = import_ray()
     if not ray.is_initialized():
@@ -163,7 +135,7 @@ def _ordered_execution(ray: Any) -> Iterator[None]:
         options.preserve_order = before
 
 
-def _ray(table: pd.DataFrame, fn: BatchFn | type, batch_size: int, settings: ExecutorSettings,
+def _ray(table: pd.DataFrame, fn: BatchFn | type, batch_size: int, settings: ExecutorParams,
          args: Sequence[Any], kwargs: Mapping[str, Any]) -> Iterator[pd.DataFrame]:
     ray = ensure_ray(settings)
     numbered = table.reset_index(drop=True)
@@ -222,7 +194,7 @@ def in_input_order(blocks: Iterator[pd.DataFrame], n_rows: int, batch_size: int
                             for i, name in enumerate(columns)}, index=pd.RangeIndex(len(rows)))
 
 
-def iter_map_batches(table: pd.DataFrame, fn: BatchFn | type, settings: ExecutorSettings, *,
+def iter_map_batches(table: pd.DataFrame, fn: BatchFn | type, settings: ExecutorParams, *,
                      batch_size: int | None = None, fn_constructor_args: Sequence[Any] = (),
                      fn_constructor_kwargs: Mapping[str, Any] | None = None
                      ) -> Iterator[pd.DataFrame]:
@@ -244,7 +216,7 @@ def iter_map_batches(table: pd.DataFrame, fn: BatchFn | type, settings: Executor
     return _ray(table, fn, size, settings, fn_constructor_args, kwargs)
 
 
-def map_batches(table: pd.DataFrame, fn: BatchFn | type, settings: ExecutorSettings, *,
+def map_batches(table: pd.DataFrame, fn: BatchFn | type, settings: ExecutorParams, *,
                 batch_size: int | None = None, fn_constructor_args: Sequence[Any] = (),
                 fn_constructor_kwargs: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """`fn` over `table` in batches, on the chosen executor; one output row per input row."""

@@ -60,3 +60,51 @@ class OptionalParquetDataset(ParquetPathDataset):
 
     def _load(self) -> pd.DataFrame | None:  # type: ignore[override]
         return pd.read_parquet(self._filepath) if self._exists() else None
+
+
+class FolderDataset(AbstractDataset[None, str]):
+    """A folder a node writes into (a stage's checkpoints, a shard folder): loads as its path.
+
+    The catalog owns every path; a node that needs a working folder takes one of these as an
+    input instead of naming a folder itself.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def _load(self) -> str:
+        return str(self._path.resolve())
+
+    def _save(self, data: None) -> None:
+        raise DatasetError(f"{self._path} is a folder nodes write into, not an output")
+
+    def _exists(self) -> bool:
+        return self._path.is_dir()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+_NOTHING = object()
+
+
+class DryRunDataset(AbstractDataset[Any, Any]):
+    """A dataset during a dry run: saves into memory only, so nothing on disk changes; loads
+    what this run saved, else the wrapped dataset's data."""
+
+    def __init__(self, wrapped: AbstractDataset) -> None:
+        self._wrapped = wrapped
+        self._data: Any = _NOTHING
+
+    def _load(self) -> Any:
+        return self._wrapped.load() if self._data is _NOTHING else self._data
+
+    def _save(self, data: Any) -> None:
+        self._data = data
+
+    def _exists(self) -> bool:
+        return self._data is not _NOTHING or self._wrapped.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"dry_run_of": type(self._wrapped).__name__}

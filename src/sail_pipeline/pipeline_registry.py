@@ -1,22 +1,25 @@
-"""The pipelines: `data`, `pretrain`, `sft`, `evaluation`; `__default__` runs them in order.
+"""The pipelines, found by `find_pipelines()`; `__default__` is data -> pretrain -> sft ->
+evaluation.
 
-`curation` and `captioning` run on their own, after it (`kedro run --pipelines=curation,captioning`):
-no recipe stage reads the recaptions yet, so the default chain does not pay for them.
+`curation` and `captioning` run on their own, after it (`kedro run --pipelines=curation,
+captioning`): no recipe stage reads the recaptions yet, so the default chain does not pay for
+them. `variants` holds one namespaced instance of the recipe per entry of `variants` in the
+parameters of this run.
 """
 
+from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from sail_pipeline.pipelines import captioning, curation, data, evaluation, pretrain, sft
+from sail_pipeline.context import last_validated
+from sail_pipeline.pipelines.variants.pipeline import create_pipeline as variants
+
+DEFAULT = ("data", "pretrain", "sft", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = {
-        "data": data.pipeline.create_pipeline(),
-        "pretrain": pretrain.pipeline.create_pipeline(),
-        "sft": sft.pipeline.create_pipeline(),
-        "evaluation": evaluation.pipeline.create_pipeline(),
-    }
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
-    pipelines["curation"] = curation.pipeline.create_pipeline()
-    pipelines["captioning"] = captioning.pipeline.create_pipeline()
+    pipelines = find_pipelines(raise_errors=True)
+    project = last_validated()
+    pipelines["variants"] = variants(project.variants if project is not None else ())
+    if all(name in pipelines for name in DEFAULT):  # find_pipelines loads only what a run asks
+        pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT), Pipeline([]))
     return pipelines

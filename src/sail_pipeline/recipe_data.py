@@ -13,30 +13,18 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from sail_pipeline.modeling.tokenizer import CHAT_TEMPLATE, IMAGE_PLACEHOLDER
-from sail_pipeline.world import POSITIONS, Scene, WorldConfig
+from sail_pipeline.schema import CAPTION_PROMPT, StageSizeParams
+from sail_pipeline.world import POSITIONS, Scene, WorldParams
 from sail_pipeline.world.captions import caption_facts, fact_vocabulary
 
 CONVERSATION_COLUMNS = ["id", "image", "messages"]
 CAPTION_PROMPTS = (
-    "Describe the image in detail.",
+    CAPTION_PROMPT,
     "Write a detailed caption for this picture.",
     "What does this image show? Describe it fully.",
 )
-
-
-class StageSizes(BaseModel):
-    """Cap on rows per stage table (null: all the world offers)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alignment: int | None = Field(None, gt=0)
-    advance: int | None = Field(None, gt=0)
-    knowledge: int | None = Field(None, gt=0)
-    instruction: int | None = Field(None, gt=0)
-    preference: int | None = Field(None, gt=0)
 
 
 def _turns(question: str, answer: str, with_image: bool) -> list[dict]:
@@ -108,7 +96,7 @@ def _one_per_scene(table: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def stage_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                 sizes: StageSizes, seed: int, advance_ocr: bool = True,
+                 sizes: StageSizeParams, seed: int, advance_ocr: bool = True,
                  probes: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Training tables of the five stages from one split of the world.
 
@@ -144,7 +132,7 @@ BENCHMARK_COLUMNS = ["id", "scene_id", "question_type", "category", "group_id", 
 CAPTION_BENCHMARK_PROMPT = CAPTION_PROMPTS[0]
 
 
-def _caption_rows(scenes: pd.DataFrame, world: WorldConfig) -> pd.DataFrame:
+def _caption_rows(scenes: pd.DataFrame, world: WorldParams) -> pd.DataFrame:
     vocabulary = fact_vocabulary(world.ocr_words)
     truth = [Scene.from_dict(json.loads(g)) for g in scenes["ground_truth"]]
     return pd.DataFrame({
@@ -162,7 +150,7 @@ def _caption_rows(scenes: pd.DataFrame, world: WorldConfig) -> pd.DataFrame:
 
 
 def benchmark_table(scenes: pd.DataFrame, vqa: pd.DataFrame, probes: pd.DataFrame,
-                    world: WorldConfig) -> pd.DataFrame:
+                    world: WorldParams) -> pd.DataFrame:
     """The held-out scenes' questions with their images, as the evaluation tasks read them.
 
     Short answers (one task per question type), the POPE/MME/MMBench probes, and one
@@ -212,7 +200,7 @@ def lm_text_table(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.Dat
     return pd.DataFrame({"id": [f"text-{i:07d}" for i in range(len(texts))], "text": texts})
 
 
-def vision_attribute_table(scenes: pd.DataFrame, world: WorldConfig) -> pd.DataFrame:
+def vision_attribute_table(scenes: pd.DataFrame, world: WorldParams) -> pd.DataFrame:
     """Integer labels of what a scene shows: what the stand-in vision tower learns to see.
 
     0 means "none" for the word and the position, so every scene has every label.

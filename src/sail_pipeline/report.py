@@ -1,23 +1,15 @@
-"""Print the README's result tables from a finished run: `python -m sail_pipeline.report`."""
+"""Print the README's result tables from a finished run: `python -m sail_pipeline.report`.
+
+Paths come from the project's catalog, so `--env micro` reads what `make micro` wrote.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from sail_pipeline.modeling.stages import STAGES
+from sail_pipeline.schema import BACKBONES, RECIPE, get_stage
 
-POINTERS = {
-    "llm": ("pretrain/llm_backbone.json", "all (stand-in LLM)", "world text"),
-    "vision": ("pretrain/vision_backbone.json", "all (stand-in ViT)", "attribute labels"),
-    "alignment": ("pretrain/alignment_model.json", None, "captions"),
-    "advance": ("pretrain/advance_model.json", None, "captions (+ OCR if data.advance_ocr)"),
-    "knowledge": ("sft/knowledge_model.json", None, "one-word VQA + POPE/MME/MMBench probes"),
-    "instruction": ("sft/instruction_model.json", None, "conversations"),
-    "preference": ("sft/preference_model.json", None,
-                   "all questions of a scene; one probe per scene replayed"),
-}
 # The benchmark-format tasks' own metrics, beside their score.
 DETAILS = {"caption": ("object_recall", "attribute_recall", "object_precision",
                        "attribute_precision"),
@@ -25,25 +17,29 @@ DETAILS = {"caption": ("object_recall", "attribute_recall", "object_precision",
            "mmbench": ("accuracy",)}
 
 
-def stage_table(models: Path) -> str:
+def _trains(stage: str) -> str:
+    spec = get_stage(stage)
+    stand_in = {"lm": "all (stand-in LLM)", "vision": "all (stand-in ViT)"}
+    return stand_in.get(spec.kind) or " + ".join(spec.trainable)
+
+
+def stage_table(pointers: dict[str, dict]) -> str:
+    """One row per trained stage (`pointers`: stage -> the `{stage}_model` pointer)."""
     lines = ["| stage | trains | data | rows | seconds | held-out loss before → after |",
              "|---|---|---|---|---|---|"]
-    for stage, (pointer, trains, data) in POINTERS.items():
-        path = models / pointer
-        if not path.exists():
+    for stage, pointer in pointers.items():
+        summary = pointer["summary"]
+        if "train_samples" not in summary:  # a user's backbone, given by path
             continue
-        summary = json.loads(path.read_text())["summary"]
-        trains = trains or " + ".join(STAGES[stage].trainable)
-        lines.append(f"| {stage} | {trains} | {data} | {summary['train_samples']} | "
-                     f"{summary['wall_seconds']:.0f} | {summary['eval_loss_before']:.3f} → "
-                     f"{summary['eval_loss_after']:.3f} |")
+        lines.append(f"| {stage} | {_trains(stage)} | {get_stage(stage).data} | "
+                     f"{summary['train_samples']} | {summary['wall_seconds']:.0f} | "
+                     f"{summary['eval_loss_before']:.3f} → {summary['eval_loss_after']:.3f} |")
     return "\n".join(lines)
 
 
-def eval_table(metrics_path: Path, report_path: Path) -> str:
+def eval_table(metrics: dict, report: dict) -> str:
     """Scores per checkpoint and task; each task's chance level in brackets (– for none)."""
-    metrics = json.loads(metrics_path.read_text())
-    chance = next(iter(json.loads(report_path.read_text()).values()))["chance"]
+    chance = next(iter(report.values()))["chance"]
     tasks = [t for t in next(iter(metrics.values())) if t != "average"]
     heads = [f"{t} ({chance[f'world_{t}']:.2f})" if f"world_{t}" in chance else f"{t} (–)"
              for t in tasks]
@@ -55,9 +51,8 @@ def eval_table(metrics_path: Path, report_path: Path) -> str:
     return "\n".join(lines)
 
 
-def details_table(report_path: Path) -> str:
+def details_table(report: dict) -> str:
     """The benchmark-format tasks' other metrics (yes-ratio, acc+, ...), per checkpoint."""
-    report = json.loads(report_path.read_text())
     columns = [(task, metric) for task, metrics in DETAILS.items() for metric in metrics
                if any(metric in r["details"].get(f"world_{task}", {}) for r in report.values())]
     if not columns:
@@ -72,19 +67,35 @@ def details_table(report_path: Path) -> str:
     return "\n".join(lines)
 
 
+def tables(catalog, namespace: str | None = None) -> str:
+    """The README's tables of a finished run, read through the project's catalog."""
+    prefix = f"{namespace}." if namespace else ""
+    names = {stage: f"{stage}_model" for stage in BACKBONES}
+    names |= {stage: f"{prefix}{stage}_model" for stage in RECIPE}
+    pointers = {stage: catalog.load(name) for stage, name in names.items()
+                if catalog.exists(name)}
+    parts = [stage_table(pointers)]
+    if catalog.exists(f"{prefix}evaluation_metrics"):
+        metrics = catalog.load(f"{prefix}evaluation_metrics")
+        report = catalog.load(f"{prefix}evaluation_report")
+        parts += [eval_table(metrics, report), details_table(report)]
+    return "\n\n".join(part for part in parts if part)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", default="data", help="the project's data directory")
+    parser.add_argument("--env", default=None, help="the Kedro environment of the run "
+                        "(default: local, i.e. `kedro run`; `micro` for `make micro`)")
+    parser.add_argument("--namespace", default=None,
+                        help="a variant's (or sweep point's) tables instead of the recipe's")
     args = parser.parse_args()
-    data = Path(args.data)
-    print(stage_table(data / "06_models"))
-    print()
-    reporting = data / "08_reporting"
-    print(eval_table(reporting / "evaluation_metrics.json", reporting / "evaluation_report.json"))
-    details = details_table(reporting / "evaluation_report.json")
-    if details:
-        print()
-        print(details)
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(Path.cwd())
+    with KedroSession.create(env=args.env) as session:
+        catalog = session.load_context().catalog
+        print(tables(catalog, args.namespace))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Captioner backends: the recaptioning stage calls these from Kedro nodes or plain scripts.
 
-Names are imported on first use, so that parameter validation (which reads only
-`captioning.settings`) does not load aiohttp and the backends at every Kedro start.
+Names are imported on first use, so that importing one of them does not load aiohttp and
+every backend. The settings models are in `sail_pipeline.schema` (ApiParams, RecaptionParams).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ _HOME = {
     # from the function to the module.
     **dict.fromkeys(["RecaptionSummary", "build_prompt", "length_grouped", "recaption"],
                     "recaptioning"),
-    **dict.fromkeys(["ApiSettings", "RecaptionSettings"], "settings"),
     **dict.fromkeys(["read_captions", "read_failures"], "shards"),
 }
 __all__ = sorted(_HOME)

@@ -5,7 +5,7 @@ Recaptioning a pool is hours of mostly waiting on the server, so requests run co
 flaky reply never stops the run: every request ends as one `CaptionResult`, either a caption or a
 short reason that the pipeline quarantines the id with. No Kedro import: scripts use it too.
 
-    settings = ApiSettings(base_url="http://127.0.0.1:8000/v1", model="Qwen2-VL-7B")
+    settings = ApiParams(base_url="http://127.0.0.1:8000/v1", model="Qwen2-VL-7B")
     results = caption_all(requests, settings, resolve_api_key(settings, credentials))
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from tqdm import tqdm
 
-from sail_pipeline.captioning.settings import ApiSettings
+from sail_pipeline.schema import ApiParams
 
 logger = logging.getLogger("sail_pipeline.captioning")
 
@@ -58,7 +58,7 @@ class ApiKey:
         return "***"
 
 
-def resolve_api_key(settings: ApiSettings, credentials: Mapping[str, Any] | None = None
+def resolve_api_key(settings: ApiParams, credentials: Mapping[str, Any] | None = None
                     ) -> ApiKey | None:
     """Kedro credentials win over the environment; None for local servers that need no key."""
     if credentials and credentials.get("api_key"):
@@ -136,7 +136,7 @@ def _content(body: bytes) -> str | _Failure:
 class ApiCaptioner:
     """One backend; `stats` accumulates over every `caption_many` call, for MLflow."""
 
-    def __init__(self, settings: ApiSettings, api_key: ApiKey | str | None = None) -> None:
+    def __init__(self, settings: ApiParams, api_key: ApiKey | str | None = None) -> None:
         self.settings = settings
         self._api_key = ApiKey(api_key) if isinstance(api_key, str) else api_key
         self.stats: dict[str, Any] = {"requests_sent": 0, "succeeded": 0, "failed": 0,
@@ -277,7 +277,7 @@ class ApiCaptioner:
         return CaptionResult(request.id, None, reason, attempt, time.perf_counter() - started)
 
 
-def caption_all(requests: Sequence[CaptionRequest], settings: ApiSettings,
+def caption_all(requests: Sequence[CaptionRequest], settings: ApiParams,
                 api_key: ApiKey | str | None = None, progress: bool = True
                 ) -> list[CaptionResult]:
     """One call from synchronous code; keep an `ApiCaptioner` instead when you want its stats."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from PIL import Image, ImageFile
 
 from sail_pipeline.captioning.api_client import ApiCaptioner, ApiKey, CaptionRequest
-from sail_pipeline.captioning.settings import ApiSettings
+from sail_pipeline.schema import ApiParams
 
 if TYPE_CHECKING:  # torch and transformers take seconds to import; api/oracle runs need neither
     from sail_pipeline.modeling.inference import VLMGenerator
@@ -197,7 +197,7 @@ def _local(model_dir: str, max_new_tokens: int, device: str, batch_size: int) ->
                         max_new_tokens)
 
 
-def _api(settings: ApiSettings, key: ApiKey | None) -> ApiBackend:
+def _api(settings: ApiParams, key: ApiKey | None) -> ApiBackend:
     return ApiBackend(ApiCaptioner(settings, key))
 
 
@@ -232,7 +232,7 @@ class BackendFactory:
         return cls(_local, (str(model_dir), max_new_tokens, device, batch_size), name="local")
 
     @classmethod
-    def api(cls, settings: ApiSettings, key: ApiKey | None = None) -> BackendFactory:
+    def api(cls, settings: ApiParams, key: ApiKey | None = None) -> BackendFactory:
         """An OpenAI-compatible server; the key travels to the workers inside the factory."""
         return cls(_api, (settings, key), name="api")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sail_pipeline.captioning.recaptioning import build_prompt
-from sail_pipeline.captioning.settings import RecaptionSettings
+from sail_pipeline.schema import RecaptionParams
 
 IMAGE_PLACEHOLDER = "<image>"  # sail_pipeline.modeling.tokenizer's; not imported: that pulls torch
 CONVERSATION_COLUMNS = ["id", "image", "messages"]
@@ -35,7 +35,7 @@ def _conversation(prompt: str, caption: str) -> str:
 
 
 def captioner_tables(reference: pd.DataFrame, manifest: pd.DataFrame,
-                     prompts: RecaptionSettings, eval_fraction: float,
+                     prompts: RecaptionParams, eval_fraction: float,
                      seed: int) -> CaptionerTables:
     """Training and held-out rows for the captioner from the reference captions.
 

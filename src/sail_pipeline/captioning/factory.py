@@ -1,7 +1,7 @@
 """Build the recaptioning backend a `PoolRecaptionParams` names, and the identity of its captions.
 
-The identity names everything that changes a caption (the captioner's weights, prompts,
-generation length), so a re-run with the same captioner resumes its shards and a retrained
+The identity names everything that changes a caption (the captioner's weights or endpoint,
+prompts, generation length), so a re-run with the same captioner resumes its shards and a retrained
 captioner starts a fresh folder instead of mixing two models' captions.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from sail_pipeline.captioning.api_client import resolve_api_key
 from sail_pipeline.captioning.backends import BackendFactory
-from sail_pipeline.captioning.params import PoolRecaptionParams
+from sail_pipeline.schema import ApiParams, PoolRecaptionParams, RecaptionParams, result_settings
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -35,21 +35,28 @@ def weights_digest(model_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def caption_identity(params: PoolRecaptionParams, model_dir: str | None) -> str:
-    """A short name for "these captions": the folder their shards live in."""
+def caption_identity(params: RecaptionParams, model_dir: str | None = None,
+                     api: ApiParams | None = None) -> str:
+    """A short name for "these captions": the folder their shards live in.
+
+    It covers the captioner (its weights' digest, the endpoint's result settings, or the
+    oracle) and every recaptioning setting that changes a caption (`result_settings`:
+    prompts, `use_alt_text`, generation length), and nothing that only changes how they are
+    fetched (batch and shard sizes, concurrency, retries, the executor).
+    """
     if params.backend in ("local", "vllm"):
         if model_dir is None:
             raise ValueError(f"backend {params.backend!r} needs the captioner's directory")
         captioner: Any = weights_digest(model_dir)
     elif params.backend == "api":
-        assert params.api is not None  # checked by PoolRecaptionParams
-        captioner = params.api.caption_identity()
+        if api is None:
+            raise ValueError("backend 'api' needs its `api` settings")
+        captioner = result_settings(api)
     else:
         captioner = "oracle"
-    identity = {"backend": params.backend, "captioner": captioner,
-                "caption_prompt": params.caption_prompt,
-                "recaption_prompt": params.recaption_prompt,
-                "use_alt_text": params.use_alt_text, "max_new_tokens": params.max_new_tokens}
+    settings = {k: v for k, v in result_settings(params).items()
+                if k in RecaptionParams.model_fields}
+    identity = {"captioner": captioner, **settings}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.backend}-{digest}"
 

@@ -4,7 +4,7 @@ Lets the API client be tested, benchmarked and smoke-tested against a config (UR
 prompts, concurrency) without a GPU, a vLLM install or an API bill:
 
     with serve_canned(latency_s=0.02) as server:
-        settings = ApiSettings(base_url=server.base_url, model="canned")
+        settings = ApiParams(base_url=server.base_url, model="canned")
         print(caption_all(requests, settings))
 """
 

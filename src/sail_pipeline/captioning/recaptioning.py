@@ -1,6 +1,6 @@
 """Recaption the curated pool, resumably: shards written as it goes, finished ids skipped.
 
-    settings = RecaptionSettings(backend="local", batch_size=32)
+    settings = RecaptionParams(backend="local", batch_size=32)
     backend = LocalBackend(load_generator("data/06_models/captioner/hf"), settings.max_new_tokens)
     summary = recaption(manifest, backend, "data/04_feature/recaptions", settings)
     captions = read_captions("data/04_feature/recaptions")  # one row per id
@@ -33,10 +33,6 @@ from sail_pipeline.captioning.backends import (
     build_backend,
     short_reason,
 )
-from sail_pipeline.captioning.settings import (
-    PromptKind,
-    RecaptionSettings,
-)
 from sail_pipeline.captioning.shards import (
     next_shard_index,
     read_shards,
@@ -44,11 +40,15 @@ from sail_pipeline.captioning.shards import (
     write_shard,
 )
 from sail_pipeline.executors import import_ray, iter_map_batches
+from sail_pipeline.schema import (
+    PromptKind,
+    RecaptionParams,
+)
 
 logger = logging.getLogger("sail_pipeline.captioning")
 T = TypeVar("T")
 
-def build_prompt(alt_text: object, settings: RecaptionSettings) -> tuple[str, PromptKind]:
+def build_prompt(alt_text: object, settings: RecaptionParams) -> tuple[str, PromptKind]:
     """The recaption prompt for an item with alt-text (when enabled), else the caption prompt."""
     if settings.use_alt_text and isinstance(alt_text, str) and alt_text.strip():
         return settings.recaption_prompt.format(alt_text=alt_text.strip()), "recaption"
@@ -96,7 +96,7 @@ class RecaptionSummary:
         return flat
 
 
-def validate_manifest(manifest: pd.DataFrame, settings: RecaptionSettings) -> None:
+def validate_manifest(manifest: pd.DataFrame, settings: RecaptionParams) -> None:
     """Caller bugs (not bad data) fail here, before any work, naming what is wrong."""
     required = ["id", "image"] + (["alt_text"] if settings.use_alt_text else [])
     missing = [c for c in required if c not in manifest.columns]
@@ -177,7 +177,7 @@ class _Shard:
     missing: list[dict[str, str]]
 
 
-def _plan(rows: list[dict[str, Any]], settings: RecaptionSettings) -> _Shard:
+def _plan(rows: list[dict[str, Any]], settings: RecaptionParams) -> _Shard:
     kinds: dict[str, PromptKind] = {}
     missing: list[dict[str, str]] = []
     items: list[CaptionItem] = []
@@ -205,7 +205,7 @@ def _reason_kind(error: str) -> str:
 
 
 def recaption(manifest: pd.DataFrame, backend: CaptionBackend | BackendFactory,
-              out_dir: str | os.PathLike, settings: RecaptionSettings, progress: bool = True
+              out_dir: str | os.PathLike, settings: RecaptionParams, progress: bool = True
               ) -> RecaptionSummary:
     """Caption every manifest id without a caption in `out_dir`, writing shards as it goes.
 

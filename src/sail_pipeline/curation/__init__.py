@@ -22,16 +22,6 @@ from sail_pipeline.curation.funnel import (
     funnel_table,
     run_curation,
 )
-from sail_pipeline.curation.params import (
-    CurationParams,
-    CurationSettings,
-    FolderSource,
-    LlavaSource,
-    ParquetSource,
-    SourceSpec,
-    WebDatasetSource,
-    WorldSource,
-)
 from sail_pipeline.curation.reasons import STAGE_OF, Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord, RecordError, iter_records
 from sail_pipeline.curation.validate import (
@@ -42,6 +32,16 @@ from sail_pipeline.curation.validate import (
     prepare,
     validate_record,
 )
+from sail_pipeline.schema import (
+    CurationFilterParams,
+    CurationParams,
+    FolderSource,
+    LlavaSource,
+    ParquetSource,
+    SourceSpec,
+    WebDatasetSource,
+    WorldSource,
+)
 
 __all__ = [
     "FUNNEL_COLUMNS",
@@ -51,7 +51,7 @@ __all__ = [
     "CurationAccountingError",
     "CurationParams",
     "CurationResult",
-    "CurationSettings",
+    "CurationFilterParams",
     "ExactDuplicateIndex",
     "FolderSource",
     "LlavaSource",

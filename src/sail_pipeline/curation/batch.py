@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline.curation.dedup import hash_hex, phash
-from sail_pipeline.curation.params import CurationSettings
 from sail_pipeline.curation.reasons import Rejection
 from sail_pipeline.curation.sources import RawRecord
 from sail_pipeline.curation.validate import check_image, encode_png, prepare
+from sail_pipeline.schema import CurationFilterParams
 
 # Alt-text arrives as bytes (sidecars, tar members) or as str (JSON, Parquet); an Arrow column
 # holds one type, and which one it was matters (bytes are decoded strictly), so two columns.
@@ -44,7 +44,7 @@ def _record(row: dict[str, Any]) -> RawRecord:
                      alt_text_raw=alt)
 
 
-def _check(data: bytes, settings: CurationSettings) -> dict[str, Any]:
+def _check(data: bytes, settings: CurationFilterParams) -> dict[str, Any]:
     try:
         valid = check_image(data, settings)
     except Rejection as rejection:
@@ -54,7 +54,7 @@ def _check(data: bytes, settings: CurationSettings) -> dict[str, Any]:
             "notes": [note.value for note in valid.notes], "image": encode_png(valid.image)}
 
 
-def check_batch(batch: pd.DataFrame, settings: CurationSettings) -> pd.DataFrame:
+def check_batch(batch: pd.DataFrame, settings: CurationFilterParams) -> pd.DataFrame:
     """Each raw record (RAW_COLUMNS) → its checked row (CHECKED_COLUMNS), in order."""
     # Identical bytes decode identically: a copy within the batch is decoded once. The
     # driver rejects it as an exact duplicate anyway when the first copy is kept.

@@ -15,10 +15,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from sail_pipeline.curation.batch import check_batch, raw_table
 from sail_pipeline.curation.dedup import ExactDuplicateIndex, NearDuplicateIndex
-from sail_pipeline.curation.params import CurationSettings, SourceSpec, check_unique_names
 from sail_pipeline.curation.reasons import STAGE_OF, Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord, iter_records
-from sail_pipeline.executors import ExecutorSettings, import_ray, iter_map_batches
+from sail_pipeline.executors import ExecutorParams, import_ray, iter_map_batches
+from sail_pipeline.schema import CurationFilterParams, SourceSpec, check_unique_names
 
 MANIFEST_COLUMNS = ["id", "source", "source_id", "sha256", "phash", "width", "height", "format",
                     "mode_in", "normalised", "alt_text", "image"]
@@ -50,7 +50,7 @@ class _Run:
     what is decided here depends on the records before, so it stays in one process.
     """
 
-    def __init__(self, settings: CurationSettings) -> None:
+    def __init__(self, settings: CurationFilterParams) -> None:
         self.settings = settings
         self.input_ids: Counter[str] = Counter()
         self.kept: list[dict[str, Any]] = []
@@ -114,7 +114,7 @@ class _Run:
             "image": checked["image"],
         })
 
-    def process(self, records: Sequence[RawRecord], executor: ExecutorSettings,
+    def process(self, records: Sequence[RawRecord], executor: ExecutorParams,
                 advance: Callable[[str, int, int], None]) -> None:
         """A chunk of records: checked in batches on the executor, then decided in order."""
         rejections = [self.admit(record) for record in records]
@@ -208,9 +208,9 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
         yield advance
 
 
-def run_curation(sources: Sequence[SourceSpec], settings: CurationSettings | None = None,
+def run_curation(sources: Sequence[SourceSpec], settings: CurationFilterParams | None = None,
                  world_scenes: pd.DataFrame | None = None, progress: bool = True,
-                 executor: ExecutorSettings | None = None) -> CurationResult:
+                 executor: ExecutorParams | None = None) -> CurationResult:
     """Read every source in order, validate, normalise and dedup; account for every record.
 
     `executor` says where decoding and normalising run (in-process by default, or on Ray);
@@ -220,12 +220,12 @@ def run_curation(sources: Sequence[SourceSpec], settings: CurationSettings | Non
     call (duplicate source names, a `world` source without `world_scenes`) and, as a guard
     that should never fire, a CurationAccountingError.
     """
-    settings = settings or CurationSettings()
+    settings = settings or CurationFilterParams()
     sources = list(sources)
     check_unique_names(sources)
     if world_scenes is None and any(spec.kind == "world" for spec in sources):
         raise ValueError("a `world` source needs the scene table: pass world_scenes=")
-    executor = executor or ExecutorSettings()
+    executor = executor or ExecutorParams()
     if executor.kind == "ray":
         import_ray()  # a missing extra fails before any source is read
     run = _Run(settings)

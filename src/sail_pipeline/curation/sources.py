@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sail_pipeline.curation.params import (
+from sail_pipeline.curation.reasons import Reason
+from sail_pipeline.schema import (
     FolderSource,
     LlavaSource,
     ParquetSource,
@@ -22,7 +23,6 @@ from sail_pipeline.curation.params import (
     WebDatasetSource,
     WorldSource,
 )
-from sail_pipeline.curation.reasons import Reason
 
 # The token and the whitespace around it, so "a <image> b" reads "a b", not "a  b".
 _IMAGE_TOKEN = re.compile(r"\s*<image>\s*")

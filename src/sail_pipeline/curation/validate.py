@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from sail_pipeline.curation.params import CurationSettings
 from sail_pipeline.curation.reasons import Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord
+from sail_pipeline.schema import CurationFilterParams
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 # Modes whose `transparency` info (a tRNS chunk or a palette index) means real alpha.
@@ -99,7 +99,7 @@ def decode_alt_text(raw: bytes | str | None, required: bool) -> tuple[str | None
     return text, []
 
 
-def prepare(record: RawRecord, settings: CurationSettings) -> Prepared:
+def prepare(record: RawRecord, settings: CurationFilterParams) -> Prepared:
     """Load bytes, hash them and check the alt-text: everything short of decoding the image."""
     data = load_bytes(record)
     if not data:
@@ -139,13 +139,13 @@ def _classify(exc: Exception) -> Rejection:
     return Rejection(Reason.UNDECODABLE, _describe(exc))
 
 
-def _check_pixels(width: int, height: int, settings: CurationSettings) -> None:
+def _check_pixels(width: int, height: int, settings: CurationFilterParams) -> None:
     if width * height > settings.max_pixels:
         raise Rejection(Reason.TOO_MANY_PIXELS,
                         f"{width}x{height} = {width * height} pixels > {settings.max_pixels}")
 
 
-def _check_geometry(width: int, height: int, settings: CurationSettings) -> None:
+def _check_geometry(width: int, height: int, settings: CurationFilterParams) -> None:
     if min(width, height) < settings.min_side:
         raise Rejection(Reason.TOO_SMALL, f"{width}x{height}, min_side {settings.min_side}")
     ratio = max(width, height) / min(width, height)
@@ -154,7 +154,7 @@ def _check_geometry(width: int, height: int, settings: CurationSettings) -> None
                         f"{width}x{height}, ratio {ratio:.2f} > {settings.max_aspect_ratio}")
 
 
-def check_image(data: bytes, settings: CurationSettings) -> ValidImage:
+def check_image(data: bytes, settings: CurationFilterParams) -> ValidImage:
     """Decode fully and normalise to RGB; any failure becomes a Rejection, never a crash."""
     with pil_guards(settings.max_pixels):
         try:
@@ -163,7 +163,7 @@ def check_image(data: bytes, settings: CurationSettings) -> ValidImage:
             raise _classify(exc) from None
 
 
-def _check_image(data: bytes, settings: CurationSettings) -> ValidImage:
+def _check_image(data: bytes, settings: CurationFilterParams) -> ValidImage:
     formats = list(settings.allowed_formats)
     with Image.open(io.BytesIO(data), formats=formats) as probe:
         image_format, mode_in = str(probe.format), probe.mode
@@ -249,7 +249,7 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def validate_record(record: RawRecord, settings: CurationSettings
+def validate_record(record: RawRecord, settings: CurationFilterParams
                     ) -> tuple[Prepared, ValidImage] | Rejection:
     """One record on its own, without dedup: the checked pieces, or the reason it fails."""
     if record.error is not None:

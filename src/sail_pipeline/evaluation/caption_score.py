@@ -17,7 +17,7 @@ import pandas as pd
 
 from sail_pipeline.evaluation import world_metrics as wm
 from sail_pipeline.evaluation.tasks import task_kind
-from sail_pipeline.world import Scene, WorldConfig
+from sail_pipeline.world import Scene, WorldParams
 from sail_pipeline.world.captions import caption_facts, fact_vocabulary
 
 
@@ -33,7 +33,7 @@ def score_captions(scenes: pd.DataFrame, captions: Sequence[str],
     if ocr_words is None:
         # The words these scenes show, and the default ones: a world generated with other
         # words still has every written word it can show counted.
-        ocr_words = sorted({t.text for t in truths if t.text} | set(WorldConfig().ocr_words))
+        ocr_words = sorted({t.text for t in truths if t.text} | set(WorldParams().ocr_words))
     vocabulary = fact_vocabulary(list(ocr_words))
     counts = [wm.caption_counts(str(caption), caption_facts(truth), vocabulary)
               for caption, truth in zip(captions, truths, strict=True)]

@@ -6,66 +6,65 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import mlflow
-
-from sail_pipeline.modeling.stages import get_stage
-from sail_pipeline.params import RuntimeParams, TrainParams
-from sail_pipeline.training.config import (
-    OptimConfig,
-    RunConfig,
-    TrackingConfig,
-    load_deepspeed_config,
-)
+from sail_pipeline import lineage
+from sail_pipeline.schema import ALL_MODULES, RuntimeParams, TrainParams, get_stage
+from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
 from sail_pipeline.training.launcher import launch
 
 log = logging.getLogger(__name__)
-MODELS_DIR = Path("data/06_models")
-# Summary keys worth a metric in the Kedro run (the nested run has the full curves).
+# Summary keys worth a metric in the parent run (the stage's own run has the full curves).
 _SUMMARY_METRICS = ("final_train_loss", "eval_loss_before", "eval_loss_after", "wall_seconds",
                     "train_samples", "mask_mismatches", "mean_tokens_per_s", "padding_fraction",
                     "steps", "peak_memory_gib")
 
 
-def _tracking(run_name: str) -> TrackingConfig:
-    active = mlflow.active_run()
-    if active is None:
+def _tracking(stage: str, preset: str, seed: int) -> TrackingConfig:
+    target = lineage.tracking_target()
+    if target is None:
         return TrackingConfig()
-    return TrackingConfig(tracking_uri=mlflow.get_tracking_uri(),
-                          experiment_id=active.info.experiment_id,
-                          parent_run_id=active.info.run_id, run_name=run_name)
+    import mlflow
+
+    namespace = lineage.current_namespace.get()
+    return TrackingConfig(
+        tracking_uri=mlflow.get_tracking_uri(), experiment_id=target[0],
+        parent_run_id=target[1], run_name=f"{namespace}.{stage}" if namespace else stage,
+        tags={**lineage.git_state(), "sail.stage": stage, "sail.preset": preset,
+              "sail.seed": str(seed), **({lineage.INSTANCE_TAG: namespace} if namespace else {})})
 
 
-def train(kind: str, stage: str, group: str, params: dict, runtime: dict, train_data: str,
-          eval_data: str | None, **weights: Any) -> dict[str, Any]:
+def run_config(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: str,
+               train_data: str, eval_data: str | None, **weights: Any) -> RunConfig:
+    """The trainer's input: the stage's settings as validated, plus where things are."""
+    spec = get_stage(stage)
+    trainable = train.trainable or (list(spec.trainable) if spec.kind == "vlm"
+                                    else list(ALL_MODULES))
+    weights = {k: v for k, v in weights.items() if v is not None}
+    return RunConfig(kind=spec.kind, stage=stage, output_dir=str(Path(workdir).resolve()),
+                     train_data=train_data, eval_data=eval_data, trainable=trainable,
+                     train=train, runtime=runtime,
+                     deepspeed=load_deepspeed_config(train.deepspeed),
+                     tracking=_tracking(stage, weights.get("preset", "-"), runtime.seed),
+                     **weights)
+
+
+def train(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: str,
+          train_data: str, eval_data: str | None, **weights: Any) -> dict[str, Any]:
     """Train one stage in a DeepSpeed subprocess; returns the pointer the next stage loads."""
-    settings = TrainParams.model_validate(params)
-    run = RuntimeParams.model_validate(runtime)
-    trainable = settings.trainable or (list(get_stage(stage).trainable) if kind == "vlm" else None)
-    cfg = RunConfig(
-        kind=kind, stage=stage, output_dir=str((MODELS_DIR / group / stage).resolve()),
-        train_data=train_data, eval_data=eval_data,
-        trainable=trainable or ["vision", "projector", "llm"],
-        steps=settings.steps, tokens=settings.tokens, micro_batch_size=settings.micro_batch_size,
-        grad_accum=settings.grad_accum, max_seq_len=settings.max_seq_len, pack=settings.pack,
-        loss_norm=settings.loss_norm, gradient_checkpointing=settings.gradient_checkpointing,
-        precision=settings.precision, attn_implementation=settings.attn_implementation,
-        deepspeed=load_deepspeed_config(settings.deepspeed),
-        eval_samples=settings.eval_samples,
-        optim=OptimConfig(lr=settings.lr, weight_decay=settings.weight_decay,
-                          warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
-                          grad_clip=settings.grad_clip, lr_scale=settings.lr_scale),
-        seed=run.seed, log_every=settings.log_every, save_every=settings.save_every,
-        threads=run.threads, peak_tflops=run.peak_tflops,
-        tracking=_tracking(stage), **{k: v for k, v in weights.items() if v is not None},
-    )
-    summary = launch(cfg, run.launcher)
+    cfg = run_config(stage, train, runtime, workdir, train_data, eval_data, **weights)
+    summary = launch(cfg, runtime.launcher)
     if summary.get("dry_run"):
-        return summary
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"{stage}/{k}": float(summary[k]) for k in _SUMMARY_METRICS
-                            if isinstance(summary.get(k), int | float)})
+        # The next stage's dry run names this stage's checkpoint where the real run puts it.
+        return {"hf_dir": summary["hf_dir"], "run_dir": cfg.output_dir, "summary": summary,
+                "dry_run": True}
+    lineage.log_metrics({f"{stage}/{k}": float(summary[k]) for k in _SUMMARY_METRICS
+                         if isinstance(summary.get(k), int | float)})
     log.info("%s: loss %.4g -> %.4g (eval), %d samples, %.0fs", stage,
              summary.get("eval_loss_before", float("nan")),
              summary.get("eval_loss_after", float("nan")), summary["train_samples"],
              summary["wall_seconds"])
     return {"hf_dir": summary["hf_dir"], "run_dir": summary["run_dir"], "summary": summary}
+
+
+def from_path(path: str) -> dict[str, Any]:
+    """A user's pretrained directory, as the pointer a trained stage would return."""
+    return {"hf_dir": path, "run_dir": None, "summary": {"source": "path"}}

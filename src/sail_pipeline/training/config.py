@@ -6,32 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
-class OptimConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    lr: float = Field(1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    beta2: float = Field(0.98, gt=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
-    # Per-module multipliers of `lr` ({"vision": 0.1}): a pretrained vision tower forgets
-    # what it learned at the rate that suits a fresh projector.
-    lr_scale: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("lr_scale")
-    @classmethod
-    def _known_groups(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - {"vision", "projector", "llm"})
-        if unknown:
-            raise ValueError(f"lr_scale keys must be vision/projector/llm, got {unknown}")
-        if any(v <= 0 for v in value.values()):
-            raise ValueError("lr_scale values must be > 0")
-        return value
+from sail_pipeline.schema import RuntimeParams, TrainParams, neutral, result_settings
+from sail_pipeline.schema.stages import ALL_MODULES, ModuleKey
 
 
 class TrackingConfig(BaseModel):
@@ -41,10 +19,16 @@ class TrackingConfig(BaseModel):
     experiment_id: str | None = None
     parent_run_id: str | None = None
     run_name: str | None = None
+    # git.commit / git.dirty and what the run is (stage, preset, seed), set on the run
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class RunConfig(BaseModel):
-    """Everything one training process needs; written as JSON next to its outputs."""
+    """Everything one training process needs; written as JSON next to its outputs.
+
+    The stage's settings travel as the user wrote them (`train`, `runtime`): nothing here
+    redeclares a field of `TrainParams` or `RuntimeParams`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,40 +44,21 @@ class RunConfig(BaseModel):
     tokenizer_path: str | None = None
     llm_path: str | None = None
     vision_path: str | None = None
-    trainable: list[str] = Field(default_factory=lambda: ["vision", "projector", "llm"])
-    # The budget: optimizer steps, or real (image + text) tokens as the SAIL-VL paper counts
-    # them, converted to steps once the data is packed. Exactly one of the two.
-    steps: int | None = Field(None, gt=0)
-    tokens: int | None = Field(None, gt=0)
-    # Rows per rank per micro batch: packed rows of up to max_seq_len tokens when `pack`,
-    # single samples padded to the longest otherwise.
-    micro_batch_size: int = Field(32, gt=0)
-    grad_accum: int = Field(1, gt=0)
-    max_seq_len: int = Field(256, gt=8)
-    pack: bool = True
-    loss_norm: Literal["token", "sample", "square"] = "token"
-    gradient_checkpointing: bool = False
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "eager"] = "auto"
-    eval_samples: int = Field(256, ge=0)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    seed: int = 0
-    log_every: int = Field(10, gt=0)
-    save_every: int = Field(0, ge=0)
-    # A DeepSpeed config (conf/base/deepspeed/*.json); batch sizes, clipping and precision
-    # are filled in from this run config, so the file only holds what differs (ZeRO, offload).
+    # What trains: `train.trainable`, else the stage registry's default (filled by the node).
+    trainable: list[ModuleKey] = Field(default_factory=lambda: list(ALL_MODULES))
+    train: TrainParams
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    # The DeepSpeed config `train.deepspeed` names, loaded (conf/base/deepspeed/*.json); batch
+    # sizes, clipping and precision are filled in from `train`, so the file only holds what
+    # differs (ZeRO, offload).
     deepspeed: dict[str, Any] = Field(default_factory=dict)
-    threads: int = Field(0, ge=0)
-    peak_tflops: float | None = Field(None, gt=0, description="for MFU when the GPU is unknown")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracking: TrackingConfig = neutral(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _weights_have_a_source(self) -> RunConfig:
         if self.kind == "vlm" and self.init_from is None and self.tokenizer_path is None:
             raise ValueError("a vlm run needs init_from (a checkpoint) or tokenizer_path")
-        if (self.steps is None) == (self.tokens is None):
-            raise ValueError("give exactly one budget: steps or tokens")
-        if self.tokens is not None and self.kind == "vision":
+        if self.train.tokens is not None and self.kind == "vision":
             raise ValueError("a vision run counts images, not tokens: give steps")
         stage = self.zero_stage
         if stage not in (0, 1, 2, 3):
@@ -111,6 +76,10 @@ class RunConfig(BaseModel):
             value = getattr(self, key)
             if value is not None and not Path(value).exists():
                 raise FileNotFoundError(f"{self.stage}: {key} {value} does not exist")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must match: every setting that decides the result."""
+        return json.loads(json.dumps(result_settings(self)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -14,11 +14,11 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from sail_pipeline.schema import LauncherParams
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.train import HF_DIR, SUMMARY_FILE
 
@@ -27,26 +27,6 @@ TRAINER_MODULE = "sail_pipeline.training.train"
 # DeepSpeed's launcher prints its own bookkeeping at INFO; the trainer's lines are what matter.
 _NOISE = re.compile(r"\[(INFO|WARNING)\] \[(real_accelerator|runner|launch|config_utils|"
                     r"engine|logging|comm|torch)\.py")
-
-
-class LauncherConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    num_gpus: int = Field(0, ge=0, description="GPUs per node; 0 runs one CPU process")
-    num_nodes: int = Field(1, ge=1)
-    hostfile: str | None = None
-    master_addr: str | None = None
-    master_port: int | None = Field(None, ge=1024, le=65535)
-    dry_run: bool = False
-    tail_lines: int = Field(40, gt=0)
-    # One process on one machine needs nothing from DeepSpeed's launcher but the rank
-    # environment it would set; starting the trainer directly saves its two extra Python
-    # start-ups (~10 s per stage on two cores). `deepspeed` keeps the launcher regardless.
-    single_process: Literal["direct", "deepspeed"] = "direct"
-
-    @property
-    def is_single_process(self) -> bool:
-        return self.num_gpus <= 1 and self.num_nodes == 1 and not self.hostfile
 
 
 class TrainingFailed(RuntimeError):
@@ -59,7 +39,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def build_command(config_path: Path, launcher: LauncherConfig) -> list[str]:
+def build_command(config_path: Path, launcher: LauncherParams) -> list[str]:
     """The exact command line for a run config (see `rank_environment` for its environment)."""
     if launcher.is_single_process and launcher.single_process == "direct":
         return [sys.executable, "-m", TRAINER_MODULE, "--config", str(config_path)]
@@ -76,7 +56,7 @@ def build_command(config_path: Path, launcher: LauncherConfig) -> list[str]:
     return command
 
 
-def rank_environment(launcher: LauncherConfig) -> dict[str, str]:
+def rank_environment(launcher: LauncherParams) -> dict[str, str]:
     """What DeepSpeed's launcher would export for the only rank of a one-process run."""
     if not (launcher.is_single_process and launcher.single_process == "direct"):
         return {}
@@ -85,17 +65,26 @@ def rank_environment(launcher: LauncherConfig) -> dict[str, str]:
             "127.0.0.1", "MASTER_PORT": str(launcher.master_port or free_port())}
 
 
-def launch(cfg: RunConfig, launcher: LauncherConfig) -> dict[str, Any]:
-    """Run one training job to completion; returns its summary (or the plan on a dry run)."""
+def launch(cfg: RunConfig, launcher: LauncherParams) -> dict[str, Any]:
+    """Run one training job to completion; returns its summary (or the plan on a dry run).
+
+    A dry run writes its run config to a temporary folder and nothing under `output_dir`,
+    so no later run finds a half-made stage there.
+    """
     out = Path(cfg.output_dir)
+    if launcher.dry_run:
+        config_path = cfg.save(Path(tempfile.mkdtemp(prefix=f"dry-{cfg.stage}-")) /
+                               "run_config.json")
+        command = build_command(config_path, launcher)
+        rank_env = rank_environment(launcher)
+        shown = " ".join([f"{k}={v}" for k, v in rank_env.items()] + command)
+        log.info("dry run of %s: %s", cfg.stage, shown)
+        print(f"[dry run] {cfg.stage}: {shown}", flush=True)
+        return {"dry_run": True, "command": command, "env": rank_env,
+                "config": str(config_path), "hf_dir": str(out / HF_DIR)}
     config_path = cfg.save(out / "run_config.json")
     command = build_command(config_path, launcher)
     rank_env = rank_environment(launcher)
-    if launcher.dry_run:
-        shown = " ".join([f"{k}={v}" for k, v in rank_env.items()] + command)
-        log.info("dry run: %s", shown)
-        return {"dry_run": True, "command": command, "env": rank_env, "config": str(config_path)}
-
     cfg.check_paths()
     env = dict(os.environ, PYTHONUNBUFFERED="1", **rank_env)
     log_path = out / "train.log"

@@ -41,7 +41,6 @@ from sail_pipeline.training.flops import (
 
 GIB = 2**30
 HEADROOM_FRACTION = 0.10  # of GPU memory kept free for fragmentation, CUDA context, buffers
-DEFAULT_VOCAB = 151_936  # Qwen2.5's padded embedding rows
 LOGITS_BYTES = 4  # per logit: the fp32 upcast of the logits for the loss
 
 # Model-state bytes per parameter (see the module docstring).
@@ -216,15 +215,18 @@ class ModelShapes:
 
 
 @lru_cache(maxsize=16)
-def model_shapes(preset_name: str, vocab_size: int = DEFAULT_VOCAB) -> ModelShapes:
-    """Parameter counts of the preset, from a weightless (meta-device) instance of its model."""
+def model_shapes(preset_name: str, vocab_size: int | None = None) -> ModelShapes:
+    """Parameter counts of the preset, from a weightless (meta-device) instance of its model.
+
+    `vocab_size`: None takes the preset's own (its real model's embedding rows)."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     from sail_pipeline.modeling.freezing import module_group
     from sail_pipeline.modeling.presets import get_preset, vlm_config
 
-    config = vlm_config(get_preset(preset_name), _StandInTokenizer(vocab_size))  # type: ignore[arg-type]
+    preset = get_preset(preset_name)
+    config = vlm_config(preset, _StandInTokenizer(vocab_size or preset.vocab_size))  # type: ignore[arg-type]
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config)
     groups: dict[str, int] = {}
@@ -251,7 +253,7 @@ def default_tiles(preset_name: str, seq_len: int) -> int:
 def plan(preset_name: str, gpus: int = 1, gpu_gib: float = 80, zero_stage: int = 2,
          offload: bool = False, micro_batch: int = 1, seq_len: int = 4096,
          grad_ckpt: bool = True, flash: bool = True, tiles: int | None = None,
-         trainable: set[str] | None = None, vocab_size: int = DEFAULT_VOCAB) -> dict[str, Any]:
+         trainable: set[str] | None = None, vocab_size: int | None = None) -> dict[str, Any]:
     """Per-GPU memory (GiB) of one setting and whether it fits in `gpu_gib` less the headroom.
 
     `tiles`: ViT tiles per sequence (default: one full image, see `default_tiles`);
@@ -414,8 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                              "thumbnail)")
     parser.add_argument("--trainable", nargs="+", choices=list(MODULE_ORDER), default=None,
                         help="module groups that train (default: all, as in SFT)")
-    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB,
-                        help="embedding rows of the LLM (default: %(default)s)")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="embedding rows of the LLM (default: the preset's own, e.g. "
+                             "151936 for sail-vl-2b, 32000 for llava-1.5-7b)")
     parser.add_argument("--no-flash", action="store_true",
                         help="attention without flash-attention (stores the s² scores)")
     parser.add_argument("--where", nargs="+", metavar="GPUSxGIB", default=None,

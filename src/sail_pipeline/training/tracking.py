@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from sail_pipeline.lineage import log_table_inputs
 from sail_pipeline.training.config import TrackingConfig
 
 log = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 class MetricLogger:
     def __init__(self, tracking: TrackingConfig, output_dir: Path, params: dict, enabled: bool,
-                 resumed: bool = False):
+                 resumed: bool = False, inputs: dict[str, str | None] | None = None):
         self.enabled = enabled
         self.path = output_dir / "metrics.jsonl"
         self._mlflow = None
@@ -31,8 +32,10 @@ class MetricLogger:
                 run_name=tracking.run_name,
                 parent_run_id=tracking.parent_run_id,
                 nested=tracking.parent_run_id is not None,
+                tags=tracking.tags,
             )
-            mlflow.log_params({k: str(v)[:250] for k, v in params.items()})
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            log_table_inputs(inputs or {})
             self._mlflow = mlflow
             self.run_id = run.info.run_id
             log.info("logging to MLflow run %s (parent %s)", run.info.run_id,

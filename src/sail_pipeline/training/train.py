@@ -139,8 +139,8 @@ def choose_precision(requested: str) -> torch.dtype:
 
 
 def build_task(cfg: RunConfig) -> Task:
-    eval_table = _read_table(cfg.eval_data).head(cfg.eval_samples) if cfg.eval_data else None
-    attention = choose_attention(cfg.attn_implementation)
+    eval_table = _read_table(cfg.eval_data).head(cfg.train.eval_samples) if cfg.eval_data else None
+    attention = choose_attention(cfg.train.attn_implementation)
     if cfg.kind == "vlm":
         if cfg.init_from:
             processor = VLProcessor.from_pretrained(cfg.init_from)
@@ -149,10 +149,10 @@ def build_task(cfg: RunConfig) -> Task:
             preset = get_preset(cfg.preset)
             tokenizer = load_tokenizer(cfg.tokenizer_path)
             processor = VLProcessor(tokenizer, preset.image_settings())
-            model = build_vlm(preset, tokenizer, cfg.llm_path, cfg.vision_path, seed=cfg.seed)
+            model = build_vlm(preset, tokenizer, cfg.llm_path, cfg.vision_path, seed=cfg.runtime.seed)
         model.set_attn_implementation(attention)
-        train = ConversationData(_read_table(cfg.train_data), processor, cfg.max_seq_len)
-        evald = (ConversationData(eval_table, processor, cfg.max_seq_len)
+        train = ConversationData(_read_table(cfg.train_data), processor, cfg.train.max_seq_len)
+        evald = (ConversationData(eval_table, processor, cfg.train.max_seq_len)
                  if eval_table is not None else None)
 
         def save(m: nn.Module, directory: Path, state: dict | None) -> None:
@@ -164,11 +164,11 @@ def build_task(cfg: RunConfig) -> Task:
     preset = get_preset(cfg.preset)
     if cfg.kind == "lm":
         tokenizer = load_tokenizer(cfg.tokenizer_path)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.runtime.seed)
         model = build_text_lm(preset, tokenizer)
         model.set_attn_implementation(attention)
-        train = TextData(_read_table(cfg.train_data), tokenizer, cfg.max_seq_len)
-        evald = TextData(eval_table, tokenizer, cfg.max_seq_len) if eval_table is not None else None
+        train = TextData(_read_table(cfg.train_data), tokenizer, cfg.train.max_seq_len)
+        evald = TextData(eval_table, tokenizer, cfg.train.max_seq_len) if eval_table is not None else None
 
         def save(m: nn.Module, directory: Path, state: dict | None) -> None:
             m.save_pretrained(directory, state_dict=state, safe_serialization=True)
@@ -184,7 +184,7 @@ def build_task(cfg: RunConfig) -> Task:
                for c in both.columns if c.startswith("label_")}
     train = AttributeData(train_table, settings, classes)
     evald = AttributeData(eval_table, settings, classes) if eval_table is not None else None
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.runtime.seed)
     tower, hidden = build_vision_tower(preset)
     model = VisionClassifier(tower, hidden, train.num_classes)
 
@@ -217,10 +217,10 @@ def evaluate(cfg: RunConfig, task: Task, model: nn.Module, device, dtype) -> dic
     model.eval()
     total_loss, total_weight = 0.0, 0
     correct: dict[str, int] = {}
-    size = cfg.micro_batch_size
-    if cfg.pack and task.is_token_task:  # as many tokens as a packed micro batch holds
+    size = cfg.train.micro_batch_size
+    if cfg.train.pack and task.is_token_task:  # as many tokens as a packed micro batch holds
         longest = max(len(sample) for sample in task.eval.samples)
-        size = max(1, cfg.micro_batch_size * cfg.max_seq_len // longest)
+        size = max(1, cfg.train.micro_batch_size * cfg.train.max_seq_len // longest)
     for start in range(0, len(task.eval), size):
         idx = list(range(start, min(start + size, len(task.eval))))
         batch = _to_device(task.eval.batch(idx, task.pad_id), device, dtype)
@@ -262,10 +262,10 @@ def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dic
     """The run's DeepSpeed config: the stage's file, with what this run config decides."""
     config = copy.deepcopy(cfg.deepspeed)
     config.update({
-        "train_batch_size": cfg.micro_batch_size * cfg.grad_accum * world_size,
-        "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_clipping": cfg.optim.grad_clip,
+        "train_batch_size": cfg.train.micro_batch_size * cfg.train.grad_accum * world_size,
+        "train_micro_batch_size_per_gpu": cfg.train.micro_batch_size,
+        "gradient_accumulation_steps": cfg.train.grad_accum,
+        "gradient_clipping": cfg.train.grad_clip,
         "bf16": {"enabled": dtype == torch.bfloat16},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -277,6 +277,16 @@ def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dic
     return config
 
 
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """AdamW with one group per (module group, decay or not), each at its own learning rate."""
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
@@ -285,12 +295,12 @@ def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
             decays = param.ndim >= 2 and "embed" not in name
             groups.setdefault((module_group(name), decays), []).append(param)
     param_groups = [
-        {"params": params, "weight_decay": cfg.optim.weight_decay if decays else 0.0,
-         "lr": cfg.optim.lr * cfg.optim.lr_scale.get(group, 1.0), "name": f"{group}"}
+        {"params": params, "weight_decay": cfg.train.weight_decay if decays else 0.0,
+         "lr": cfg.train.lr * cfg.train.lr_scale.get(group, 1.0), "name": f"{group}"}
         for (group, decays), params in sorted(groups.items())
     ]
-    return torch.optim.AdamW(param_groups, lr=cfg.optim.lr,
-                             betas=(cfg.optim.beta1, cfg.optim.beta2))
+    return torch.optim.AdamW(param_groups, lr=cfg.train.lr,
+                             betas=(cfg.train.beta1, cfg.train.beta2))
 
 
 def _consolidated_state(engine, cfg: RunConfig, wrapped: bool) -> dict[str, torch.Tensor] | None:
@@ -323,15 +333,15 @@ class _Batches:
     def __init__(self, cfg: RunConfig, task: Task, world: int) -> None:
         self.task, self.cfg = task, cfg
         if task.is_token_task:
-            self.tokens = TokenBatches(task.train.samples, cfg.micro_batch_size, world,
-                                       cfg.seed, cfg.pack, cfg.max_seq_len, cfg.loss_norm)
+            self.tokens = TokenBatches(task.train.samples, cfg.train.micro_batch_size, world,
+                                       cfg.runtime.seed, cfg.train.pack, cfg.train.max_seq_len, cfg.train.loss_norm)
         else:
-            self.images = StepBatches(len(task.train), cfg.micro_batch_size * world, cfg.seed)
+            self.images = StepBatches(len(task.train), cfg.train.micro_batch_size * world, cfg.runtime.seed)
 
     def steps(self) -> int:
-        if self.cfg.steps is not None:
-            return self.cfg.steps
-        return self.tokens.steps_for_tokens(self.cfg.tokens, self.cfg.grad_accum)
+        if self.cfg.train.steps is not None:
+            return self.cfg.train.steps
+        return self.tokens.steps_for_tokens(self.cfg.train.tokens, self.cfg.train.grad_accum)
 
     def get(self, micro_batch: int, rank: int
             ) -> tuple[dict[str, torch.Tensor], BatchStats | None, int, int]:
@@ -341,7 +351,7 @@ class _Batches:
             batch, stats = self.tokens.batch(micro_batch, rank, self.task.pad_id, pixels)
             tiles = int(batch["pixel_values"].shape[0]) if "pixel_values" in batch else 0
             return batch, stats, stats.samples, tiles
-        size = self.cfg.micro_batch_size
+        size = self.cfg.train.micro_batch_size
         indices = self.images.indices(micro_batch)[rank * size:(rank + 1) * size]
         return self.task.train.batch(indices), None, len(indices), len(indices)
 
@@ -352,12 +362,12 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    _seed_everything(cfg.seed + rank)
-    dtype = choose_precision(cfg.precision)
+    _seed_everything(cfg.runtime.seed + rank)
+    dtype = choose_precision(cfg.train.precision)
 
     started = time.perf_counter()
     task = build_task(cfg)
@@ -368,7 +378,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     freeze_report = freeze(task.model, task.freeze_keys) if task.freeze_keys else None
     if freeze_report and rank == 0:
         log.info("%s: %s", cfg.stage, freeze_report.summary())
-    if cfg.gradient_checkpointing:
+    if cfg.train.gradient_checkpointing:
         if not hasattr(task.model, "activation_checkpointing_enable"):
             raise ValueError(f"{cfg.stage}: this model has no gradient checkpointing")
         task.model.activation_checkpointing_enable({"use_reentrant": False})
@@ -377,8 +387,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     total_steps = batches.steps()
     trainable = {module_group(n) for n, p in task.model.named_parameters() if p.requires_grad}
     optimizer = _optimizer(cfg, task.model)
-    scheduler = warmup_cosine(optimizer, total_steps, cfg.optim.warmup_ratio,
-                              cfg.optim.min_lr_ratio)
+    scheduler = warmup_cosine(optimizer, total_steps, cfg.train.warmup_ratio,
+                              cfg.train.min_lr_ratio)
     network = SupervisedLM(task.model) if task.is_token_task else task.model
     engine, _, _, _ = deepspeed.initialize(
         model=network, optimizer=optimizer, lr_scheduler=scheduler,
@@ -386,44 +396,44 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     )
     device = engine.device
     if rank == 0:
-        plan = (f"{total_steps} steps" + (f" for a budget of {cfg.tokens:,} tokens"
-                                          if cfg.tokens else ""))
+        plan = (f"{total_steps} steps" + (f" for a budget of {cfg.train.tokens:,} tokens"
+                                          if cfg.train.tokens else ""))
         if task.is_token_task:
-            plan += (f", {'packed' if cfg.pack else 'padded'} rows of up to {cfg.max_seq_len} "
+            plan += (f", {'packed' if cfg.train.pack else 'padded'} rows of up to {cfg.train.max_seq_len} "
                      f"tokens, {batches.tokens.rows_per_epoch} rows per epoch, "
-                     f"{cfg.loss_norm} loss normalisation")
+                     f"{cfg.train.loss_norm} loss normalisation")
         log.info("%s: %s; ZeRO stage %d, %s, attention %s", cfg.stage, plan, cfg.zero_stage,
-                 str(dtype).removeprefix("torch."), choose_attention(cfg.attn_implementation))
+                 str(dtype).removeprefix("torch."), choose_attention(cfg.train.attn_implementation))
 
     start_step = 0
     ckpt_dir = out / "checkpoints"
-    fingerprint = cfg.model_dump(exclude={"tracking", "save_every", "log_every", "threads",
-                                          "peak_tflops"})
+    fingerprint = cfg.fingerprint()
     fingerprint_file = ckpt_dir / "fingerprint.json"
     if (ckpt_dir / "latest").exists():
         # Compared before loading: another model's shapes would fail inside DeepSpeed with a
         # message that does not say why.
         saved = json.loads(fingerprint_file.read_text()) if fingerprint_file.exists() else None
-        if saved != json.loads(json.dumps(fingerprint)):
+        if saved != fingerprint:
             raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
                                f"delete it to start {cfg.stage} afresh")
         _, client = engine.load_checkpoint(str(ckpt_dir))
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
-    elif rank == 0 and cfg.save_every:
+    elif rank == 0 and cfg.train.save_every:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         fingerprint_file.write_text(json.dumps(fingerprint))
 
-    params = {"stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "lr": cfg.optim.lr,
-              "micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum,
+    # Every setting the run was given (train.*, runtime.seed, ...), and what followed from them.
+    params = {**_flat(cfg.model_dump(mode="json", include={"train", "runtime"})),
+              "stage": cfg.stage, "kind": cfg.kind, "preset": cfg.preset, "steps": total_steps,
               "world_size": world, "trainable": ",".join(task.freeze_keys or ["all"]),
-              "train_samples": len(task.train), "pack": cfg.pack, "loss_norm": cfg.loss_norm,
-              "max_seq_len": cfg.max_seq_len, "zero_stage": cfg.zero_stage,
-              "token_budget": cfg.tokens, "precision": str(dtype).removeprefix("torch."),
+              "train_samples": len(task.train), "zero_stage": cfg.zero_stage,
+              "resolved_precision": str(dtype).removeprefix("torch."),
               "rows_per_epoch": batches.tokens.rows_per_epoch if task.is_token_task else None}
     logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0,
-                          resumed=start_step > 0)
+                          resumed=start_step > 0,
+                          inputs={"training": cfg.train_data, "evaluation": cfg.eval_data})
     inner = engine.module.net if task.is_token_task else engine.module
     before = evaluate(cfg, task, engine.module, device, dtype) if start_step == 0 else {}
     if rank == 0 and before:
@@ -431,7 +441,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         log.info("%s: before training %s", cfg.stage, _fmt(before))
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    window = ThroughputWindow(world, device, peak_tflops(device_name, cfg.peak_tflops),
+    window = ThroughputWindow(world, device, peak_tflops(device_name, cfg.runtime.peak_tflops),
                               _flops_counter(cfg, task, trainable))
     totals = ThroughputWindow(world, device)
     losses: list[float] = []
@@ -439,9 +449,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     engine.train()
     progress = _progress(rank == 0, total_steps, start_step, cfg.stage)
     for step in range(start_step, total_steps):
-        for micro in range(cfg.grad_accum):
+        for micro in range(cfg.train.grad_accum):
             t_wait = time.perf_counter()
-            batch, stats, samples, tiles = batches.get(step * cfg.grad_accum + micro, rank)
+            batch, stats, samples, tiles = batches.get(step * cfg.train.grad_accum + micro, rank)
             batch = _to_device(batch, device, dtype)
             wait = time.perf_counter() - t_wait
             loss = engine(**batch) if task.is_token_task else engine(
@@ -452,14 +462,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             for acc in (window, totals):
                 acc.add(loss.item(), stats, samples, wait, width, tiles)
         progress.update(1)
-        if (step + 1) % cfg.log_every == 0 or step + 1 == total_steps:
+        if (step + 1) % cfg.train.log_every == 0 or step + 1 == total_steps:
             metrics = window.metrics() | {"lr": scheduler.get_last_lr()[0]}
             final_loss = metrics["train_loss"]
             losses.append(final_loss)
             if rank == 0:
                 logger.log(metrics, step=step + 1)
                 progress.write(f"[{cfg.stage}] step {step + 1}/{total_steps} {_fmt(metrics)}")
-        if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < total_steps:
+        if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < total_steps:
             engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}",
                                    client_state={"step": step + 1, "rng": _rng_state()})
     progress.close()
@@ -467,7 +477,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     run_totals = totals.metrics()
     after = evaluate(cfg, task, engine.module, device, dtype)
     summary: dict[str, Any] = {
-        "stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "token_budget": cfg.tokens,
+        "stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "token_budget": cfg.train.tokens,
         "final_train_loss": final_loss, "train_samples": len(task.train), "rejected": rejected,
         "mask_mismatches": getattr(task.train, "mask_mismatches", 0),
         "wall_seconds": time.perf_counter() - started,

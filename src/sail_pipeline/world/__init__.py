@@ -2,7 +2,7 @@
 
 from sail_pipeline.world.alt_text import alt_text
 from sail_pipeline.world.captions import detailed_caption
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.world.config import WorldParams, check_feasible
 from sail_pipeline.world.conversation import IMAGE_PLACEHOLDER, conversation
 from sail_pipeline.world.generate import (
     BENCHMARK,
@@ -50,9 +50,10 @@ __all__ = [
     "VQA_COLUMNS",
     "Scene",
     "ShapeInstance",
-    "WorldConfig",
+    "WorldParams",
     "WorldTables",
     "alt_text",
+    "check_feasible",
     "answer_choices",
     "chance_levels",
     "conversation",

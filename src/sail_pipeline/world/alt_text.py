@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.scene import Scene
 from sail_pipeline.world.vocab import noun, number_word, plural
 
@@ -43,7 +43,7 @@ def _other(rng: np.random.Generator, options: Sequence[T], actual: T) -> T:
     return others[int(rng.integers(len(others)))]
 
 
-def _corruptible(cfg: WorldConfig) -> list[str]:
+def _corruptible(cfg: WorldParams) -> list[str]:
     attributes = []
     if len(cfg.colours) > 1:
         attributes.append("colour")
@@ -54,7 +54,7 @@ def _corruptible(cfg: WorldConfig) -> list[str]:
     return attributes
 
 
-def alt_text(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) -> str:
+def alt_text(scene: Scene, rng: np.random.Generator, cfg: WorldParams) -> str:
     """Alt-text for a scene; wrong with prob. alt_text_noise, short with alt_text_incomplete."""
     colour, kind, count = scene.colour, scene.kind, scene.count
     corrupted: str | None = None

@@ -13,7 +13,7 @@ from rich.progress import Progress
 
 from sail_pipeline.world.alt_text import alt_text
 from sail_pipeline.world.captions import detailed_caption
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.world.config import WorldParams, check_feasible
 from sail_pipeline.world.conversation import conversation
 from sail_pipeline.world.probes import probes_for
 from sail_pipeline.world.render import encode_png, render
@@ -60,7 +60,7 @@ def scene_id_for(split: str, index: int) -> str:
     return f"{_ID_PREFIX[split]}-{index:06d}"
 
 
-def _probe_rows(scene: Scene, split: str, streams: SceneStreams, cfg: WorldConfig
+def _probe_rows(scene: Scene, split: str, streams: SceneStreams, cfg: WorldParams
                 ) -> list[dict[str, Any]]:
     rows = []
     per_type: dict[str, int] = {}
@@ -83,7 +83,7 @@ def _probe_rows(scene: Scene, split: str, streams: SceneStreams, cfg: WorldConfi
 
 
 def _rows(
-    scene: Scene, split: str, streams: SceneStreams, cfg: WorldConfig
+    scene: Scene, split: str, streams: SceneStreams, cfg: WorldParams
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     image = render(scene, cfg)
     scene_row = {
@@ -123,7 +123,7 @@ def _rows(
 
 
 def _benchmark_scene(
-    streams: SceneStreams, cfg: WorldConfig, scene_id: str, train_signatures: set[Signature]
+    streams: SceneStreams, cfg: WorldParams, scene_id: str, train_signatures: set[Signature]
 ) -> Scene:
     for _ in range(_MAX_RESAMPLES):
         scene = sample_scene(streams.scene, cfg, scene_id)
@@ -145,8 +145,9 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[], None]]:
         yield lambda: progress.advance(task)
 
 
-def generate_world(cfg: WorldConfig, show_progress: bool = False) -> WorldTables:
+def generate_world(cfg: WorldParams, show_progress: bool = False) -> WorldTables:
     """Render every train and benchmark scene with its texts; deterministic in ``cfg``."""
+    check_feasible(cfg)
     scene_rows: list[dict[str, Any]] = []
     vqa_rows: list[dict[str, Any]] = []
     conversation_rows: list[dict[str, Any]] = []

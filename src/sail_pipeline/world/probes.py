@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.questions import (
     PARAPHRASES,
     answer_choices,
@@ -52,7 +52,7 @@ def _other(rng: np.random.Generator, options: list[str], actual: str) -> str:
     return others[int(rng.integers(len(others)))]
 
 
-def pope_pair(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) -> list[Probe]:
+def pope_pair(scene: Scene, rng: np.random.Generator, cfg: WorldParams) -> list[Probe]:
     """A present object (yes) and an absent one (no).
 
     Objects are coloured shapes. The absent one changes exactly one of kind or colour, so
@@ -87,14 +87,14 @@ def _mme_question(category: str, value: str) -> str:
     return f'Is the word "{value}" written in the image?'
 
 
-def _askable(scene: Scene, cfg: WorldConfig, among: tuple[str, ...] | None = None
+def _askable(scene: Scene, cfg: WorldParams, among: tuple[str, ...] | None = None
              ) -> list[str]:
     """Question types this scene has an answer for, with at least one wrong value to offer."""
     return [t for t in applicable_types(scene)
             if (among is None or t in among) and len(answer_choices(t, cfg)) > 1]
 
 
-def mme_pair(scene: Scene, rng: np.random.Generator, cfg: WorldConfig) -> list[Probe]:
+def mme_pair(scene: Scene, rng: np.random.Generator, cfg: WorldParams) -> list[Probe]:
     """MME's unit: one category, the same question once true (yes) and once false (no)."""
     categories = _askable(scene, cfg, MME_CATEGORIES)
     if not categories:
@@ -112,7 +112,7 @@ def _lettered(stem: str, options: list[str]) -> str:
     return "\n".join([stem, *lines, LETTER_INSTRUCTION])
 
 
-def mmbench_question(scene: Scene, rng: np.random.Generator, cfg: WorldConfig,
+def mmbench_question(scene: Scene, rng: np.random.Generator, cfg: WorldParams,
                      circular: bool) -> list[Probe]:
     """One multiple-choice question with up to four options, answered by letter.
 
@@ -140,7 +140,7 @@ def mmbench_question(scene: Scene, rng: np.random.Generator, cfg: WorldConfig,
     return probes
 
 
-def probes_for(scene: Scene, rng: np.random.Generator, cfg: WorldConfig,
+def probes_for(scene: Scene, rng: np.random.Generator, cfg: WorldParams,
                circular: bool) -> list[Probe]:
     """A POPE pair, an MME pair and an MMBench question (rotated when ``circular``)."""
     return [*pope_pair(scene, rng, cfg), *mme_pair(scene, rng, cfg),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.scene import Scene
 from sail_pipeline.world.vocab import POSITIONS, number_word
 
@@ -65,7 +65,7 @@ def canonical_answer(scene: Scene, question_type: str) -> str:
     raise ValueError(f"scene {scene.scene_id} has no answer for {question_type!r}")
 
 
-def answer_choices(question_type: str, cfg: WorldConfig) -> list[str]:
+def answer_choices(question_type: str, cfg: WorldParams) -> list[str]:
     """Every answer a question of this type can have under the config."""
     if question_type == "count":
         return [number_word(n) for n in range(cfg.min_objects, cfg.max_objects + 1)]
@@ -80,6 +80,6 @@ def answer_choices(question_type: str, cfg: WorldConfig) -> list[str]:
     raise ValueError(f"unknown question type {question_type!r}")
 
 
-def chance_levels(cfg: WorldConfig) -> dict[str, float]:
+def chance_levels(cfg: WorldParams) -> dict[str, float]:
     """Accuracy of uniform guessing among the choices, per question type."""
     return {t: 1.0 / len(answer_choices(t, cfg)) for t in QUESTION_TYPES}

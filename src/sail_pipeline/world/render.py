@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.fonts import load_font
 from sail_pipeline.world.layout import band_height, font_size, square_half_side, triangle_points
 from sail_pipeline.world.palette import BACKGROUND_NOISE, BACKGROUNDS, COLOURS, TEXT_RGB
@@ -36,7 +36,7 @@ def _draw_text(draw: ImageDraw.ImageDraw, word: str, size: int) -> None:
     draw.text((x, y), word, fill=TEXT_RGB, font=font)
 
 
-def render(scene: Scene, cfg: WorldConfig) -> Image.Image:
+def render(scene: Scene, cfg: WorldParams) -> Image.Image:
     """The RGB image of a scene; deterministic in (scene, cfg.seed)."""
     if scene.image_size != cfg.image_size:
         raise ValueError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.layout import Area, free_centres, grid_slots, shape_area, third_x_range
 from sail_pipeline.world.palette import BACKGROUNDS
 from sail_pipeline.world.scene import Scene, ShapeInstance
@@ -21,7 +21,7 @@ def _uniform(rng: np.random.Generator, lo: int, hi: int) -> int:
     return int(rng.integers(lo, hi + 1))
 
 
-def _place_single(rng: np.random.Generator, cfg: WorldConfig, area: Area) -> ShapeInstance:
+def _place_single(rng: np.random.Generator, cfg: WorldParams, area: Area) -> ShapeInstance:
     # Choosing the third first balances position answers; uniform x would favour "center".
     radius = _uniform(rng, cfg.radius_min, cfg.radius_max)
     x_lo, x_hi = third_x_range(_pick(rng, POSITIONS), cfg.image_size, area, radius)
@@ -30,7 +30,7 @@ def _place_single(rng: np.random.Generator, cfg: WorldConfig, area: Area) -> Sha
 
 
 def _try_layout(
-    rng: np.random.Generator, cfg: WorldConfig, area: Area, kind: str, count: int, radius_cap: int
+    rng: np.random.Generator, cfg: WorldParams, area: Area, kind: str, count: int, radius_cap: int
 ) -> list[tuple[int, int, int]] | None:
     # Choosing uniformly among all free centres (not rejection sampling) keeps this fast and
     # only fails when earlier shapes really leave no room.
@@ -48,7 +48,7 @@ def _try_layout(
 
 
 def _place_many(
-    rng: np.random.Generator, cfg: WorldConfig, area: Area, kind: str, count: int
+    rng: np.random.Generator, cfg: WorldParams, area: Area, kind: str, count: int
 ) -> list[ShapeInstance]:
     # Three large shapes rarely fit above a text band, so later restarts lower the radius cap;
     # the second half of the restarts all use radius_min.
@@ -60,13 +60,13 @@ def _place_many(
         if placed is not None:
             return [ShapeInstance(*p) for p in placed]
     # Random placement can fail on crowded configs; the lattice always has room because
-    # WorldConfig checks its capacity, so generation never loops forever.
+    # WorldParams checks its capacity, so generation never loops forever.
     slots = grid_slots(area, cfg.radius_min)
     chosen = rng.choice(len(slots), size=count, replace=False)
     return [ShapeInstance(*slots[int(i)], cfg.radius_min) for i in chosen]
 
 
-def sample_scene(rng: np.random.Generator, cfg: WorldConfig, scene_id: str) -> Scene:
+def sample_scene(rng: np.random.Generator, cfg: WorldParams, scene_id: str) -> Scene:
     """Draw one scene's theme, text and non-overlapping shape layout."""
     kind = _pick(rng, cfg.shape_kinds)
     colour = _pick(rng, cfg.colours)

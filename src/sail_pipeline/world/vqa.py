@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sail_pipeline.world.config import WorldConfig
+from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.questions import (
     ANSWER_INSTRUCTION,
     PARAPHRASES,
@@ -25,12 +25,12 @@ class VQA:
     choices: list[str]
 
 
-def vqa_pairs(scene: Scene, rng: np.random.Generator, cfg: WorldConfig | None = None) -> list[VQA]:
+def vqa_pairs(scene: Scene, rng: np.random.Generator, cfg: WorldParams | None = None) -> list[VQA]:
     """One question per applicable type, each in a randomly chosen paraphrase.
 
     ``cfg`` fixes the answer choices; without it the default config's choices are used.
     """
-    cfg = cfg if cfg is not None else WorldConfig()
+    cfg = cfg if cfg is not None else WorldParams()
     pairs = []
     for question_type in applicable_types(scene):
         options = PARAPHRASES[question_type]

@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.captioning import pipeline  # noqa: F401
+"""SAIL-Caption: reference captions, the captioner, recaptions of the pool."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -5,16 +5,14 @@ The heavy lifting is in `sail_pipeline.captioning`; these nodes wire it to the c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 
+from sail_pipeline import lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.api_client import ApiCaptioner, resolve_api_key
 from sail_pipeline.captioning.backends import (
@@ -25,39 +23,20 @@ from sail_pipeline.captioning.backends import (
 )
 from sail_pipeline.captioning.captioner_data import captioner_tables
 from sail_pipeline.captioning.factory import backend_factory, caption_identity
-from sail_pipeline.captioning.params import (
+from sail_pipeline.captioning.recaptioning import recaption
+from sail_pipeline.captioning.shards import read_captions, read_failures
+from sail_pipeline.pipelines import training_node
+from sail_pipeline.schema import (
     CaptionerParams,
-    CaptioningParams,
+    CurationParams,
+    ExecutorParams,
     PoolRecaptionParams,
     ReferenceCaptionParams,
+    RuntimeParams,
+    WorldSource,
 )
-from sail_pipeline.captioning.recaptioning import RecaptionSettings, recaption
-from sail_pipeline.captioning.shards import read_captions, read_failures
-from sail_pipeline.curation import CurationParams
-from sail_pipeline.curation.params import WorldSource
-from sail_pipeline.executors import ExecutorSettings
-from sail_pipeline.params import PretrainParams, RuntimeParams
-from sail_pipeline.pipelines import training_node
 
 log = logging.getLogger(__name__)
-# Shards of an interrupted run live here; a re-run skips every id they already caption.
-REFERENCE_SHARDS = Path("data/03_primary/reference_caption_shards")
-RECAPTION_SHARDS = Path("data/04_feature/recaption_shards")
-HELDOUT_SHARDS = Path("data/07_model_output/captioner_heldout")
-GROUP = "captioning"
-
-
-def shard_dir(params: ReferenceCaptionParams) -> Path:
-    """One folder per captioner setting: a re-run resumes, another model or prompt starts anew.
-
-    Only what changes a caption counts: size, concurrency or retries do not.
-    """
-    identity = {"backend": params.backend, "prompt": params.prompt,
-                "api": None if params.api is None else params.api.caption_identity()}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
-    return REFERENCE_SHARDS / f"{params.backend}-{digest}"
-
-
 def _oracle(curation: CurationParams, scenes: pd.DataFrame | None) -> OracleBackend:
     """The world's complete captions, keyed by the ids curation gave its scenes."""
     captions: dict[str, str] = {}
@@ -94,40 +73,35 @@ def reference_set(manifest: pd.DataFrame, size: int | None) -> pd.DataFrame:
     return (ordered if size is None else ordered.head(size)).reset_index(drop=True)
 
 
-def reference_captions(manifest: pd.DataFrame, captioning: dict, curation: dict,
-                       world_scenes: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    params = CaptioningParams.model_validate(captioning).reference
+def reference_captions(manifest: pd.DataFrame, params: ReferenceCaptionParams,
+                       curation: CurationParams, world_scenes: pd.DataFrame | None,
+                       shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     chosen = reference_set(manifest, params.size)
-    settings = RecaptionSettings(backend=params.backend, shard_size=params.shard_size,
-                                 batch_size=params.batch_size, caption_prompt=params.prompt,
-                                 use_alt_text=False)
-    shards = shard_dir(params)
-    backend = _backend(params, CurationParams.model_validate(curation), world_scenes)
+    settings = params.recaption_params()
+    shards = Path(shard_root) / caption_identity(settings, api=params.api)
+    backend = _backend(params, curation, world_scenes)
     summary = recaption(chosen, backend, shards, settings)
     captions, failures = _outcomes(shards, chosen)
     log.info("reference captions: %d of %d ids captioned by %s, %d failed", len(captions),
              len(chosen), params.backend, len(failures))
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({k.replace("recaption/", "reference_captions/"): v
-                            for k, v in summary.metrics().items()})
+    lineage.log_metrics({k.replace("recaption/", "reference_captions/"): v
+                         for k, v in summary.metrics().items()})
     return captions, failures
 
 
-def _captioner_params(captioning: CaptioningParams) -> CaptionerParams:
-    params = captioning.captioner
-    if params is None:
+def _required(captioner: CaptionerParams | None) -> CaptionerParams:
+    if captioner is None:
         raise ValueError("parameters `captioning.captioner` are missing: the captioner and "
                          "recaption nodes need them (see conf/base/parameters_captioning.yml)")
-    return params
+    return captioner
 
 
 def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFrame,
-                          captioning: dict, runtime: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          prompts: PoolRecaptionParams, captioner: CaptionerParams | None,
+                          seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Caption-prompt and alt-text recaption-prompt rows for every reference image."""
-    params = CaptioningParams.model_validate(captioning)
-    tables = captioner_tables(reference_captions, manifest, params.recaption,
-                              _captioner_params(params).eval_fraction,
-                              RuntimeParams.model_validate(runtime).seed)
+    tables = captioner_tables(reference_captions, manifest, prompts,
+                              _required(captioner).eval_fraction, seed)
     for reason, count in tables.skipped.items():
         if count:
             log.warning("captioner tables: %d reference ids skipped: %s", count, reason)
@@ -137,23 +111,23 @@ def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFra
 
 
 def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, vision: dict,
-                    captioning: dict, pretrain: dict, runtime: dict) -> dict[str, Any]:
+                    captioner: CaptionerParams | None, preset: str, runtime: RuntimeParams,
+                    workdir: str) -> dict[str, Any]:
     """SAIL-Captioner: fine-tune a VLM on the reference captions (or take the user's)."""
-    params = _captioner_params(CaptioningParams.model_validate(captioning))
+    params = _required(captioner)
     if params.source == "path":
         given = Path(str(params.path))
         if not given.is_dir():
             raise FileNotFoundError(f"captioning.captioner.path: {given} is not a directory")
-        return {"hf_dir": str(given.resolve()), "run_dir": None, "summary": {"source": "path"}}
+        return training_node.from_path(str(given.resolve()))
     assert params.train is not None  # checked by CaptionerParams
     if params.init_from is not None:
         start: dict[str, Any] = {"init_from": params.init_from}
     else:
-        start = {"preset": PretrainParams.model_validate(pretrain).preset,
-                 "tokenizer_path": tokenizer, "llm_path": llm["hf_dir"],
+        start = {"preset": preset, "tokenizer_path": tokenizer, "llm_path": llm["hf_dir"],
                  "vision_path": vision["hf_dir"]}
-    return training_node.train("vlm", "captioner", GROUP, params.train.model_dump(), runtime,
-                               train, evaluation, **start)
+    return training_node.train("captioner", params.train, runtime, workdir, train,
+                               evaluation, **start)
 
 
 def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
@@ -165,20 +139,19 @@ def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
     return factory if params.executor.kind == "ray" else factory()
 
 
-def recaption_pool(manifest: pd.DataFrame, captioner: dict, captioning: dict, curation: dict,
-                   world_scenes: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def recaption_pool(manifest: pd.DataFrame, captioner: dict, params: PoolRecaptionParams,
+                   curation: CurationParams, world_scenes: pd.DataFrame | None,
+                   shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every kept id ends with exactly one caption or a failure with its reason."""
-    params = CaptioningParams.model_validate(captioning).recaption
-    oracle_captions = (_oracle(CurationParams.model_validate(curation), world_scenes).captions
+    oracle_captions = (_oracle(curation, world_scenes).captions
                        if params.backend == "oracle" else None)
     backend = _recaption_backend(params, captioner, oracle_captions)
-    shards = RECAPTION_SHARDS / caption_identity(params, captioner.get("hf_dir"))
+    shards = Path(shard_root) / caption_identity(params, captioner.get("hf_dir"), params.api)
     summary = recaption(manifest, backend, shards, params)
     captions, failures = _outcomes(shards, manifest)
     log.info("recaptions: %d of %d kept ids captioned, %d failed (shards in %s)",
              len(captions), len(manifest), len(failures), shards)
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics(summary.metrics())
+    lineage.log_metrics(summary.metrics())
     return captions, failures
 
 
@@ -187,7 +160,7 @@ HELDOUT_MODES = {"captioner_caption_prompt": False, "captioner_recaption_prompt"
 
 
 def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
-                  captioning: dict) -> tuple[pd.DataFrame, Any]:
+                  params: PoolRecaptionParams, shard_root: str) -> tuple[pd.DataFrame, Any]:
     """The captioner on the world's held-out scenes vs their alt-text, against the truth.
 
     Fact recall / precision of `world_caption` (`evaluation.caption_score`): the scenes are
@@ -196,7 +169,6 @@ def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
     from sail_pipeline.captioning.heldout_chart import heldout_chart
     from sail_pipeline.evaluation.caption_score import score_captions
 
-    params = CaptioningParams.model_validate(captioning).recaption
     if world_scenes is None or params.backend == "oracle":
         log.info("captioner held-out scores skipped: %s", "no world scenes"
                  if world_scenes is None else "the oracle backend is the reference itself")
@@ -206,11 +178,12 @@ def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
     rows = [{"captions": "alt_text", "scenes": len(scenes),
              **score_captions(scenes, scenes["alt_text"].fillna("").tolist())}]
     # A few hundred scenes: the plain executor, one backend built once for both prompts.
-    params = params.model_copy(update={"executor": ExecutorSettings()})
+    params = params.model_copy(update={"executor": ExecutorParams()})
     backend = _recaption_backend(params, captioner)
     for mode, use_alt_text in HELDOUT_MODES.items():
         settings = params.model_copy(update={"use_alt_text": use_alt_text})
-        shards = HELDOUT_SHARDS / caption_identity(settings, captioner.get("hf_dir"))
+        shards = Path(shard_root) / caption_identity(settings, captioner.get("hf_dir"),
+                                                     params.api)
         recaption(scenes, backend, shards, settings, progress=False)
         found = read_captions(shards).set_index("id")["caption"]
         # A failed scene scores as an empty caption: every fact missed, none invented.
@@ -220,8 +193,7 @@ def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
     table = pd.DataFrame(rows)
     log.info("captioner on %d held-out scenes:\n%s", len(scenes),
              table.to_string(index=False, float_format="%.3f"))
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"captioner_heldout/{row['captions']}/{metric}":
-                            float(row[metric]) for row in rows for metric in row
-                            if metric not in ("captions", "scenes")})
+    lineage.log_metrics({f"captioner_heldout/{row['captions']}/{metric}": float(row[metric])
+                         for row in rows for metric in row
+                         if metric not in ("captions", "scenes")})
     return table, heldout_chart(table)

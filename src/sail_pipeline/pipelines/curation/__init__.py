@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.curation import pipeline  # noqa: F401
+"""Ingest, validate and dedup images; account for every record."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import mlflow
 import pandas as pd
 
+from sail_pipeline import lineage
 from sail_pipeline.curation import CurationParams, funnel_metrics, run_curation
 from sail_pipeline.curation.chart import funnel_chart
-from sail_pipeline.curation.params import WorldSource
+from sail_pipeline.schema import WorldSource
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.Dat
     return scenes
 
 
-def curate(curation: dict, world_scenes: pd.DataFrame | None):
-    params = CurationParams.model_validate(curation)
+def curate(params: CurationParams, world_scenes: pd.DataFrame | None):
     result = run_curation(params.sources, params.settings,
                           world_scenes=_world_scenes(params, world_scenes),
                           executor=params.executor)
@@ -34,6 +33,5 @@ def curate(curation: dict, world_scenes: pd.DataFrame | None):
     reasons = result.quarantine["reason"].value_counts()
     if len(reasons):
         log.info("quarantined by reason: %s", ", ".join(f"{r} {n}" for r, n in reasons.items()))
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({k: float(v) for k, v in funnel_metrics(result.funnel).items()})
+    lineage.log_metrics({k: float(v) for k, v in funnel_metrics(result.funnel).items()})
     return result.manifest, result.quarantine, result.funnel, funnel_chart(result.funnel)

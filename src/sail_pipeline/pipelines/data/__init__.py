@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.data import pipeline  # noqa: F401
+"""World -> tokenizer -> the tables every stage trains on."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

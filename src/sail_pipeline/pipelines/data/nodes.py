@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 
-import mlflow
 import pandas as pd
 
-from sail_pipeline import recipe_data
+from sail_pipeline import lineage, recipe_data
 from sail_pipeline.modeling.tokenizer import prepare_pretrained_tokenizer, train_tokenizer
-from sail_pipeline.params import DataParams
+from sail_pipeline.schema import DataParams, StageSizeParams, TokenizerParams, WorldParams
 from sail_pipeline.world import BENCHMARK, TRAIN, generate_world
 
 log = logging.getLogger(__name__)
 
 
-def make_world(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    params = DataParams.model_validate(data)
-    world = generate_world(params.world, show_progress=True)
+def make_world(world_params: WorldParams
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    world = generate_world(world_params, show_progress=True)
     log.info("world: %d scenes, %d questions, %d conversations, %d benchmark-format probes",
              len(world.scenes), len(world.vqa), len(world.conversations), len(world.probes))
     return world.scenes, world.vqa, world.conversations, world.probes
@@ -28,28 +27,25 @@ def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
 
 
 def make_tokenizer(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                   probes: pd.DataFrame, data: dict):
-    params = DataParams.model_validate(data)
-    if params.tokenizer.source == "path":
-        tokenizer = prepare_pretrained_tokenizer(params.tokenizer.path)
-        log.info("tokenizer: %s with %d tokens", params.tokenizer.path, len(tokenizer))
+                   probes: pd.DataFrame, params: TokenizerParams):
+    if params.source == "path":
+        tokenizer = prepare_pretrained_tokenizer(str(params.path))
+        log.info("tokenizer: %s with %d tokens", params.path, len(tokenizer))
         return tokenizer
     corpus = recipe_data.text_corpus(_split(scenes, TRAIN), _split(vqa, TRAIN),
                                      _split(conversations, TRAIN), _split(probes, TRAIN))
-    tokenizer = train_tokenizer(corpus, params.tokenizer.vocab_size)
+    tokenizer = train_tokenizer(corpus, params.vocab_size)
     log.info("tokenizer: %d tokens", len(tokenizer))
     return tokenizer
 
 
 def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
-                probes: pd.DataFrame, data: dict, runtime: dict) -> dict[str, pd.DataFrame]:
-    params = DataParams.model_validate(data)
-    seed = int(runtime.get("seed", 0))
+                probes: pd.DataFrame, params: DataParams, seed: int) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
     for split, suffix in ((TRAIN, "train"), (BENCHMARK, "eval")):
         s, q, c = _split(scenes, split), _split(vqa, split), _split(conversations, split)
         p = _split(probes, split)
-        sizes = params.stage_sizes if split == TRAIN else recipe_data.StageSizes()
+        sizes = params.stage_sizes if split == TRAIN else StageSizeParams()
         for name, table in recipe_data.stage_tables(s, q, c, sizes, seed, params.advance_ocr,
                                                     probes=p).items():
             tables[f"{name}_{suffix}"] = table
@@ -60,6 +56,5 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
         params.world)
     counts = {name: len(table) for name, table in tables.items()}
     log.info("tables: %s", counts)
-    if mlflow.active_run() is not None:
-        mlflow.log_metrics({f"data/{name}_rows": float(n) for name, n in counts.items()})
+    lineage.log_metrics({f"data/{name}_rows": float(n) for name, n in counts.items()})
     return tables

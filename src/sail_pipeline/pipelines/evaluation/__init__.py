@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.evaluation import pipeline  # noqa: F401
+"""lmms-eval on the recipe's checkpoints."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

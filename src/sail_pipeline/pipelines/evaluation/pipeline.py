@@ -1,14 +1,10 @@
-from kedro.pipeline import Pipeline, node
+"""`kedro run --pipelines=evaluation`: the recipe's evaluation node, on checkpoints on disk."""
 
-from sail_pipeline.pipelines.evaluation import nodes
+from kedro.pipeline import Pipeline
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([
-        node(nodes.evaluate_checkpoints,
-             ["benchmark", "params:evaluation", "alignment_model", "advance_model",
-              "knowledge_model", "instruction_model", "preference_model"],
-             ["evaluation_scores", "evaluation_chart", "evaluation_report",
-              "evaluation_metrics"],
-             name="evaluate_checkpoints"),
-    ])
+    # Imported here: the recipe template imports this package's nodes.
+    from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
+
+    return recipe().only_nodes_with_tags("evaluation")

@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.pretrain import pipeline  # noqa: F401
+"""The stand-in backbones, Pretrain-Alignment and Pretrain-Advance."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

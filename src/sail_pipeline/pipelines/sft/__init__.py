@@ -1,1 +1,5 @@
-from sail_pipeline.pipelines.sft import pipeline  # noqa: F401
+"""The SFT curriculum: Knowledge -> Instruction -> Preference."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

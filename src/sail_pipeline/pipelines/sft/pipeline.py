@@ -1,14 +1,9 @@
-from kedro.pipeline import Pipeline, node
+"""`kedro run --pipelines=sft`: the recipe's curriculum, Knowledge -> Instruction -> Preference."""
 
-from sail_pipeline.pipelines.sft import nodes
+from kedro.pipeline import Pipeline
 
-CURRICULUM = (("knowledge", "advance"), ("instruction", "knowledge"), ("preference", "instruction"))
+from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([
-        node(getattr(nodes, f"train_{stage}"),
-             [f"{stage}_train", f"{stage}_eval", f"{previous}_model", "params:sft",
-              "params:runtime"], f"{stage}_model", name=f"train_{stage}")
-        for stage, previous in CURRICULUM
-    ])
+    return recipe().only_nodes_with_tags("sft")

@@ -1,23 +1,19 @@
-"""Settings for curation: where images come from and the thresholds they must pass."""
+"""`curation`: where images come from and the thresholds they must pass."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from sail_pipeline.executors import ExecutorSettings
+from sail_pipeline.schema.base import StrictModel, neutral
+from sail_pipeline.schema.executor import ExecutorParams
 
 # A source's name prefixes every id ("{name}:{source_id}"), so it must not contain the colon.
 SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FolderSource(_Strict):
+class FolderSource(StrictModel):
     """Image files under `path`; `a.jpg` takes its alt-text from `a.txt` when present."""
 
     kind: Literal["folder"]
@@ -31,7 +27,7 @@ class FolderSource(_Strict):
     alt_text_suffix: str = ".txt"
 
 
-class WebDatasetSource(_Strict):
+class WebDatasetSource(StrictModel):
     """Tar shards matching `shards` (a glob); members grouped by key (path minus extension)."""
 
     kind: Literal["webdataset"]
@@ -40,7 +36,7 @@ class WebDatasetSource(_Strict):
     image_extensions: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
 
 
-class ParquetSource(_Strict):
+class ParquetSource(StrictModel):
     """Rows with image bytes (`image_column`) or file paths relative to the file (`path_column`)."""
 
     kind: Literal["parquet"]
@@ -59,7 +55,7 @@ class ParquetSource(_Strict):
         return self
 
 
-class LlavaSource(_Strict):
+class LlavaSource(StrictModel):
     """A LLaVA-style JSON list; alt-text is the first gpt reply without `<image>` tokens."""
 
     kind: Literal["llava"]
@@ -68,7 +64,7 @@ class LlavaSource(_Strict):
     image_folder: str
 
 
-class WorldSource(_Strict):
+class WorldSource(StrictModel):
     """The embedded world's scene table, handed to `run_curation` by the caller."""
 
     kind: Literal["world"]
@@ -83,8 +79,8 @@ SourceSpec = Annotated[
 ]
 
 
-class CurationSettings(_Strict):
-    """Thresholds of validation and dedup."""
+class CurationFilterParams(StrictModel):
+    """`curation.settings`: thresholds of validation and dedup."""
 
     min_side: int = Field(32, ge=1, description="Shorter side below this is too_small.")
     max_pixels: int = Field(64_000_000, gt=0, description="Decompression-bomb limit (w*h).")
@@ -100,22 +96,19 @@ class CurationSettings(_Strict):
 
     @field_validator("allowed_formats")
     @classmethod
-    def _known_formats(cls, formats: list[str]) -> list[str]:
-        Image.init()
-        upper = [f.upper() for f in formats]
-        unknown = [f for f in upper if f not in Image.OPEN]
-        if unknown:
-            raise ValueError(f"Pillow cannot open {unknown}; known: {sorted(Image.OPEN)}")
-        return upper
+    def _upper_case(cls, formats: list[str]) -> list[str]:
+        # Whether Pillow can open them is checked when the run starts
+        # (sail_pipeline.validation), so this schema does not import Pillow.
+        return [f.upper() for f in formats]
 
 
-class CurationParams(_Strict):
+class CurationParams(StrictModel):
     """The whole of `parameters_curation.yml`'s `curation` key."""
 
     sources: list[SourceSpec] = Field(min_length=1)
-    settings: CurationSettings = Field(default_factory=CurationSettings)
+    settings: CurationFilterParams = Field(default_factory=CurationFilterParams)
     # Where decoding and normalising run; not in `settings`, as it never changes a result.
-    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    executor: ExecutorParams = neutral(default_factory=ExecutorParams)
 
     @model_validator(mode="after")
     def _unique_names(self) -> CurationParams:

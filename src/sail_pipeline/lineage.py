@@ -1,0 +1,151 @@
+"""MLflow lineage: which code, which data, and where a run sits in the tree.
+
+The tree: the Kedro run (kedro-mlflow's) is the parent; a namespaced instance of the recipe
+(a variant, a sweep point) is its child; each training stage is a grandchild, or a child when
+the recipe runs without a namespace. kedro-mlflow maps one Kedro run to one MLflow run and has
+no nested-run API, so the instance runs are made here, by run id, and handed to the trainer
+(`TrackingConfig.parent_run_id`).
+
+No Kedro here: the trainer imports `table_digest` and `log_table_inputs` in its own process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+INSTANCE_TAG = "sail.instance"
+# The namespace of the node running now (set by the project's hook before each node); None
+# outside a namespaced instance.
+current_namespace: ContextVar[str | None] = ContextVar("current_namespace", default=None)
+_instance_runs: dict[tuple[str, str], str] = {}
+
+
+@lru_cache(maxsize=4)
+def git_state(root: str = ".") -> dict[str, str]:
+    """`git.commit` and `git.dirty` of the checkout at `root` ({} outside git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+def table_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (first 16 hex digits): names exactly the table a run read."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def log_table_inputs(tables: dict[str, str | None]) -> None:
+    """Log each Parquet table (`context -> path`) as an MLflow dataset input of the active run."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for context, path in tables.items():
+        if path is None or not Path(path).exists():
+            continue
+        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())),
+                              name=Path(path).stem, digest=table_digest(path))
+        mlflow.log_input(dataset, context=context)
+
+
+def instance_run(namespace: str, parent_run_id: str, experiment_id: str,
+                 tags: dict[str, str] | None = None) -> str:
+    """The run of one namespaced instance under the Kedro run: found by tag, else made."""
+    key = (parent_run_id, namespace)
+    if key in _instance_runs:
+        return _instance_runs[key]
+    from mlflow import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = MlflowClient()
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{INSTANCE_TAG}` = '{namespace}' and "
+        f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'", max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run = client.create_run(experiment_id, run_name=namespace, tags={
+            MLFLOW_PARENT_RUN_ID: parent_run_id, INSTANCE_TAG: namespace, **(tags or {})})
+        run_id = run.info.run_id
+        log.info("MLflow: run %s for instance %r under %s", run_id, namespace, parent_run_id)
+    _instance_runs[key] = run_id
+    return run_id
+
+
+def finish_instance_runs(status: str = "FINISHED") -> None:
+    """Close the instance runs this process opened (after the Kedro pipeline ends)."""
+    if not _instance_runs:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for run_id in _instance_runs.values():
+        client.set_terminated(run_id, status=status)
+    _instance_runs.clear()
+
+
+def tracking_target() -> tuple[str, str] | None:
+    """(experiment id, run id) that the code running now logs into, or None without MLflow.
+
+    The active (Kedro) run, or the run of the namespaced instance whose node is running.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is None:
+        return None
+    namespace = current_namespace.get()
+    if namespace is None:
+        return active.info.experiment_id, active.info.run_id
+    return active.info.experiment_id, instance_run(
+        namespace, active.info.run_id, active.info.experiment_id, git_state())
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Metrics into `tracking_target()`; nothing when MLflow is not tracking this run."""
+    target = tracking_target()
+    if target is None:
+        return
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(target[1], metrics=[
+        Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    target = tracking_target()
+    if target is None:
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient().log_artifact(target[1], str(path), artifact_path)
+
+
+def describe(value: Any) -> str:
+    """A class name for a tag: `SequentialRunner`, not its object repr."""
+    text = str(value)
+    if text.startswith("<") and " object at 0x" in text:
+        return text[1:].split(" object at")[0].rsplit(".", 1)[-1]
+    return text

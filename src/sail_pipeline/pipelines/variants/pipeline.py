@@ -1,0 +1,22 @@
+"""`kedro run --pipelines=variants`: the recipe once per entry of `variants` in the parameters.
+
+Each variant is the whole parameter tree with its overrides merged in (validated when the run
+starts). Its instance of the recipe runs under the namespace of its name: its parameters are
+`params:<name>.…`, its checkpoints and reports go to the `{namespace}.…` catalog entries, and
+its stages log into one MLflow child run of the Kedro run. The data tables, tokenizer,
+backbones and benchmark are shared.
+"""
+
+from collections.abc import Iterable
+
+from kedro.pipeline import Pipeline, pipeline
+
+from sail_pipeline.pipelines.recipe.pipeline import SHARED_INPUTS
+from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
+
+
+def create_pipeline(names: Iterable[str] = (), **kwargs) -> Pipeline:
+    template = recipe()
+    shared = sorted(SHARED_INPUTS & template.inputs())
+    return sum((pipeline(template, namespace=name, inputs=shared) for name in names),
+               Pipeline([]))

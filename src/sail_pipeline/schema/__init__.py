@@ -1,0 +1,115 @@
+"""Every parameter model, at the bottom of the import graph.
+
+Importing this package loads pydantic and nothing heavy (no torch, transformers, DeepSpeed,
+pandas or Pillow; tests/test_schema.py checks), so validating parameters is fast and every
+other module can import the models it takes. See `schema.base` for what *params* and
+*config* mean.
+"""
+
+from sail_pipeline.schema.base import RESULT_NEUTRAL, StrictModel, neutral, result_settings
+from sail_pipeline.schema.captioning import (
+    CAPTION_PROMPT,
+    RECAPTION_PROMPT,
+    ApiParams,
+    CaptionerParams,
+    CaptioningParams,
+    CaptionStorageParams,
+    PoolRecaptionParams,
+    PromptKind,
+    RecaptionParams,
+    ReferenceCaptionParams,
+)
+from sail_pipeline.schema.curation import (
+    CurationFilterParams,
+    CurationParams,
+    FolderSource,
+    LlavaSource,
+    ParquetSource,
+    SourceSpec,
+    WebDatasetSource,
+    WorldSource,
+    check_unique_names,
+)
+from sail_pipeline.schema.data import DataParams, StageSizeParams, TokenizerParams
+from sail_pipeline.schema.evaluation import EvaluationParams
+from sail_pipeline.schema.executor import ExecutorKind, ExecutorParams
+from sail_pipeline.schema.project import (
+    InvalidParameters,
+    PretrainParams,
+    ProjectParams,
+    SftParams,
+    deep_merge,
+    format_problems,
+    training_runs,
+    validate_parameters,
+)
+from sail_pipeline.schema.runtime import LauncherParams, RuntimeParams
+from sail_pipeline.schema.stages import (
+    ALL_MODULES,
+    BACKBONES,
+    PRETRAIN_STAGES,
+    RECIPE,
+    SFT_STAGES,
+    STAGES,
+    ModuleKey,
+    StageSpec,
+    get_stage,
+)
+from sail_pipeline.schema.training import BackboneParams, TrainParams
+from sail_pipeline.schema.world import WorldParams
+
+__all__ = [
+    "ALL_MODULES",
+    "BACKBONES",
+    "CAPTION_PROMPT",
+    "PRETRAIN_STAGES",
+    "RECAPTION_PROMPT",
+    "RECIPE",
+    "RESULT_NEUTRAL",
+    "SFT_STAGES",
+    "STAGES",
+    "ApiParams",
+    "BackboneParams",
+    "CaptionStorageParams",
+    "CaptionerParams",
+    "CaptioningParams",
+    "CurationFilterParams",
+    "CurationParams",
+    "DataParams",
+    "EvaluationParams",
+    "ExecutorKind",
+    "ExecutorParams",
+    "FolderSource",
+    "InvalidParameters",
+    "LauncherParams",
+    "LlavaSource",
+    "ModuleKey",
+    "ParquetSource",
+    "PoolRecaptionParams",
+    "PretrainParams",
+    "ProjectParams",
+    "PromptKind",
+    "RecaptionParams",
+    "ReferenceCaptionParams",
+    "RuntimeParams",
+    "SftParams",
+    "SourceSpec",
+    "StageSizeParams",
+    "StageSpec",
+    "StrictModel",
+    "TokenizerParams",
+    "TrainParams",
+    "WebDatasetSource",
+    "WorldParams",
+    "WorldSource",
+    "check_unique_names",
+    "deep_merge",
+    "format_problems",
+    "get_stage",
+    "graph.",
+    "neutral",
+    "result_settings",
+    "the models it takes. See `schema.base` for what *params* and",
+    "training_runs",
+    "validate_parameters",
+]

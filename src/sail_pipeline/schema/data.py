@@ -1,0 +1,41 @@
+"""`data`: the world, the tokenizer and the size of each stage's table."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from sail_pipeline.schema.base import StrictModel
+from sail_pipeline.schema.world import WorldParams
+
+
+class TokenizerParams(StrictModel):
+    """`train`: a BPE tokenizer on the world's text; `path`: yours (e.g. Qwen2.5's), local."""
+
+    source: Literal["train", "path"] = "train"
+    path: str | None = None
+    vocab_size: int = Field(1024, ge=300)
+
+    @model_validator(mode="after")
+    def _path_given(self) -> TokenizerParams:
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs `path` (a local tokenizer directory)")
+        return self
+
+
+class StageSizeParams(StrictModel):
+    """Cap on rows per stage table (null: all the world offers)."""
+
+    alignment: int | None = Field(None, gt=0)
+    advance: int | None = Field(None, gt=0)
+    knowledge: int | None = Field(None, gt=0)
+    instruction: int | None = Field(None, gt=0)
+    preference: int | None = Field(None, gt=0)
+
+
+class DataParams(StrictModel):
+    world: WorldParams = Field(default_factory=WorldParams)
+    tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
+    stage_sizes: StageSizeParams = Field(default_factory=StageSizeParams)
+    advance_ocr: bool = True

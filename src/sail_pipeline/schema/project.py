@@ -1,0 +1,130 @@
+"""The whole parameter tree, validated once when a run starts.
+
+`validate_parameters` checks everything that needs no registry; `sail_pipeline.validation`
+adds the checks against the registries (presets, tasks, DeepSpeed files, what Pillow opens)
+and is what the Kedro context calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+
+from sail_pipeline.schema.base import StrictModel
+from sail_pipeline.schema.captioning import CaptioningParams
+from sail_pipeline.schema.curation import CurationParams
+from sail_pipeline.schema.data import DataParams
+from sail_pipeline.schema.evaluation import EvaluationParams
+from sail_pipeline.schema.runtime import RuntimeParams
+from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
+from sail_pipeline.schema.training import BackboneParams, TrainParams
+
+
+class _PretrainBase(StrictModel):
+    # A name of sail_pipeline.modeling.presets, checked against it when the run starts.
+    preset: str = "tiny"
+
+
+# One field per stage of the registry's groups: adding a stage there adds its key here.
+PretrainParams = create_model(
+    "PretrainParams", __base__=_PretrainBase, __module__=__name__,
+    **{name: (BackboneParams, ...) for name in BACKBONES},
+    **{name: (TrainParams, ...) for name in PRETRAIN_STAGES},
+)
+PretrainParams.__doc__ = "`pretrain`: the backbones, Pretrain-Alignment and Pretrain-Advance."
+SftParams = create_model("SftParams", __base__=StrictModel, __module__=__name__,
+                         **{name: (TrainParams, ...) for name in SFT_STAGES})
+SftParams.__doc__ = "`sft`: the curriculum's stages, in the registry's order."
+
+_VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ProjectParams(StrictModel):
+    runtime: RuntimeParams = Field(default_factory=RuntimeParams)
+    data: DataParams = Field(default_factory=DataParams)
+    pretrain: PretrainParams | None = None  # type: ignore[valid-type]
+    sft: SftParams | None = None  # type: ignore[valid-type]
+    evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
+    curation: CurationParams | None = None
+    captioning: CaptioningParams | None = None
+    # Named instances of the recipe, each the whole tree with its overrides merged in
+    # (`variants: {low_lr: {sft: {knowledge: {lr: 5e-4}}}}`); `kedro run --pipelines=variants`
+    # trains and evaluates each under its own namespace.
+    variants: dict[str, ProjectParams] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_variant_overrides(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not raw.get("variants"):
+            return raw
+        base = {k: v for k, v in raw.items() if k != "variants"}
+        merged = {}
+        for name, overrides in raw["variants"].items():
+            merged[name] = deep_merge(base, overrides if isinstance(overrides, dict) else {})
+        return base | {"variants": merged}
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, variants: dict[str, ProjectParams]) -> dict[str, ProjectParams]:
+        for name, tree in variants.items():
+            if not _VARIANT_NAME.match(name) or name in cls.model_fields:
+                raise ValueError(f"variant name {name!r} must be lower_snake_case and not a "
+                                 f"top-level key ({sorted(cls.model_fields)})")
+            if tree.variants:
+                raise ValueError(f"variant {name!r} may not declare variants of its own")
+        return variants
+
+
+class InvalidParameters(ValueError):
+    pass
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` merged in, key by key; a non-dict override replaces the value."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def training_runs(project: ProjectParams, prefix: str = "") -> dict[str, TrainParams]:
+    """Every training run the parameters describe (variants included), by its dotted key."""
+    runs: dict[str, TrainParams] = {}
+    if project.pretrain is not None:
+        for name in BACKBONES:
+            backbone = getattr(project.pretrain, name)
+            if backbone.source == "train" and backbone.train is not None:
+                runs[f"{prefix}pretrain.{name}.train"] = backbone.train
+        runs |= {f"{prefix}pretrain.{s}": getattr(project.pretrain, s) for s in PRETRAIN_STAGES}
+    if project.sft is not None:
+        runs |= {f"{prefix}sft.{s}": getattr(project.sft, s) for s in SFT_STAGES}
+    captioner = project.captioning.captioner if project.captioning is not None else None
+    if captioner is not None and captioner.source == "train" and captioner.train is not None:
+        runs[f"{prefix}captioning.captioner.train"] = captioner.train
+    for name, variant in project.variants.items():
+        runs |= training_runs(variant, f"{prefix}variants.{name}.")
+    return runs
+
+
+def format_problems(problems: list[str]) -> str:
+    return "invalid parameters:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def validate_parameters(params: dict[str, Any]) -> ProjectParams:
+    """The validated tree; the error lists every bad key by its dotted path."""
+    try:
+        return ProjectParams.model_validate(params)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors():
+            key = ".".join(str(part) for part in item["loc"])
+            got = f" (got {item['input']!r})" if "input" in item and not isinstance(
+                item["input"], dict) else ""
+            lines.append(f"{key}: {item['msg']}{got}")
+        raise InvalidParameters(format_problems(lines)) from None

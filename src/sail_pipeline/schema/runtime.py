@@ -1,0 +1,37 @@
+"""`runtime`: what every pipeline shares (seed, threads, how training processes start)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from sail_pipeline.schema.base import StrictModel, neutral
+
+
+class LauncherParams(StrictModel):
+    """How a training node starts its processes (`runtime.launcher`)."""
+
+    num_gpus: int = Field(0, ge=0, description="GPUs per node; 0 runs one CPU process")
+    num_nodes: int = Field(1, ge=1)
+    hostfile: str | None = neutral(None)
+    master_addr: str | None = neutral(None)
+    master_port: int | None = neutral(None, ge=1024, le=65535)
+    dry_run: bool = neutral(False, description="print every stage's command; write nothing")
+    tail_lines: int = neutral(40, gt=0, description="log lines shown when a stage fails")
+    # One process on one machine needs nothing from DeepSpeed's launcher but the rank
+    # environment it would set; starting the trainer directly saves its two extra Python
+    # start-ups (~10 s per stage on two cores). `deepspeed` keeps the launcher regardless.
+    single_process: Literal["direct", "deepspeed"] = neutral("direct")
+
+    @property
+    def is_single_process(self) -> bool:
+        return self.num_gpus <= 1 and self.num_nodes == 1 and not self.hostfile
+
+
+class RuntimeParams(StrictModel):
+    seed: int = 0
+    threads: int = neutral(0, ge=0, description="torch threads per process; 0: all cores")
+    peak_tflops: float | None = neutral(None, gt=0, description="device peak for MFU; "
+                                        "default from the GPU's name, none on CPU")
+    launcher: LauncherParams = Field(default_factory=LauncherParams)

@@ -1,0 +1,84 @@
+"""The run's parameters, validated once when it starts: schema, then the registries.
+
+The schema (`sail_pipeline.schema`) checks every key and value it can without importing the
+library. Names that point into a registry (presets, evaluation tasks, real benchmarks,
+DeepSpeed files, image formats) and whether the world can be drawn are checked here, before
+any node runs, and every problem is reported with its dotted key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sail_pipeline.schema import (
+    InvalidParameters,
+    ProjectParams,
+    format_problems,
+    training_runs,
+    validate_parameters,
+)
+
+
+def _trees(project: ProjectParams) -> Iterator[tuple[str, ProjectParams]]:
+    yield "", project
+    for name, variant in project.variants.items():
+        yield f"variants.{name}.", variant
+
+
+def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) -> list[str]:
+    """Each name the registries do not know, as `dotted.key: why`."""
+    from sail_pipeline.evaluation.real_suite import select
+    from sail_pipeline.evaluation.tasks import TASK_TYPES
+    from sail_pipeline.modeling.preset_specs import PRESETS
+    from sail_pipeline.world.config import check_feasible
+
+    problems = []
+    for prefix, tree in _trees(project):
+        if tree.pretrain is not None and tree.pretrain.preset not in PRESETS:
+            problems.append(f"{prefix}pretrain.preset: unknown preset "
+                            f"{tree.pretrain.preset!r}; known: {sorted(PRESETS)}")
+        unknown = sorted(set(tree.evaluation.question_types or ()) - set(TASK_TYPES))
+        if unknown:
+            problems.append(f"{prefix}evaluation.question_types: unknown {unknown}; "
+                            f"known: {list(TASK_TYPES)}")
+        try:
+            select(tree.evaluation.real_benchmarks)
+        except ValueError as error:
+            problems.append(f"{prefix}evaluation.real_benchmarks: {error}")
+        try:
+            check_feasible(tree.data.world)
+        except ValueError as error:
+            problems.append(f"{prefix}data.world: {error}")
+        if tree.curation is not None:
+            problems += _format_problems(tree.curation.settings.allowed_formats,
+                                         f"{prefix}curation.settings.allowed_formats")
+    if deepspeed_dir is not None:
+        from sail_pipeline.training.config import load_deepspeed_config
+
+        for key, run in training_runs(project).items():
+            try:
+                load_deepspeed_config(run.deepspeed, deepspeed_dir)
+            except (FileNotFoundError, ValueError) as error:
+                problems.append(f"{key}.deepspeed: {error}")
+    return problems
+
+
+def _format_problems(formats: list[str], key: str) -> list[str]:
+    from PIL import Image
+
+    Image.init()
+    unknown = [f for f in formats if f not in Image.OPEN]
+    return [f"{key}: Pillow cannot open {unknown}; known: {sorted(Image.OPEN)}"] if unknown else []
+
+
+def validate_project(params: dict[str, Any], deepspeed_dir: str | Path | None = None
+                     ) -> ProjectParams:
+    """The whole tree, checked against the schema and the registries; raises
+    `InvalidParameters` listing every bad key."""
+    project = validate_parameters(params)
+    problems = registry_problems(project, deepspeed_dir)
+    if problems:
+        raise InvalidParameters(format_problems(problems))
+    return project
