@@ -22,7 +22,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test lint ui micro clean help lock lock-gpu install-gpu
+.PHONY: install run test lint ui viz viz-build dvc micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -64,7 +64,7 @@ install-gpu:  ## on a GPU machine: .venv from requirements/lock-gpu.txt
 run: install  ## the whole chain on the embedded default: kedro run
 	$(BIN)/kedro run
 
-micro: install  ## the whole chain on the micro configuration (about 3 minutes)
+micro: install  ## the whole chain on the micro configuration, into data/micro (about 3 minutes)
 	$(BIN)/kedro run --env micro
 
 test: install  ## the test suite (includes end-to-end kedro and dvc runs)
@@ -75,6 +75,17 @@ lint: install  ## ruff
 
 ui: install  ## MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
+
+viz: install  ## kedro-viz on http://127.0.0.1:4141: the pipelines, variants as collapsible namespaces
+	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141 --no-browser
+
+# The micro environment defines two example variants, drawn as collapsible namespaces.
+viz-build: install  ## the static kedro-viz page: docs/viz/index.html (serve: python -m http.server -d docs/viz)
+	KEDRO_ENV=micro $(BIN)/kedro viz build --include-hooks
+	rm -rf docs/viz && mv build docs/viz
+
+dvc: install  ## rewrite dvc.yaml from the pipelines, the catalog and the import graph
+	$(BIN)/python tools/dvc_stages.py
 
 clean:  ## remove generated data, runs and the MLflow store (keeps .venv)
 	rm -rf data mlflow.db mlruns

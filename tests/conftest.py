@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import yaml
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -45,3 +46,31 @@ def world_tokenizer(small_world):
     train = {k: v[v["split"] == "train"] for k, v in train.items()}
     return train_tokenizer(recipe_data.text_corpus(train["scenes"], train["vqa"],
                                                    train["conversations"], train["probes"]), 512)
+
+
+# What `kedro run` (the default pipeline) makes: curation and captioning run on their own.
+RECIPE_STAGES = ("data", "pretrain", "sft", "evaluation")
+# The smallest budgets that still train every stage: the variants show the plumbing.
+_SMALL = {"pretrain": {s: {"steps": 2, "tokens": None} for s in ("alignment", "advance")},
+          "sft": {s: {"steps": 2, "tokens": None} for s in ("knowledge", "instruction",
+                                                              "preference")},
+          "evaluation": {"checkpoints": ["preference"], "limit": 6}}
+VARIANTS = {"fast": _SMALL | {"sft": {**_SMALL["sft"], "knowledge": {"steps": 2, "lr": 0.004}}},
+            "seed_1": _SMALL | {"runtime": {"seed": 1}}}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """A git + DVC copy of the project after `kedro run --pipelines=__default__,variants` at
+    the micro configuration's sizes. They sit in conf/local, so the run writes data/ as
+    `make run` does and DVC tracks it. Tests that change it work on a copy."""
+    from tests.project import init_dvc, make_project, run
+
+    project = make_project(tmp_path_factory.mktemp("kedro_project"))
+    micro = yaml.safe_load((project / "conf/micro/parameters.yml").read_text())
+    (project / "conf/local/parameters.yml").write_text(
+        yaml.safe_dump(micro | {"variants": VARIANTS}))
+    init_dvc(project)
+    result = run(project, "kedro", "run", "--pipelines=__default__,variants")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return project

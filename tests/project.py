@@ -13,8 +13,9 @@ BIN = Path(sys.executable).parent
 
 
 def make_project(target: Path) -> Path:
-    for name in ("pyproject.toml", "dvc.yaml", ".telemetry"):
+    for name in ("pyproject.toml", "dvc.yaml", ".dvcignore", ".telemetry"):
         shutil.copy(ROOT / name, target / name)
+    shutil.copytree(ROOT / "requirements", target / "requirements")
     shutil.copytree(ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("credentials*"))
     shutil.copytree(ROOT / "src", target / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
@@ -10,15 +12,14 @@ from sail_pipeline.captioning.factory import caption_identity
 from sail_pipeline.captioning.local_server import chat_reply, image_of, serve_canned
 from sail_pipeline.pipelines.captioning.nodes import reference_set
 from sail_pipeline.schema import CaptioningParams
-from tests.project import make_project, run
+from tests.project import run
 
 SECRET = "sk-test-SECRET-7781"
 
 
 @pytest.mark.slow
-def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
-    (tmp_path / "project").mkdir()
-    project = make_project(tmp_path / "project")
+def test_reference_captions_through_an_api_with_kedro_credentials(project, tmp_path):
+    project = shutil.copytree(project, tmp_path / "project", symlinks=True)
     calls = {"n": 0}
 
     async def handler(body, request):
@@ -29,23 +30,23 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
         return chat_reply(f"a picture of {len(image_of(body))} bytes")
 
     with serve_canned(handler) as server:
-        micro = project / "conf" / "micro"
-        (micro / "credentials.yml").write_text(yaml.safe_dump({"openai": {"api_key": SECRET}}))
-        micro_params = yaml.safe_load((micro / "parameters.yml").read_text())
-        micro_params["captioning"]["reference"] = {
+        local = project / "conf" / "local"
+        (local / "credentials.yml").write_text(yaml.safe_dump({"openai": {"api_key": SECRET}}))
+        local_params = yaml.safe_load((local / "parameters.yml").read_text())
+        local_params["captioning"]["reference"] = {
             "backend": "api", "size": 20, "batch_size": 8, "shard_size": 8,
             "api": {"base_url": server.base_url, "model": "canned", "max_retries": 1,
                     "backoff_s": 0.01}}
-        (micro / "parameters.yml").write_text(yaml.safe_dump(micro_params))
-        # Up to the reference captions: the captioner after them needs the pretrain backbones.
-        first = run(project, "kedro", "run", "--env", "micro",
-                    "--pipelines=data,curation,captioning", "--to-nodes=reference_captions")
+        (local / "parameters.yml").write_text(yaml.safe_dump(local_params))
+        # Up to the reference captions (the world and backbones exist from the fixture's run).
+        first = run(project, "kedro", "run", "--pipelines=curation,captioning",
+                    "--to-nodes=reference_captions")
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         sent = len(server.received)
-        captions = pd.read_parquet(project / "data/micro/03_primary/reference_captions.parquet")
+        captions = pd.read_parquet(project / "data/03_primary/reference_captions.parquet")
         failures = pd.read_parquet(
-            project / "data/micro/03_primary/reference_caption_failures.parquet")
-        again = run(project, "kedro", "run", "--env", "micro", "--pipelines=captioning",
+            project / "data/03_primary/reference_caption_failures.parquet")
+        again = run(project, "kedro", "run", "--pipelines=captioning",
                     "--nodes=reference_captions")
         assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
         resent = len(server.received) - sent
@@ -54,7 +55,7 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
     assert failures["error"].iloc[0].startswith("http 400")
     assert captions["caption"].str.startswith("a picture of ").all()
     assert set(captions["id"]).isdisjoint(failures["id"])
-    manifest = pd.read_parquet(project / "data/micro/02_intermediate/curation_manifest.parquet")
+    manifest = pd.read_parquet(project / "data/02_intermediate/curation_manifest.parquet")
     assert set(captions["id"]) | set(failures["id"]) == set(reference_set(manifest, 20)["id"])
     # The key came from conf/<env>/credentials.yml, and nothing printed or logged it.
     assert {r["headers"]["Authorization"] for r in server.received} == {f"Bearer {SECRET}"}
@@ -63,9 +64,9 @@ def test_reference_captions_through_an_api_with_kedro_credentials(tmp_path):
     assert SECRET not in (project / "mlflow.db").read_bytes().decode("latin-1")
     # The re-run resumed: only the failed id was asked again, and this time it got a caption.
     assert resent == 1
-    final = pd.read_parquet(project / "data/micro/03_primary/reference_captions.parquet")
+    final = pd.read_parquet(project / "data/03_primary/reference_captions.parquet")
     assert len(final) == 20 and final["id"].is_unique
-    assert len(pd.read_parquet(project / "data/micro/03_primary/reference_caption_failures.parquet")) == 0
+    assert len(pd.read_parquet(project / "data/03_primary/reference_caption_failures.parquet")) == 0
 
 
 def test_shard_folder_follows_what_changes_a_caption():

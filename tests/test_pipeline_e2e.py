@@ -1,7 +1,12 @@
-"""`kedro run` and `dvc repro` on the micro configuration, in a copy of the project."""
+"""`kedro run`, `dvc` and MLflow end to end, in a copy of the project that is a git + DVC repo.
+
+One `kedro run` of the recipe plus two namespaced variants (the `project` fixture of
+conftest.py) serves every test here: what only a real run can show.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -9,33 +14,28 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.project import init_dvc, make_project, run
+from tests.conftest import RECIPE_STAGES, VARIANTS
+from tests.project import make_project, run
 
-STAGES = ("llm", "vision", "alignment", "advance", "knowledge", "instruction", "preference")
+BACKBONES = ("llm", "vision")
+RECIPE = ("alignment", "advance", "knowledge", "instruction", "preference")
 # Stages whose micro budget is large enough for the held-out loss to fall every time.
 FALLING = ("llm", "vision", "alignment", "knowledge")
-GROUP = {"llm": "pretrain", "vision": "pretrain", "alignment": "pretrain",
-         "advance": "pretrain", "knowledge": "sft", "instruction": "sft", "preference": "sft"}
-
-
-@pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("kedro_project"))
-    result = run(project, "kedro", "run", "--env", "micro")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return project, result.stdout + result.stderr
+def _tree_digest(folder) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 @pytest.mark.slow
-def test_every_stage_leaves_a_checkpoint_and_a_summary(micro_run):
-    project, _ = micro_run
-    for stage in STAGES:
-        pointer = json.loads((project / f"data/06_models/{GROUP[stage]}/"
-                              f"{stage}{'_backbone' if stage in ('llm', 'vision') else '_model'}"
-                              f".json").read_text())
-        hf_dir = project / "data/06_models" / GROUP[stage] / stage / "hf"
-        assert pointer["hf_dir"] == str(hf_dir.resolve())
-        assert (hf_dir / "model.safetensors").exists(), stage
+def test_every_stage_leaves_a_checkpoint_and_a_summary(project):
+    for stage in (*BACKBONES, *RECIPE):
+        folder = project / "data/06_models" / stage
+        pointer = json.loads((folder / "model.json").read_text())
+        assert pointer["hf_dir"] == str((folder / "hf").resolve())
+        assert (folder / "hf/model.safetensors").exists(), stage
         summary = pointer["summary"]
         assert summary["mask_mismatches"] == 0, stage
         assert summary["train_samples"] > 0 and summary["steps"] > 0
@@ -47,7 +47,7 @@ def test_every_stage_leaves_a_checkpoint_and_a_summary(micro_run):
 
 
 @pytest.mark.slow
-def test_zero3_stage_saves_the_consolidated_weights_it_trained(micro_run):
+def test_zero3_stage_saves_the_consolidated_weights_it_trained(project):
     """Preference trains under ZeRO-3 in the micro configuration: its saved weights, reloaded,
     give the held-out loss the trainer measured (sharded, unsaved weights would not)."""
     import torch
@@ -57,13 +57,12 @@ def test_zero3_stage_saves_the_consolidated_weights_it_trained(micro_run):
     from sail_pipeline.training.data import ConversationData
     from sail_pipeline.training.train import SupervisedLM
 
-    project, _ = micro_run
-    run_dir = project / "data/06_models/sft/preference"
+    run_dir = project / "data/06_models/preference"
     config = json.loads((run_dir / "run_config.json").read_text())
-    assert config["deepspeed"]["zero_optimization"]["stage"] == 3
+    assert config["deepspeed_config"]["zero_optimization"]["stage"] == 3
     processor = VLProcessor.from_pretrained(run_dir / "hf")
-    table = pd.read_parquet(config["eval_data"]).head(config["eval_samples"])
-    data = ConversationData(table, processor, config["max_seq_len"])
+    table = pd.read_parquet(config["eval_data"]).head(config["train"]["eval_samples"])
+    data = ConversationData(table, processor, config["train"]["max_seq_len"])
     batch = data.batch(list(range(len(data))), processor.tokenizer.pad_token_id)
     with torch.no_grad():
         losses, _, _ = SupervisedLM(load_vlm(run_dir / "hf")).eval().token_losses(**batch)
@@ -72,8 +71,7 @@ def test_zero3_stage_saves_the_consolidated_weights_it_trained(micro_run):
 
 
 @pytest.mark.slow
-def test_evaluation_writes_scores_for_each_checkpoint(micro_run):
-    project, _ = micro_run
+def test_evaluation_writes_scores_for_each_checkpoint(project):
     scores = pd.read_csv(project / "data/08_reporting/evaluation_scores.csv")
     assert set(scores["checkpoint"]) == {"advance", "preference"}
     assert {"world_count", "world_colour", "world_shape", "world_caption", "world_pope",
@@ -85,23 +83,124 @@ def test_evaluation_writes_scores_for_each_checkpoint(micro_run):
 
 
 @pytest.mark.slow
-def test_mlflow_has_the_kedro_run_and_one_nested_run_per_training(micro_run):
-    project, _ = micro_run
+def test_each_variant_has_its_own_folders_and_settings(project):
+    for name in VARIANTS:
+        for stage in RECIPE:
+            config = json.loads((project / f"data/06_models/{name}/{stage}/run_config.json"
+                                 ).read_text())
+            assert config["output_dir"].endswith(f"data/06_models/{name}/{stage}")
+        report = project / f"data/08_reporting/{name}"
+        assert json.loads((report / "evaluation_metrics.json").read_text())["preference"]
+    fast = json.loads((project / "data/06_models/fast/knowledge/run_config.json").read_text())
+    seeded = json.loads((project / "data/06_models/seed_1/knowledge/run_config.json").read_text())
+    base = json.loads((project / "data/06_models/knowledge/run_config.json").read_text())
+    assert fast["train"]["lr"] == 0.004 and seeded["train"]["lr"] == base["train"]["lr"]
+    assert seeded["runtime"]["seed"] == 1 and fast["runtime"]["seed"] == 0
+    # The instances share the tables and the backbones; only their own stages are theirs.
+    assert fast["train_data"] == base["train_data"]
+    alignment = json.loads((project / "data/06_models/fast/alignment/run_config.json"
+                            ).read_text())
+    assert alignment["llm_path"] == str((project / "data/06_models/llm/hf").resolve())
+
+
+@pytest.mark.slow
+def test_mlflow_tree_and_lineage(project):
+    """Kedro run -> a child per stage and per variant -> a grandchild per variant stage; each
+    with the commit, the parameters and, for training runs, the tables it read."""
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True)
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    parents = parents[parents["tags.sail.dry_run"] == "false"]
     assert len(parents) == 1
     parent = parents.iloc[0]
+    # named for what it is (pipelines, preset, seed), not `__default__`
+    assert sorted(parent["tags.mlflow.runName"].split(" · ")[0].split("+")) == [
+        "recipe", "variants"]
+    assert parent["tags.mlflow.runName"].endswith(" · tiny · seed 0")
+    assert parent["tags.runner"] == "SequentialRunner"
+    assert len(parent["tags.git.commit"]) == 40 and parent["tags.git.dirty"] in ("true", "false")
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
-    assert sorted(children["tags.mlflow.runName"]) == sorted(STAGES)
+    assert sorted(children["tags.mlflow.runName"]) == sorted(
+        [*BACKBONES, *RECIPE, *VARIANTS])
     assert (children["status"] == "FINISHED").all()
+    for name in VARIANTS:
+        instance = children[children["tags.mlflow.runName"] == name].iloc[0]
+        stages = runs[runs["tags.mlflow.parentRunId"] == instance["run_id"]]
+        assert sorted(stages["tags.sail.stage"]) == sorted(RECIPE)
+        assert instance["metrics.eval/preference/average"] >= 0
+    assert (runs["tags.git.commit"].dropna().str.len() == 40).all()
     assert parent["metrics.eval/preference/average"] >= 0
     assert 0 <= parent["metrics.eval/preference/world_pope/yes_ratio"] <= 1
     assert parent["metrics.alignment/eval_loss_after"] < parent["metrics.alignment/eval_loss_before"]
-    history = mlflow.tracking.MlflowClient().get_metric_history(
-        children[children["tags.mlflow.runName"] == "knowledge"].iloc[0]["run_id"], "train_loss")
+    assert "params.sft.knowledge.lr" in runs.columns and "params.fast.sft.knowledge.lr" in runs
+    client = mlflow.tracking.MlflowClient()
+    knowledge = children[children["tags.mlflow.runName"] == "knowledge"].iloc[0]
+    history = client.get_metric_history(knowledge["run_id"], "train_loss")
     assert len(history) >= 2 and history[-1].value < history[0].value
-    assert "params.sft.knowledge.lr" in runs.columns
+    inputs = client.get_run(knowledge["run_id"]).inputs.dataset_inputs
+    assert {i.tags[0].value for i in inputs} == {"training", "evaluation"}
+    assert {i.dataset.name for i in inputs} == {"knowledge_train", "knowledge_eval"}
+    assert all(len(i.dataset.digest) == 16 for i in inputs)
+    assert float(knowledge["params.train.lr"]) > 0  # the stage's own settings
+    experiment = client.get_experiment(parent["experiment_id"])
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+@pytest.mark.slow
+def test_dvc_agrees_with_kedro(project, tmp_path):
+    """After `kedro run`, dvc.lock holds the run: `dvc status` is clean and `dvc repro` runs
+    nothing. A one-character change to the image processor makes evaluation (and the stages
+    that train with it) out of date."""
+    status = run(project, "dvc", "status", *RECIPE_STAGES)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout[-3000:]
+    dry = run(project, "dvc", "repro", "--dry", "evaluation")
+    assert dry.returncode == 0 and "Running stage" not in dry.stdout, dry.stdout[-3000:]
+    processor = project / "src/sail_pipeline/modeling/processor.py"
+    original = processor.read_text()
+    processor.write_text(original + "#")
+    try:
+        changed = run(project, "dvc", "repro", "--dry", "evaluation")
+        assert changed.returncode == 0, changed.stdout[-3000:] + changed.stderr[-3000:]
+        assert "Running stage 'evaluation'" in changed.stdout
+    finally:
+        processor.write_text(original)
+    assert "up to date" in run(project, "dvc", "status", *RECIPE_STAGES).stdout
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_changes_one_parameter_and_reruns_only_its_stage(project, tmp_path):
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    # The README's example, dry: DVC plans it in a temporary copy of the git tree, which lacks
+    # the untracked data and lock (-C copies them in).
+    dry = run(copy, "dvc", "exp", "run", "--dry", "-C", "data", "-C", "dvc.lock", "-S",
+              "conf/base/parameters_sft.yml:sft.knowledge.lr=5e-4", "evaluation")
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert "Running stage 'sft'" in dry.stdout and "Running stage 'data'" not in dry.stdout
+    before = _tree_digest(copy / "data/06_models")
+    # For real, in the workspace: a key conf/local (the micro sizes) does not override, so the
+    # change reaches the run; only evaluation reads it.
+    real = run(copy, "dvc", "exp", "run", "-S",
+               "conf/base/parameters_evaluation.yml:evaluation.max_new_tokens=6", "evaluation")
+    assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
+    ran = [s for s in RECIPE_STAGES if f"Running stage '{s}'" in real.stdout]
+    assert ran == ["evaluation"], real.stdout[-3000:]
+    assert _tree_digest(copy / "data/06_models") == before
+    shown = run(copy, "dvc", "exp", "show", "--json")
+    assert shown.returncode == 0 and '"max_new_tokens": 6' in shown.stdout
+
+
+@pytest.mark.slow
+def test_a_dry_run_prints_every_command_and_writes_nothing(project):
+    before = _tree_digest(project / "data")
+    result = run(project, "kedro", "run", "--pipelines=sft,evaluation", "--params",
+                 "runtime.launcher.dry_run=true", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for stage in ("knowledge", "instruction", "preference"):
+        assert f"[dry run] {stage}:" in result.stdout
+    assert "sail_pipeline.training.train --config" in result.stdout
+    assert _tree_digest(project / "data") == before
+    assert "up to date" in run(project, "dvc", "status", *RECIPE_STAGES).stdout
 
 
 @pytest.mark.slow
@@ -115,10 +214,12 @@ def test_bad_parameter_fails_before_training_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_captioning_chain_recaptions_every_kept_id_once(micro_run):
+def test_captioning_chain_recaptions_every_kept_id_once(project, tmp_path):
     """curation -> reference captions -> captioner -> recaption the pool -> held-out scores."""
-    project, _ = micro_run
-    result = run(project, "kedro", "run", "--env", "micro", "--pipelines=curation,captioning")
+    project_copy = tmp_path / "project"
+    shutil.copytree(project, project_copy, symlinks=True)
+    project = project_copy
+    result = run(project, "kedro", "run", "--pipelines=curation,captioning")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     manifest = pd.read_parquet(project / "data/02_intermediate/curation_manifest.parquet")
     captions = pd.read_parquet(project / "data/04_feature/recaptions.parquet")
@@ -129,26 +230,26 @@ def test_captioning_chain_recaptions_every_kept_id_once(micro_run):
     assert set(captions.loc[captions["prompt_kind"] == "recaption", "id"]) == \
         with_alt & set(captions["id"])
 
-    pointer = json.loads((project / "data/06_models/captioning/captioner_model.json").read_text())
-    assert (project / "data/06_models/captioning/captioner/hf/model.safetensors").exists()
+    pointer = json.loads((project / "data/06_models/captioner/model.json").read_text())
+    assert (project / "data/06_models/captioner/hf/model.safetensors").exists()
     assert pointer["summary"]["mask_mismatches"] == 0 and pointer["summary"]["steps"] == 6
-    run_config = json.loads((project / "data/06_models/captioning/captioner/run_config.json"
-                             ).read_text())
-    assert sorted(run_config["trainable"]) == ["llm", "projector", "vision"]
-    assert run_config["llm_path"].endswith("pretrain/llm/hf")  # from the backbones
+    run_config = json.loads((project / "data/06_models/captioner/run_config.json").read_text())
+    assert sorted(run_config["trainable_modules"]) == ["llm", "projector", "vision"]
+    assert run_config["llm_path"].endswith("06_models/llm/hf")  # from the backbones
 
     heldout = pd.read_csv(project / "data/08_reporting/captioner_heldout.csv")
     assert list(heldout["captions"]) == ["alt_text", "captioner_caption_prompt",
                                          "captioner_recaption_prompt"]
     assert (heldout["scenes"] == 40).all() and heldout["score"].between(0, 1).all()
     assert (project / "data/08_reporting/captioner_heldout.png").stat().st_size > 0
+    # The whole-pipeline run recorded curation and captioning in dvc.lock too.
+    assert "up to date" in run(project, "dvc", "status", "curation", "captioning").stdout
 
     # A second run of the recaption node asks again only for the ids that failed (the micro
     # captioner answers some with an empty caption); every caption it had stays as it was.
     folder = project / "data/04_feature/recaption_shards"
     before = set(folder.rglob("*.parquet"))
-    again = run(project, "kedro", "run", "--env", "micro", "--pipelines=captioning",
-                "--nodes=recaption_pool")
+    again = run(project, "kedro", "run", "--pipelines=captioning", "--nodes=recaption_pool")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     retried = {i for path in set(folder.rglob("*.parquet")) - before
                for i in pd.read_parquet(path)["id"]}
@@ -160,40 +261,12 @@ def test_captioning_chain_recaptions_every_kept_id_once(micro_run):
 
 
 @pytest.mark.slow
-def test_dvc_reruns_only_what_changed(micro_run, tmp_path):
-    """`dvc repro evaluation` twice (nothing runs), then a pretrain parameter: pretrain and what
-    follows. The target leaves out `curation` and `captioning`, which the recipe does not read."""
-    project = tmp_path / "project"
-    shutil.copytree(micro_run[0], project)
-    init_dvc(project)
-    assert run(project, "dvc", "commit", "-f", "--with-deps", "evaluation",
-               KEDRO_ENV="micro").returncode == 0
-    for _ in range(2):
-        again = run(project, "dvc", "repro", "evaluation", KEDRO_ENV="micro", timeout=300)
-        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-        assert "Running stage" not in again.stdout, again.stdout[-3000:]
-    # A key the micro configuration does not override, so the change reaches the run.
-    params = project / "conf/base/parameters_pretrain.yml"
-    params.write_text(params.read_text().replace("tokens: 490000\n    lr: 5.0e-4",
-                                                 "tokens: 490000\n    lr: 5.0e-4\n    warmup_ratio: 0.1"))
-    changed = run(project, "dvc", "repro", "evaluation", KEDRO_ENV="micro")
-    assert changed.returncode == 0, changed.stdout[-4000:] + changed.stderr[-4000:]
-    ran = [stage for stage in ("data", "pretrain", "sft", "evaluation", "curation", "captioning")
-           if f"Running stage '{stage}'" in changed.stdout]
-    assert ran == ["pretrain", "sft", "evaluation"], changed.stdout[-3000:]
-    assert json.loads((project / "data/06_models/pretrain/advance/run_config.json").read_text()
-                      )["optim"]["warmup_ratio"] == 0.1
-
-
-@pytest.mark.slow
-def test_report_prints_the_readme_tables(micro_run):
-    from sail_pipeline import report
-
-    project, _ = micro_run
-    reporting = project / "data/08_reporting"
-    scores = report.eval_table(reporting / "evaluation_metrics.json",
-                               reporting / "evaluation_report.json")
-    assert "| pope (0.50) |" in scores and "| caption (–) |" in scores
-    assert scores.count("\n| advance |") == 1
-    details = report.details_table(reporting / "evaluation_report.json")
-    assert "mme acc_plus" in details and "pope yes_ratio" in details
+def test_report_prints_the_readme_tables(project):
+    result = run(project, "python", "-m", "sail_pipeline.report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| alignment | projector | captions |" in result.stdout
+    assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
+    assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
+    assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
+    variant = run(project, "python", "-m", "sail_pipeline.report", "--namespace", "fast")
+    assert variant.returncode == 0 and "| preference |" in variant.stdout

@@ -61,7 +61,7 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
                               max_seq_len=256, log_every=1, save_every=4, eval_samples=0,
                               loss_norm="square"),
             runtime=RuntimeParams(threads=1, seed=3, peak_tflops=1.0),
-            deepspeed=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
+            deepspeed_config=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
 
     Path(tmp_path / "whole").mkdir()
     Path(tmp_path / "killed").mkdir()

@@ -86,7 +86,7 @@ def test_dry_run_builds_the_single_process_command(tmp_path):
                            "LOCAL_WORLD_SIZE": "1", "CROSS_RANK": "0", "CROSS_SIZE": "1",
                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29600"}
     saved = RunConfig.load(config_path)
-    assert saved.stage == "alignment" and saved.trainable == ["vision", "projector", "llm"]
+    assert saved.stage == "alignment" and saved.trainable_modules == ["vision", "projector", "llm"]
     through_deepspeed = launch(_config(tmp_path), LauncherParams(
         dry_run=True, master_port=29600, single_process="deepspeed"))
     assert through_deepspeed["command"] == [
@@ -162,7 +162,7 @@ def test_the_stage_file_and_the_run_config_make_the_deepspeed_config(tmp_path):
     import torch
 
     cfg = _config(tmp_path, micro_batch_size=4, grad_accum=8,
-                  deepspeed=load_deepspeed_config("zero2_offload", CONF_DEEPSPEED))
+                  deepspeed_config=load_deepspeed_config("zero2_offload", CONF_DEEPSPEED))
     config = deepspeed_config(cfg, world_size=16, dtype=torch.bfloat16)
     assert config["train_batch_size"] == 4 * 8 * 16
     assert config["zero_optimization"]["stage"] == 2 and config["bf16"]["enabled"]
@@ -186,7 +186,7 @@ def test_multi_node_dry_run_writes_the_config_it_would_run(tmp_path):
     launcher = LauncherParams(num_gpus=8, num_nodes=2, hostfile=str(hostfile),
                               master_addr="node-a", master_port=29700, dry_run=True)
     cfg = _config(tmp_path, tokens=10**9, steps=None,
-                  deepspeed=load_deepspeed_config("zero3", CONF_DEEPSPEED))
+                  deepspeed_config=load_deepspeed_config("zero3", CONF_DEEPSPEED))
     plan = launch(cfg, launcher)
     assert plan["command"] == [
         sys.executable, "-m", "deepspeed.launcher.runner", "--hostfile", str(hostfile),

@@ -28,6 +28,18 @@ def last_validated() -> ProjectParams | None:
     return _last_validated
 
 
+def resolve_param(project: ProjectParams, dataset: str) -> Any:
+    """What the `params:<path>` dataset holds for this tree, as the context hands it to nodes
+    (a variant's name first: `params:<variant>.sft.knowledge`)."""
+    node: Any = project
+    parts = dataset.removeprefix("params:").split(".")
+    if parts[0] in project.variants:
+        node, parts = project.variants[parts[0]], parts[1:]
+    for part in parts:
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
 class ProjectContext(KedroContext):
     @property
     def project_params(self) -> ProjectParams:

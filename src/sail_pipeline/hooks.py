@@ -1,8 +1,13 @@
-"""The project's Kedro hooks: validation at start, credentials, dry runs, MLflow lineage."""
+"""The project's Kedro hooks: validation at start, credentials, dry runs, dvc.lock, MLflow
+lineage."""
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from kedro.config import MissingConfigException
@@ -65,6 +70,55 @@ class DryRunHook:
             if dataset is not None:
                 catalog[name] = DryRunDataset(dataset)
         log.info("dry run: nothing under data/ will be written")
+
+
+class DvcLockHook:
+    """After a whole-pipeline `kedro run`, record in dvc.lock what it produced, as `dvc repro`
+    would have: `dvc status` is then clean and `dvc repro` runs nothing.
+
+    One DVC stage per pipeline (dvc.yaml, written by tools/dvc_stages.py). Not when DVC itself
+    runs the command (it records its own lock), on a dry run, in another environment than the
+    default (DVC tracks data/, conf/micro writes data/micro/), or when nodes were filtered.
+    """
+
+    def __init__(self) -> None:
+        self._enabled = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._root = Path(context.project_path)
+        self._enabled = (not context.project_params.runtime.launcher.dry_run
+                         and context.env in (None, "local", "base")
+                         and "DVC_STAGE" not in os.environ
+                         and (self._root / ".dvc").is_dir() and (self._root / "dvc.yaml").exists())
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if not self._enabled or any(run_params.get(key) for key in _NODE_FILTERS):
+            return
+        import yaml
+
+        from sail_pipeline.pipeline_registry import DEFAULT
+
+        names = run_params.get("pipeline_names") or ["__default__"]
+        ran = [n for name in names for n in (DEFAULT if name == "__default__" else [name])]
+        known = (yaml.safe_load((self._root / "dvc.yaml").read_text()) or {}).get("stages", {})
+        stages = [name for name in ran if name in known]
+        if not stages:
+            return
+        dvc = Path(sys.executable).parent / "dvc"
+        result = subprocess.run([str(dvc), "commit", "--force", "--quiet", *stages],
+                                cwd=self._root, capture_output=True, text=True)
+        if result.returncode:
+            log.warning("dvc.lock not updated (`dvc commit %s` failed): %s", " ".join(stages),
+                        (result.stderr or result.stdout).strip()[-500:])
+        else:
+            log.info("dvc.lock records %s: `dvc status` is clean for them", ", ".join(stages))
+
+
+# A run restricted to some nodes did not make the whole stage.
+_NODE_FILTERS = ("tags", "node_names", "from_nodes", "to_nodes", "from_inputs", "to_outputs",
+                 "namespaces", "only_missing_outputs")
 
 
 class TrackingHook(MlflowHook):

@@ -6,7 +6,6 @@ Paths come from the project's catalog, so `--env micro` reads what `make micro` 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sail_pipeline.schema import BACKBONES, RECIPE, get_stage
 
@@ -89,13 +88,9 @@ def main() -> None:
     parser.add_argument("--namespace", default=None,
                         help="a variant's (or sweep point's) tables instead of the recipe's")
     args = parser.parse_args()
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
+    from sail_pipeline.project_catalog import project_catalog
 
-    bootstrap_project(Path.cwd())
-    with KedroSession.create(env=args.env) as session:
-        catalog = session.load_context().catalog
-        print(tables(catalog, args.namespace))
+    print(tables(project_catalog(args.env), args.namespace))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from sail_pipeline.context import ProjectContext  # noqa: E402
 from sail_pipeline.hooks import (  # noqa: E402
     CredentialsHook,
     DryRunHook,
+    DvcLockHook,
     TrackingHook,
     ValidateParametersHook,
 )
@@ -42,8 +43,10 @@ def _env(name: str, default: str | None = None) -> str:
 
 CONTEXT_CLASS = ProjectContext
 # kedro-mlflow's hook is registered as TrackingHook, which extends it with lineage.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow",)
-HOOKS = (ValidateParametersHook(), CredentialsHook(), DryRunHook(), TrackingHook())
+# (Kedro matches the distribution name as its metadata spells it: kedro_mlflow.)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
+HOOKS = (ValidateParametersHook(), CredentialsHook(), DryRunHook(), DvcLockHook(),
+         TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

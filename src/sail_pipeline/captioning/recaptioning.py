@@ -1,9 +1,9 @@
 """Recaption the curated pool, resumably: shards written as it goes, finished ids skipped.
 
     settings = RecaptionParams(backend="local", batch_size=32)
-    backend = LocalBackend(load_generator("data/06_models/captioner/hf"), settings.max_new_tokens)
-    summary = recaption(manifest, backend, "data/04_feature/recaptions", settings)
-    captions = read_captions("data/04_feature/recaptions")  # one row per id
+    backend = LocalBackend(load_generator(captioner_dir), settings.max_new_tokens)
+    summary = recaption(manifest, backend, out_dir, settings)
+    captions = read_captions(out_dir)  # one row per id
 
 Kill it at any point and run it again: it reads the finished shards, skips the ids that have
 a caption, retries the ids that only failed, and ends with exactly one caption per id. Every id

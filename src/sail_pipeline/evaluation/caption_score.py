@@ -44,16 +44,29 @@ def score_captions(scenes: pd.DataFrame, captions: Sequence[str],
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenes", type=Path, default=Path("data/01_raw/world_scenes.parquet"),
-                        help="the world's scene table (default: %(default)s)")
+    parser.add_argument("--scenes", type=Path, default=None,
+                        help="the world's scene table (default: the catalog's `world_scenes` "
+                             "of --env)")
+    parser.add_argument("--env", default=None,
+                        help="Kedro environment whose catalog names the scene table")
     parser.add_argument("--column", default="alt_text",
                         help="caption column to score (default: %(default)s)")
     parser.add_argument("--split", default="benchmark", choices=["train", "benchmark", "all"],
                         help="which scenes (default: %(default)s, the held-out ones)")
     args = parser.parse_args(argv)
-    if not args.scenes.exists():
+    if args.scenes is None:
+        from sail_pipeline.project_catalog import project_catalog
+
+        catalog = project_catalog(args.env)
+        if not catalog.exists("world_scenes"):
+            parser.error("the world's scene table does not exist: run `kedro run "
+                         "--pipelines=data` first, or give --scenes")
+        scenes = catalog.load("world_scenes")
+        args.scenes = "world_scenes"
+    elif not args.scenes.exists():
         parser.error(f"{args.scenes} not found: run `kedro run --pipelines=data` first")
-    scenes = pd.read_parquet(args.scenes)
+    else:
+        scenes = pd.read_parquet(args.scenes)
     if args.column not in scenes.columns:
         parser.error(f"{args.scenes} has no column {args.column!r}; it has {list(scenes.columns)}")
     if args.split != "all":

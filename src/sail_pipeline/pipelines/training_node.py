@@ -40,9 +40,9 @@ def run_config(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: 
                                     else list(ALL_MODULES))
     weights = {k: v for k, v in weights.items() if v is not None}
     return RunConfig(kind=spec.kind, stage=stage, output_dir=str(Path(workdir).resolve()),
-                     train_data=train_data, eval_data=eval_data, trainable=trainable,
+                     train_data=train_data, eval_data=eval_data, trainable_modules=trainable,
                      train=train, runtime=runtime,
-                     deepspeed=load_deepspeed_config(train.deepspeed),
+                     deepspeed_config=load_deepspeed_config(train.deepspeed),
                      tracking=_tracking(stage, weights.get("preset", "-"), runtime.seed),
                      **weights)
 

@@ -44,14 +44,14 @@ class RunConfig(BaseModel):
     tokenizer_path: str | None = None
     llm_path: str | None = None
     vision_path: str | None = None
-    # What trains: `train.trainable`, else the stage registry's default (filled by the node).
-    trainable: list[ModuleKey] = Field(default_factory=lambda: list(ALL_MODULES))
+    # What trains: `train.trainable`, else the stage registry's default (resolved by the node).
+    trainable_modules: list[ModuleKey] = Field(default_factory=lambda: list(ALL_MODULES))
     train: TrainParams
     runtime: RuntimeParams = Field(default_factory=RuntimeParams)
-    # The DeepSpeed config `train.deepspeed` names, loaded (conf/base/deepspeed/*.json); batch
+    # The DeepSpeed config that `train.deepspeed` names, loaded (conf/base/deepspeed/*.json); batch
     # sizes, clipping and precision are filled in from `train`, so the file only holds what
     # differs (ZeRO, offload).
-    deepspeed: dict[str, Any] = Field(default_factory=dict)
+    deepspeed_config: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingConfig = neutral(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
@@ -67,7 +67,7 @@ class RunConfig(BaseModel):
 
     @property
     def zero_stage(self) -> int:
-        return int(self.deepspeed.get("zero_optimization", {}).get("stage", 0))
+        return int(self.deepspeed_config.get("zero_optimization", {}).get("stage", 0))
 
     def check_paths(self) -> None:
         """Fail before any process starts when an input the run names is missing."""

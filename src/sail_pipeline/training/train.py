@@ -159,7 +159,7 @@ def build_task(cfg: RunConfig) -> Task:
             m.save_pretrained(directory, state_dict=state, safe_serialization=True)
             processor.save_pretrained(directory)
 
-        return Task(model, train, evald, processor.tokenizer.pad_token_id, save, cfg.trainable)
+        return Task(model, train, evald, processor.tokenizer.pad_token_id, save, cfg.trainable_modules)
 
     preset = get_preset(cfg.preset)
     if cfg.kind == "lm":
@@ -260,7 +260,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dict[str, Any]:
     """The run's DeepSpeed config: the stage's file, with what this run config decides."""
-    config = copy.deepcopy(cfg.deepspeed)
+    config = copy.deepcopy(cfg.deepspeed_config)
     config.update({
         "train_batch_size": cfg.train.micro_batch_size * cfg.train.grad_accum * world_size,
         "train_micro_batch_size_per_gpu": cfg.train.micro_batch_size,

@@ -19,7 +19,7 @@ def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.Dat
         return None
     if scenes is None:
         raise FileNotFoundError("curation source `world` needs the world's scene table "
-                                "(data/01_raw/world_scenes.parquet): run `kedro run "
+                                "(`world_scenes` in the catalog): run `kedro run "
                                 "--pipelines=data` first, or in the same run")
     return scenes
 

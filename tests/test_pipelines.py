@@ -1,0 +1,207 @@
+"""Every pipeline's wiring, in memory through Kedro's SequentialRunner, in seconds.
+
+As Kedro's starters test pipelines: a DataCatalog of MemoryDatasets, the nodes' real code. The
+trainer subprocess and lmms-eval are replaced by fakes that record what they were asked (the
+end-to-end tests run them for real), so a wrong input name, a parameter of the wrong type or a
+stage starting from the wrong checkpoint fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from sail_pipeline.context import resolve_param
+from sail_pipeline.evaluation.runner import EvalReport
+from sail_pipeline.io import ParquetPathDataset
+from sail_pipeline.pipelines import training_node
+from sail_pipeline.pipelines.curation import create_pipeline as curation
+from sail_pipeline.pipelines.data import create_pipeline as data
+from sail_pipeline.pipelines.evaluation import nodes as evaluation_nodes
+from sail_pipeline.pipelines.pretrain import create_pipeline as pretrain
+from sail_pipeline.pipelines.recipe import create_pipeline as recipe
+from sail_pipeline.pipelines.sft import create_pipeline as sft
+from sail_pipeline.pipelines.variants import create_pipeline as variants
+from sail_pipeline.schema import RECIPE, ProjectParams, deep_merge, validate_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def micro_params(**overrides: Any) -> ProjectParams:
+    """conf/base merged with conf/micro, as `kedro run --env micro` sees them."""
+    tree: dict[str, Any] = {}
+    for path in sorted((ROOT / "conf/base").glob("parameters*.yml")):
+        tree = deep_merge(tree, yaml.safe_load(path.read_text()) or {})
+    tree = deep_merge(tree, yaml.safe_load((ROOT / "conf/micro/parameters.yml").read_text()))
+    return validate_parameters(deep_merge(tree, overrides))
+
+
+class Kept(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so the test can read every output."""
+
+    def _release(self) -> None:
+        pass
+
+
+def run_in_memory(pipeline, project: ProjectParams, tmp_path: Path,
+                  inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run `pipeline` with its parameters from `project` and folders under `tmp_path`; return
+    every dataset it wrote."""
+    datasets: dict[str, Any] = {}
+    for name in pipeline.inputs():
+        if name.startswith("params:"):
+            datasets[name] = MemoryDataset(resolve_param(project, name), copy_mode="assign")
+        elif name.endswith(("_workdir", "_shards")):
+            datasets[name] = MemoryDataset(str(tmp_path / name), copy_mode="assign")
+    for name, value in (inputs or {}).items():
+        datasets[name] = MemoryDataset(value, copy_mode="assign")
+    missing = pipeline.inputs() - set(datasets)
+    assert not missing, f"inputs the test did not provide: {sorted(missing)}"
+    for name in pipeline.all_outputs():
+        # Training tables travel as Parquet paths, as the catalog's ParquetPathDataset has it.
+        datasets[name] = (ParquetPathDataset(str(tmp_path / f"{name}.parquet"))
+                          if name.endswith(("_train", "_eval")) else Kept(copy_mode="assign"))
+    catalog = DataCatalog(datasets)
+    SequentialRunner().run(pipeline, catalog)
+    return {name: catalog.load(name) for name in pipeline.all_outputs()}
+
+
+class FakeTrainer:
+    """Stands in for `launch`: records each run config, returns a stage summary."""
+
+    def __init__(self) -> None:
+        self.configs: dict[str, Any] = {}
+
+    def __call__(self, cfg, launcher) -> dict[str, Any]:
+        self.configs[cfg.output_dir] = cfg
+        return {"hf_dir": f"{cfg.output_dir}/hf", "run_dir": cfg.output_dir, "train_samples": 3,
+                "wall_seconds": 0.1, "eval_loss_before": 2.0, "eval_loss_after": 1.0,
+                "steps": 1}
+
+    def by_stage(self) -> dict[str, Any]:
+        return {cfg.stage: cfg for cfg in self.configs.values()}
+
+
+@pytest.fixture
+def trainer(monkeypatch) -> FakeTrainer:
+    fake = FakeTrainer()
+    monkeypatch.setattr(training_node, "launch", fake)
+    return fake
+
+
+@pytest.fixture
+def evaluated(monkeypatch) -> list[str]:
+    asked: list[str] = []
+
+    def fake_suite(hf_dir, benchmark, workdir, **kwargs) -> EvalReport:
+        asked.append(hf_dir)
+        return EvalReport(scores={"world_count": 0.5}, n_samples={"world_count": 4},
+                          chance={"world_count": 1 / 3}, average=50.0,
+                          samples_path=Path(workdir) / "samples.jsonl",
+                          results_path=Path(workdir) / "results.json")
+
+    monkeypatch.setattr(evaluation_nodes, "run_world_suite", fake_suite)
+    return asked
+
+
+TABLES = {f"{table}_{split}": f"/tables/{table}_{split}.parquet"
+          for table in ("lm_text", "vision_attributes", *RECIPE) for split in ("train", "eval")}
+
+
+def test_data_pipeline_makes_every_table_from_a_tiny_world(tmp_path):
+    project = micro_params(data={"world": {"n_train": 24, "n_benchmark": 6}})
+    out = run_in_memory(data(), project, tmp_path)
+    assert set(TABLES) | {"benchmark", "tokenizer"} <= set(out)
+    assert len(out["world_scenes"]) == 30 and len(pd.read_parquet(out["alignment_train"])) > 0
+    assert out["tokenizer"].vocab_size <= project.data.tokenizer.vocab_size
+
+
+def test_pretrain_wires_backbones_into_alignment_and_alignment_into_advance(tmp_path, trainer):
+    project = micro_params()
+    out = run_in_memory(pretrain(), project, tmp_path,
+                        {**TABLES, "tokenizer": "/tokenizer"})
+    stages = trainer.by_stage()
+    assert set(stages) == {"llm", "vision", "alignment", "advance"}
+    alignment, advance = stages["alignment"], stages["advance"]
+    assert alignment.llm_path == str(tmp_path / "llm_workdir/hf")
+    assert alignment.vision_path == str(tmp_path / "vision_workdir/hf")
+    assert alignment.trainable_modules == ["projector"]
+    assert advance.trainable_modules == ["vision", "projector"]
+    assert advance.init_from == out["alignment_model"]["hf_dir"]
+    # The validated settings themselves reach the trainer, not a copy of some of their fields.
+    assert alignment.train == project.pretrain.alignment
+    assert alignment.runtime == project.runtime
+    assert stages["llm"].kind == "lm" and stages["vision"].kind == "vision"
+
+
+def test_sft_continues_from_advance_through_the_curriculum(tmp_path, trainer):
+    project = micro_params()
+    run_in_memory(sft(), project, tmp_path,
+                  {**TABLES, "advance_model": {"hf_dir": "/advance/hf"}})
+    stages = trainer.by_stage()
+    assert stages["knowledge"].init_from == "/advance/hf"
+    assert stages["instruction"].init_from == str(tmp_path / "knowledge_workdir/hf")
+    assert stages["preference"].init_from == str(tmp_path / "instruction_workdir/hf")
+    assert stages["preference"].deepspeed_config["zero_optimization"]["stage"] == 3  # micro's zero3
+
+
+def test_evaluation_scores_the_chosen_checkpoints(tmp_path, evaluated):
+    project = micro_params()
+    pointers = {f"{s}_model": {"hf_dir": f"/{s}/hf"} for s in RECIPE}
+    out = run_in_memory(recipe().only_nodes_with_tags("evaluation"), project, tmp_path,
+                        {**pointers, "benchmark": "/benchmark.parquet"})
+    assert evaluated == ["/advance/hf", "/preference/hf"]  # conf/micro's checkpoints
+    assert set(out["evaluation_scores"]["checkpoint"]) == {"advance", "preference"}
+    assert out["evaluation_metrics"]["preference"]["average"] == 50.0
+
+
+def test_two_variants_run_as_namespaced_instances_with_their_own_settings(
+        tmp_path, trainer, evaluated):
+    project = micro_params(variants={"fast": {"sft": {"knowledge": {"lr": 0.004}}},
+                                     "seed_1": {"runtime": {"seed": 1}}})
+    shared = {**TABLES, "tokenizer": "/tokenizer", "llm_model": {"hf_dir": "/llm/hf"},
+              "vision_model": {"hf_dir": "/vision/hf"}, "benchmark": "/benchmark.parquet"}
+    out = run_in_memory(variants(sorted(project.variants)), project, tmp_path, shared)
+    configs = trainer.configs.values()
+    knowledge = {Path(c.output_dir).name: c for c in configs if c.stage == "knowledge"}
+    assert knowledge["fast.knowledge_workdir"].train.lr == 0.004
+    assert knowledge["seed_1.knowledge_workdir"].train.lr == project.sft.knowledge.lr
+    assert knowledge["seed_1.knowledge_workdir"].runtime.seed == 1
+    assert {"fast.evaluation_metrics", "seed_1.evaluation_metrics"} <= set(out)
+    assert len(evaluated) == 4  # two checkpoints per instance
+
+
+def test_curation_accounts_for_a_tiny_world(tmp_path, small_world):
+    project = micro_params()
+    out = run_in_memory(curation(), project, tmp_path, {"world_scenes": small_world.scenes})
+    manifest, quarantine = out["curation_manifest"], out["curation_quarantine"]
+    train = small_world.scenes[small_world.scenes["split"] == "train"]
+    assert len(manifest) + len(quarantine) == len(train)
+    assert isinstance(out["curation_funnel"], pd.DataFrame)
+
+
+def test_captioning_wires_reference_captions_to_the_captioner_and_the_pool(
+        tmp_path, trainer, small_world):
+    """The oracle captions the reference set and the pool; the captioner trains in between."""
+    project = micro_params(captioning={"reference": {"size": 10},
+                                       "recaption": {"backend": "oracle"}})
+    from sail_pipeline.pipelines.captioning import create_pipeline as captioning
+
+    scenes = small_world.scenes
+    train = scenes[scenes["split"] == "train"].reset_index(drop=True)
+    manifest = pd.DataFrame({"id": "world:" + train["id"], "image": train["image"],
+                             "alt_text": train["alt_text"], "sha256": train["id"]})
+    out = run_in_memory(captioning(), project, tmp_path, {
+        "curation_manifest": manifest, "world_scenes": scenes, "tokenizer": "/tokenizer",
+        "llm_model": {"hf_dir": "/llm/hf"}, "vision_model": {"hf_dir": "/vision/hf"}})
+    assert len(out["reference_captions"]) == 10
+    captioner = trainer.by_stage()["captioner"]
+    assert captioner.llm_path == "/llm/hf" and captioner.train == project.captioning.captioner.train
+    assert set(out["recaptions"]["id"]) | set(out["recaption_failures"]["id"]) == \
+        set(manifest["id"])

@@ -1,0 +1,179 @@
+"""Every command and snippet of the README that a user would paste runs.
+
+On a copy of the session's micro-sized project (its data and dvc.lock made by `kedro run`).
+`kedro run` lines run as dry runs (they print each stage's command and write nothing); the
+`kedro` lines run in one Python process, so Kedro is imported once. Skipped, with the reason:
+`make` targets (CI runs `make test`; the others install or serve), GPU commands, servers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.project import env
+
+ROOT = Path(__file__).resolve().parents[1]
+DRY = "runtime.launcher.dry_run=true"
+# Why a command is not run here (matched against the start of the command).
+NOT_RUN = {
+    "make ": "a make target: CI runs `make test`; the others install, lock or serve",
+    "source ": "shell setup: the test runs in the virtual environment already",
+    "kedro run --env gpu": "needs a GPU and the real backbones",
+    ".venv/bin/kedro run --env gpu": "needs a GPU and the real backbones",
+    "python -m deepspeed.launcher.runner --num_gpus 8": "needs 8 GPUs",
+}
+
+
+def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
+    """(line, language, body) of every fenced block, nested ones included."""
+    blocks = []
+    for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
+        indent = len(match[1])
+        body = "\n".join(line[indent:] for line in match[3].splitlines())
+        blocks.append((text[:match.start()].count("\n") + 1, match[2], body))
+    return blocks
+
+
+def commands(body: str) -> list[str]:
+    """The shell commands of a bash block: continuations joined, comments dropped."""
+    joined = body.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        command = re.sub(r"\s+#.*$", "", line).strip()
+        if command and not command.startswith("#"):
+            out.append(command)
+    return out
+
+
+def as_dry_run(args: list[str]) -> list[str]:
+    if "--params" in args:
+        i = args.index("--params") + 1
+        return [*args[:i], f"{args[i]},{DRY}", *args[i + 1:]]
+    return [*args, "--params", DRY]
+
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = fenced_blocks(README)
+
+
+def test_the_readme_has_the_blocks_this_test_expects():
+    languages = [language for _, language, _ in BLOCKS]
+    assert languages.count("python") >= 2 and languages.count("bash") >= 4
+    assert "yaml" in languages
+
+
+@pytest.fixture(scope="module")
+def readme_project(project, tmp_path_factory):
+    copy = tmp_path_factory.mktemp("readme") / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    return copy
+
+
+def _run(project: Path, command: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(command, shell=True, cwd=project, env=env(project),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_every_bash_command_runs(readme_project):
+    kedro_lines, shell_lines, skipped = [], [], []
+    for line, language, body in BLOCKS:
+        if language != "bash":
+            continue
+        for command in commands(body):
+            reason = next((why for start, why in NOT_RUN.items() if command.startswith(start)),
+                          None)
+            if reason:
+                skipped.append((line, command, reason))
+            elif command.startswith("kedro run"):
+                kedro_lines.append((line, shlex.split(command)[1:]))
+            else:
+                shell_lines.append((line, command))
+    assert len(kedro_lines) >= 8 and len(shell_lines) >= 6
+
+    # Every `kedro run` line, as a dry run, in one process.
+    script = f"""
+import json, sys
+from pathlib import Path
+from kedro.framework.cli.cli import KedroCLI
+from kedro.framework.project import configure_project
+results = []
+for args in {[as_dry_run(args) for _, args in kedro_lines]!r}:
+    configure_project("sail_pipeline")
+    try:
+        KedroCLI(Path.cwd()).main(args=args, prog_name="kedro", standalone_mode=False)
+        results.append(None)
+    except SystemExit as exit:
+        results.append(None if not exit.code else f"exit {{exit.code}}")
+    except Exception as error:
+        results.append(repr(error)[:2000])
+print("RESULTS " + json.dumps(results))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=readme_project,
+                            env=env(readme_project), capture_output=True, text=True,
+                            timeout=900)
+    found = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert found, result.stdout[-3000:] + result.stderr[-3000:]
+    failures = [(line, args, error) for (line, args), error in
+                zip(kedro_lines, json.loads(found[-1][8:]), strict=True) if error]
+    assert not failures, failures
+    assert result.stdout.count("[dry run] knowledge:") >= 3  # sft ran in several lines
+
+    for line, command in shell_lines:
+        if command.startswith("dvc exp run"):
+            # Planned, not trained: in DVC's temporary copy of the git tree, which needs the
+            # untracked data and lock copied in (README, "Kedro and DVC agree").
+            command = command.replace("dvc exp run", "dvc exp run --dry -C data -C dvc.lock")
+            command += " evaluation"
+        outcome = _run(readme_project, command)
+        assert outcome.returncode == 0, (line, command, outcome.stdout[-2000:],
+                                         outcome.stderr[-2000:])
+    assert all(reason for *_, reason in skipped)
+
+
+@pytest.mark.slow
+def test_the_wrong_parameter_example_prints_what_the_readme_shows(readme_project):
+    (line, _, body), = [b for b in BLOCKS if b[2].startswith("$ kedro run")]
+    command, *expected = body.splitlines()
+    outcome = _run(readme_project, command.removeprefix("$ "))
+    assert outcome.returncode != 0
+    for text in expected:
+        assert text.strip() in outcome.stdout + outcome.stderr, (line, text)
+
+
+@pytest.mark.slow
+def test_every_python_snippet_runs(readme_project):
+    from sail_pipeline.captioning.local_server import chat_reply, serve_canned
+
+    snippets = [(line, body) for line, language, body in BLOCKS if language == "python"]
+    for line, body in snippets:
+        code = body
+        with serve_canned(lambda body, request: chat_reply("a red circle")) as server:
+            # The API snippet names a local endpoint; a canned server stands in for it.
+            code = code.replace("http://127.0.0.1:8000/v1", server.base_url)
+            outcome = subprocess.run([sys.executable, "-c", code], cwd=readme_project,
+                                     env=env(readme_project, OPENAI_API_KEY="sk-test"),
+                                     capture_output=True, text=True, timeout=300)
+        assert outcome.returncode == 0, (line, outcome.stderr[-3000:])
+
+
+def test_every_yaml_snippet_is_valid_parameters():
+    from sail_pipeline.schema import deep_merge
+    from sail_pipeline.validation import validate_project
+
+    base: dict = {}
+    for path in sorted((ROOT / "conf/base").glob("parameters*.yml")):
+        base = deep_merge(base, yaml.safe_load(path.read_text()) or {})
+    for _, language, body in BLOCKS:
+        if language == "yaml":
+            validate_project(deep_merge(base, yaml.safe_load(body)),
+                             deepspeed_dir=ROOT / "conf/base/deepspeed")
