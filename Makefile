@@ -67,8 +67,11 @@ run: install  ## the whole chain on the embedded default: kedro run
 micro: install  ## the whole chain on the micro configuration, into data/micro (about 3 minutes)
 	$(BIN)/kedro run --env micro
 
+# The environment checks first, alone, so a broken install fails in seconds naming the module;
+# then the rest on both cores (tests that share the end-to-end project stay on one worker).
 test: install  ## the test suite (includes end-to-end kedro and dvc runs)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q -m environment
+	$(BIN)/python -m pytest -m "not environment" -n 2 --dist loadgroup
 
 lint: install  ## ruff
 	$(BIN)/ruff check src tests tools benchmarks

@@ -14,8 +14,14 @@ _broken_environment: list[str] = []
 
 
 def pytest_collection_modifyitems(config, items):
-    """Environment checks (lock, imports) first: a broken install should fail in seconds."""
+    """Environment checks (lock, imports) first: a broken install should fail in seconds.
+
+    Under pytest-xdist (`make test`), every test that uses the shared end-to-end `project`
+    runs on one worker, so that project is built once."""
     items.sort(key=lambda item: item.get_closest_marker("environment") is None)
+    for item in items:
+        if "project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("recipe_project"))
 
 
 def pytest_runtest_logreport(report):

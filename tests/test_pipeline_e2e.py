@@ -268,5 +268,8 @@ def test_report_prints_the_readme_tables(project):
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
     assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
     assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
-    variant = run(project, "python", "-m", "sail_pipeline.report", "--namespace", "fast")
-    assert variant.returncode == 0 and "| preference |" in variant.stdout
+    from sail_pipeline import report
+    from sail_pipeline.project_catalog import project_catalog
+
+    variant = report.tables(project_catalog(project=project), namespace="fast")
+    assert "| preference |" in variant and "| knowledge |" in variant

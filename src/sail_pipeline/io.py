@@ -98,7 +98,12 @@ class DryRunDataset(AbstractDataset[Any, Any]):
         self._data: Any = _NOTHING
 
     def _load(self) -> Any:
-        return self._wrapped.load() if self._data is _NOTHING else self._data
+        if self._data is _NOTHING:
+            return self._wrapped.load()
+        if isinstance(self._wrapped, _PathDataset):
+            # It loads as the path a real run would write: what the next dry stage names.
+            return str(self._wrapped._filepath.resolve())
+        return self._data
 
     def _save(self, data: Any) -> None:
         self._data = data

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sail_pipeline.modeling.tokenizer import CHAT_TEMPLATE, IMAGE_PLACEHOLDER
-from sail_pipeline.schema import CAPTION_PROMPT, StageSizeParams
+from sail_pipeline.schema import CAPTION_PROMPT, STAGES, StageSizeParams
 from sail_pipeline.world import POSITIONS, Scene, WorldParams
 from sail_pipeline.world.captions import caption_facts, fact_vocabulary
 
@@ -218,7 +218,9 @@ def vision_attribute_table(scenes: pd.DataFrame, world: WorldParams) -> pd.DataF
     })
 
 
-TRAINING_TABLES = ("alignment", "advance", "knowledge", "instruction", "preference", "lm_text",
-                   "vision_attributes")
+# Every stage's table but the captioner's (the captioning pipeline makes that one), in the
+# stage registry's order.
+TRAINING_TABLES = tuple(dict.fromkeys(spec.table for spec in STAGES.values()
+                                      if spec.group != "captioning"))
 TABLE_NAMES = tuple(f"{name}_{split}" for name in TRAINING_TABLES for split in ("train", "eval")
                     ) + ("benchmark",)

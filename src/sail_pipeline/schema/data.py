@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from sail_pipeline.schema.base import StrictModel
+from sail_pipeline.schema.stages import RECIPE
 from sail_pipeline.schema.world import WorldParams
 
 
@@ -24,18 +25,15 @@ class TokenizerParams(StrictModel):
         return self
 
 
-class StageSizeParams(StrictModel):
-    """Cap on rows per stage table (null: all the world offers)."""
-
-    alignment: int | None = Field(None, gt=0)
-    advance: int | None = Field(None, gt=0)
-    knowledge: int | None = Field(None, gt=0)
-    instruction: int | None = Field(None, gt=0)
-    preference: int | None = Field(None, gt=0)
+# `data.stage_sizes`: a cap on rows per recipe stage's table (null: all the world offers), one
+# field per stage of the registry.
+StageSizeParams = create_model(
+    "StageSizeParams", __base__=StrictModel, __module__=__name__,
+    **{stage: (int | None, Field(None, gt=0)) for stage in RECIPE})
 
 
 class DataParams(StrictModel):
     world: WorldParams = Field(default_factory=WorldParams)
     tokenizer: TokenizerParams = Field(default_factory=TokenizerParams)
-    stage_sizes: StageSizeParams = Field(default_factory=StageSizeParams)
+    stage_sizes: StageSizeParams = Field(default_factory=StageSizeParams)  # type: ignore[valid-type]
     advance_ocr: bool = True
