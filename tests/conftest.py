@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import yaml
@@ -14,14 +15,8 @@ _broken_environment: list[str] = []
 
 
 def pytest_collection_modifyitems(config, items):
-    """Environment checks (lock, imports) first: a broken install should fail in seconds.
-
-    Under pytest-xdist (`make test`), every test that uses the shared end-to-end `project`
-    runs on one worker, so that project is built once."""
+    """Environment checks (lock, imports) first: a broken install should fail in seconds."""
     items.sort(key=lambda item: item.get_closest_marker("environment") is None)
-    for item in items:
-        if "project" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("recipe_project"))
 
 
 def pytest_runtest_logreport(report):
@@ -66,17 +61,37 @@ VARIANTS = {"fast": _SMALL | {"sft": {**_SMALL["sft"], "knowledge": {"steps": 2,
 
 
 @pytest.fixture(scope="session")
-def project(tmp_path_factory):
+def project(tmp_path_factory, worker_id):
     """A git + DVC copy of the project after `kedro run --pipelines=__default__,variants` at
     the micro configuration's sizes. They sit in conf/local, so the run writes data/ as
-    `make run` does and DVC tracks it. Tests that change it work on a copy."""
+    `make run` does and DVC tracks it. Read-only: tests that change it work on a copy.
+
+    Built once per test session: under pytest-xdist (`make test`) the first worker to need it
+    builds it while the others wait on a file lock, then every worker shares it."""
+    from filelock import FileLock
+
     from tests.project import init_dvc, make_project, run
 
-    project = make_project(tmp_path_factory.mktemp("kedro_project"))
-    micro = yaml.safe_load((project / "conf/micro/parameters.yml").read_text())
-    (project / "conf/local/parameters.yml").write_text(
-        yaml.safe_dump(micro | {"variants": VARIANTS}))
-    init_dvc(project)
-    result = run(project, "kedro", "run", "--pipelines=__default__,variants")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return project
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # this session's folder
+    target = shared / "recipe_project"
+    with FileLock(str(shared / "recipe_project.lock")):
+        if not (target / ".built").exists():
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir()
+            project = make_project(target)
+            micro = yaml.safe_load((project / "conf/micro/parameters.yml").read_text())
+            (project / "conf/local/parameters.yml").write_text(
+                yaml.safe_dump(micro | {"variants": VARIANTS}))
+            init_dvc(project)
+            result = run(project, "kedro", "run", "--pipelines=__default__,variants")
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+            (target / ".built").write_text("")
+    return target
+
+
+@pytest.fixture
+def project_copy(project, tmp_path):
+    """A copy of `project` that a test may change."""
+    return shutil.copytree(project, tmp_path / "project", symlinks=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
 import yaml
@@ -18,8 +16,8 @@ SECRET = "sk-test-SECRET-7781"
 
 
 @pytest.mark.slow
-def test_reference_captions_through_an_api_with_kedro_credentials(project, tmp_path):
-    project = shutil.copytree(project, tmp_path / "project", symlinks=True)
+def test_reference_captions_through_an_api_with_kedro_credentials(project_copy):
+    project = project_copy
     calls = {"n": 0}
 
     async def handler(body, request):

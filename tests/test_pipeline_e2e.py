@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 
 import mlflow
 import pandas as pd
@@ -128,6 +127,8 @@ def test_mlflow_tree_and_lineage(project):
         stages = runs[runs["tags.mlflow.parentRunId"] == instance["run_id"]]
         assert sorted(stages["tags.sail.stage"]) == sorted(RECIPE)
         assert instance["metrics.eval/preference/average"] >= 0
+        assert float(instance["params.sft.knowledge.lr"]) == (0.004 if name == "fast" else
+                                                              float(parent["params.sft.knowledge.lr"]))
     assert (runs["tags.git.commit"].dropna().str.len() == 40).all()
     assert parent["metrics.eval/preference/average"] >= 0
     assert 0 <= parent["metrics.eval/preference/world_pope/yes_ratio"] <= 1
@@ -147,10 +148,11 @@ def test_mlflow_tree_and_lineage(project):
 
 
 @pytest.mark.slow
-def test_dvc_agrees_with_kedro(project, tmp_path):
+def test_dvc_agrees_with_kedro(project_copy):
     """After `kedro run`, dvc.lock holds the run: `dvc status` is clean and `dvc repro` runs
     nothing. A one-character change to the image processor makes evaluation (and the stages
     that train with it) out of date."""
+    project = project_copy
     status = run(project, "dvc", "status", *RECIPE_STAGES)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout[-3000:]
     dry = run(project, "dvc", "repro", "--dry", "evaluation")
@@ -168,9 +170,8 @@ def test_dvc_agrees_with_kedro(project, tmp_path):
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_changes_one_parameter_and_reruns_only_its_stage(project, tmp_path):
-    copy = tmp_path / "project"
-    shutil.copytree(project, copy, symlinks=True)
+def test_dvc_exp_run_changes_one_parameter_and_reruns_only_its_stage(project_copy):
+    copy = project_copy
     # The README's example, dry: DVC plans it in a temporary copy of the git tree, which lacks
     # the untracked data and lock (-C copies them in).
     dry = run(copy, "dvc", "exp", "run", "--dry", "-C", "data", "-C", "dvc.lock", "-S",
@@ -191,7 +192,8 @@ def test_dvc_exp_run_changes_one_parameter_and_reruns_only_its_stage(project, tm
 
 
 @pytest.mark.slow
-def test_a_dry_run_prints_every_command_and_writes_nothing(project):
+def test_a_dry_run_prints_every_command_and_writes_nothing(project_copy):
+    project = project_copy
     before = _tree_digest(project / "data")
     result = run(project, "kedro", "run", "--pipelines=sft,evaluation", "--params",
                  "runtime.launcher.dry_run=true", timeout=300)
@@ -214,10 +216,8 @@ def test_bad_parameter_fails_before_training_naming_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_captioning_chain_recaptions_every_kept_id_once(project, tmp_path):
+def test_captioning_chain_recaptions_every_kept_id_once(project_copy):
     """curation -> reference captions -> captioner -> recaption the pool -> held-out scores."""
-    project_copy = tmp_path / "project"
-    shutil.copytree(project, project_copy, symlinks=True)
     project = project_copy
     result = run(project, "kedro", "run", "--pipelines=curation,captioning")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,11 +70,9 @@ def test_the_readme_has_the_blocks_this_test_expects():
     assert "yaml" in languages
 
 
-@pytest.fixture(scope="module")
-def readme_project(project, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("readme") / "project"
-    shutil.copytree(project, copy, symlinks=True)
-    return copy
+@pytest.fixture
+def readme_project(project_copy):
+    return project_copy
 
 
 def _run(project: Path, command: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -156,7 +153,11 @@ def test_every_python_snippet_runs(readme_project):
     from sail_pipeline.captioning.local_server import chat_reply, serve_canned
 
     snippets = [(line, body) for line, language, body in BLOCKS if language == "python"]
-    with serve_canned(lambda body, request: chat_reply("a red circle")) as server:
+
+    async def caption(body, request):
+        return chat_reply("a red circle")
+
+    with serve_canned(caption) as server:
         # The API snippet names a local endpoint; a canned server stands in for it.
         codes = {line: body.replace("http://127.0.0.1:8000/v1", server.base_url)
                  for line, body in snippets}

@@ -164,6 +164,12 @@ class TrackingHook(MlflowHook):
                  for k, v in inputs.items()}
         super().before_node_run(node, catalog, plain, is_async)
         lineage.current_namespace.set(node.namespace)
+        if node.namespace and getattr(self, "_is_mlflow_enabled", False):
+            # The instance's own run gets its parameters without the namespace, so runs of
+            # different variants compare key by key in the MLflow UI.
+            prefix = f"params:{node.namespace}."
+            lineage.log_params({k.removeprefix(prefix): v for k, v in plain.items()
+                                if k.startswith(prefix)})
 
     @hook_impl
     def after_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],

@@ -16,6 +16,9 @@ from kedro.io import AbstractDataset, DatasetError
 
 
 class _PathDataset(AbstractDataset[Any, str]):
+    # What the next node receives: the file's path (not the object saved).
+    loads_as_path = True
+
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         self._filepath = Path(filepath)
         self.metadata = metadata
@@ -57,6 +60,8 @@ class OptionalParquetDataset(ParquetPathDataset):
     for the data pipeline to write it; a curation of the user's own folders, with no world
     source, must still run where the world was never generated.
     """
+
+    loads_as_path = False
 
     def _load(self) -> pd.DataFrame | None:  # type: ignore[override]
         return pd.read_parquet(self._filepath) if self._exists() else None
@@ -100,7 +105,7 @@ class DryRunDataset(AbstractDataset[Any, Any]):
     def _load(self) -> Any:
         if self._data is _NOTHING:
             return self._wrapped.load()
-        if isinstance(self._wrapped, _PathDataset):
+        if getattr(self._wrapped, "loads_as_path", False):
             # It loads as the path a real run would write: what the next dry stage names.
             return str(self._wrapped._filepath.resolve())
         return self._data

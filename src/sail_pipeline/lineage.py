@@ -134,6 +134,31 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
         Metric(key, float(value), now, step or 0) for key, value in metrics.items()])
 
 
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`: one MLflow parameter per leaf."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Parameters (nested dicts flattened) into `tracking_target()`; none without MLflow."""
+    target = tracking_target()
+    if target is None or not params:
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    flat = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+    client = MlflowClient()
+    for start in range(0, len(flat), 100):  # MLflow takes at most 100 per batch
+        client.log_batch(target[1], params=flat[start:start + 100])
+
+
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     target = tracking_target()
     if target is None:

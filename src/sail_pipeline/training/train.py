@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sail_pipeline.lineage import flatten
 from sail_pipeline.modeling.freezing import freeze, module_group
 from sail_pipeline.modeling.presets import (
     build_text_lm,
@@ -277,16 +278,6 @@ def deepspeed_config(cfg: RunConfig, world_size: int, dtype: torch.dtype) -> dic
     return config
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _optimizer(cfg: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
     """AdamW with one group per (module group, decay or not), each at its own learning rate."""
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
@@ -425,7 +416,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         fingerprint_file.write_text(json.dumps(fingerprint))
 
     # Every setting the run was given (train.*, runtime.seed, ...), and what followed from them.
-    params = {**_flat(cfg.model_dump(mode="json", include={"train", "runtime"})),
+    params = {**flatten(cfg.model_dump(mode="json", include={"train", "runtime"})),
               "stage": cfg.stage, "kind": cfg.kind, "preset": cfg.preset, "steps": total_steps,
               "world_size": world, "trainable": ",".join(task.freeze_keys or ["all"]),
               "train_samples": len(task.train), "zero_stage": cfg.zero_stage,
