@@ -62,9 +62,10 @@ VARIANTS = {"fast": _SMALL | {"sft": {**_SMALL["sft"], "knowledge": {"steps": 2,
 
 @pytest.fixture(scope="session")
 def project(tmp_path_factory, worker_id):
-    """A git + DVC copy of the project after `kedro run --pipelines=__default__,variants` at
-    the micro configuration's sizes. They sit in conf/local, so the run writes data/ as
-    `make run` does and DVC tracks it. Read-only: tests that change it work on a copy.
+    """A git + DVC copy of the project after `kedro run` at the micro configuration's sizes.
+    They sit in conf/local (with two example `variants`, which `kedro run` does not run), so
+    the run writes data/ as `make run` does and DVC tracks it. Read-only: tests that change it
+    work on a copy (`project_copy`).
 
     Built once per test session: under pytest-xdist (`make test`) the first worker to need it
     builds it while the others wait on a file lock, then every worker shares it."""
@@ -85,7 +86,7 @@ def project(tmp_path_factory, worker_id):
             (project / "conf/local/parameters.yml").write_text(
                 yaml.safe_dump(micro | {"variants": VARIANTS}))
             init_dvc(project)
-            result = run(project, "kedro", "run", "--pipelines=__default__,variants")
+            result = run(project, "kedro", "run")
             assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
             (target / ".built").write_text("")
     return target

@@ -1,7 +1,7 @@
 """`kedro run`, `dvc` and MLflow end to end, in a copy of the project that is a git + DVC repo.
 
-One `kedro run` of the recipe plus two namespaced variants (the `project` fixture of
-conftest.py) serves every test here: what only a real run can show.
+One `kedro run` of the recipe at micro sizes (the `project` fixture of conftest.py) serves
+every test here, and the namespaced variants run on a copy of it: what only real runs show.
 """
 
 from __future__ import annotations
@@ -82,7 +82,12 @@ def test_evaluation_writes_scores_for_each_checkpoint(project):
 
 
 @pytest.mark.slow
-def test_each_variant_has_its_own_folders_and_settings(project):
+def test_two_variants_run_as_namespaced_instances(project_copy):
+    """`kedro run --pipelines=variants`: each variant of conf/local trains the recipe under its
+    own namespace, folders and MLflow child run, on the tables and backbones of the project."""
+    project = project_copy
+    result = run(project, "kedro", "run", "--pipelines=variants")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     for name in VARIANTS:
         for stage in RECIPE:
             config = json.loads((project / f"data/06_models/{name}/{stage}/run_config.json"
@@ -101,39 +106,44 @@ def test_each_variant_has_its_own_folders_and_settings(project):
                             ).read_text())
     assert alignment["llm_path"] == str((project / "data/06_models/llm/hf").resolve())
 
-
-@pytest.mark.slow
-def test_mlflow_tree_and_lineage(project):
-    """Kedro run -> a child per stage and per variant -> a grandchild per variant stage; each
-    with the commit, the parameters and, for training runs, the tables it read."""
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True)
-    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    parents = parents[parents["tags.sail.dry_run"] == "false"]
-    assert len(parents) == 1
-    parent = parents.iloc[0]
-    # named for what it is (pipelines, preset, seed), not `__default__`
-    assert sorted(parent["tags.mlflow.runName"].split(" · ")[0].split("+")) == [
-        "recipe", "variants"]
-    assert parent["tags.mlflow.runName"].endswith(" · tiny · seed 0")
-    assert parent["tags.runner"] == "SequentialRunner"
-    assert len(parent["tags.git.commit"]) == 40 and parent["tags.git.dirty"] in ("true", "false")
-    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
-    assert sorted(children["tags.mlflow.runName"]) == sorted(
-        [*BACKBONES, *RECIPE, *VARIANTS])
-    assert (children["status"] == "FINISHED").all()
+    parent = runs[runs["tags.mlflow.runName"] == "variants · tiny · seed 0"]
+    assert len(parent) == 1
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]]
+    assert sorted(children["tags.mlflow.runName"]) == sorted(VARIANTS)
     for name in VARIANTS:
         instance = children[children["tags.mlflow.runName"] == name].iloc[0]
         stages = runs[runs["tags.mlflow.parentRunId"] == instance["run_id"]]
         assert sorted(stages["tags.sail.stage"]) == sorted(RECIPE)
+        assert (stages["tags.sail.instance"] == name).all()
         assert instance["metrics.eval/preference/average"] >= 0
-        assert float(instance["params.sft.knowledge.lr"]) == (0.004 if name == "fast" else
-                                                              float(parent["params.sft.knowledge.lr"]))
+        assert len(instance["tags.git.commit"]) == 40
+        assert float(instance["params.sft.knowledge.lr"]) == (
+            0.004 if name == "fast" else base["train"]["lr"])
+
+
+@pytest.mark.slow
+def test_mlflow_tree_and_lineage(project):
+    """Kedro run -> a child per stage, each with the commit, the parameters and, for training
+    runs, the tables it read (the variants' tree: test_two_variants_run_as_...)."""
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 1
+    parent = parents.iloc[0]
+    # named for what it is (pipeline, preset, seed), not `__default__`
+    assert parent["tags.mlflow.runName"] == "recipe · tiny · seed 0"
+    assert parent["tags.runner"] == "SequentialRunner"
+    assert len(parent["tags.git.commit"]) == 40 and parent["tags.git.dirty"] in ("true", "false")
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert sorted(children["tags.mlflow.runName"]) == sorted([*BACKBONES, *RECIPE])
+    assert (children["status"] == "FINISHED").all()
     assert (runs["tags.git.commit"].dropna().str.len() == 40).all()
     assert parent["metrics.eval/preference/average"] >= 0
     assert 0 <= parent["metrics.eval/preference/world_pope/yes_ratio"] <= 1
     assert parent["metrics.alignment/eval_loss_after"] < parent["metrics.alignment/eval_loss_before"]
-    assert "params.sft.knowledge.lr" in runs.columns and "params.fast.sft.knowledge.lr" in runs
+    assert "params.sft.knowledge.lr" in runs.columns
     client = mlflow.tracking.MlflowClient()
     knowledge = children[children["tags.mlflow.runName"] == "knowledge"].iloc[0]
     history = client.get_metric_history(knowledge["run_id"], "train_loss")

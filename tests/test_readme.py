@@ -104,7 +104,11 @@ from pathlib import Path
 from kedro.framework.cli.cli import KedroCLI
 from kedro.framework.project import configure_project
 results = []
+import mlflow
 for args in {[as_dry_run(args) for _, args in kedro_lines]!r}:
+    # One command per process from a shell: start each one as a fresh process would.
+    while mlflow.active_run():
+        mlflow.end_run()
     configure_project("sail_pipeline")
     try:
         KedroCLI(Path.cwd()).main(args=args, prog_name="kedro", standalone_mode=False)
