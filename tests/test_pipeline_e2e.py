@@ -33,7 +33,8 @@ def test_every_stage_leaves_a_checkpoint_and_a_summary(project):
     for stage in (*BACKBONES, *RECIPE):
         folder = project / "data/06_models" / stage
         pointer = json.loads((folder / "model.json").read_text())
-        assert pointer["hf_dir"] == str((folder / "hf").resolve())
+        # Stored relative to the pointer, so the project can move (see test_io).
+        assert pointer["hf_dir"] == "hf" and pointer["run_dir"] == "."
         assert (folder / "hf/model.safetensors").exists(), stage
         summary = pointer["summary"]
         assert summary["mask_mismatches"] == 0, stage
@@ -101,10 +102,13 @@ def test_two_variants_run_as_namespaced_instances(project_copy):
     assert fast["train"]["lr"] == 0.004 and seeded["train"]["lr"] == base["train"]["lr"]
     assert seeded["runtime"]["seed"] == 1 and fast["runtime"]["seed"] == 0
     # The instances share the tables and the backbones; only their own stages are theirs.
-    assert fast["train_data"] == base["train_data"]
+    tables = str((project / "data/05_model_input").resolve())
+    assert fast["train_data"] == f"{tables}/knowledge_train.parquet"
     alignment = json.loads((project / "data/06_models/fast/alignment/run_config.json"
                             ).read_text())
     assert alignment["llm_path"] == str((project / "data/06_models/llm/hf").resolve())
+    variant = run(project, "python", "-m", "sail_pipeline.report", "--namespace", "fast")
+    assert variant.returncode == 0 and "| preference |" in variant.stdout
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True)
@@ -278,8 +282,3 @@ def test_report_prints_the_readme_tables(project):
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
     assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
     assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
-    from sail_pipeline import report
-    from sail_pipeline.project_catalog import project_catalog
-
-    variant = report.tables(project_catalog(project=project), namespace="fast")
-    assert "| preference |" in variant and "| knowledge |" in variant

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
+from kedro_datasets.json import JSONDataset
 
 
 class _PathDataset(AbstractDataset[Any, str]):
@@ -89,6 +90,41 @@ class FolderDataset(AbstractDataset[None, str]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class ModelPointerDataset(JSONDataset):
+    """A stage's pointer ({hf_dir, run_dir, summary}) with its folders stored relative to it.
+
+    A checkpoint inside the pointer's folder is written as a relative path and loaded as an
+    absolute one, so a project that is moved, copied or checked out by `dvc exp run` in a temp
+    folder points at its own checkpoints, never at the folder it was trained in. A user's own
+    weights elsewhere stay absolute.
+    """
+
+    _PATH_KEYS = ("hf_dir", "run_dir")
+
+    def _folder(self) -> Path:
+        return Path(self._filepath).parent.resolve()
+
+    def save(self, data: dict[str, Any]) -> None:
+        folder = self._folder()
+        stored = dict(data)
+        for key in self._PATH_KEYS:
+            if stored.get(key) is not None and Path(stored[key]).resolve().is_relative_to(folder):
+                stored[key] = Path(stored[key]).resolve().relative_to(folder).as_posix()
+        if isinstance(stored.get("summary"), dict):
+            # The summary repeated the absolute folders; the pointer's own keys are the truth.
+            stored["summary"] = {k: v for k, v in stored["summary"].items()
+                                 if k not in self._PATH_KEYS}
+        super().save(stored)
+
+    def load(self) -> dict[str, Any]:
+        data = super().load()
+        folder = self._folder()
+        for key in self._PATH_KEYS:
+            if data.get(key) is not None and not Path(data[key]).is_absolute():
+                data[key] = str(folder / data[key])
+        return data
 
 
 _NOTHING = object()
