@@ -1,10 +1,9 @@
-"""The pipelines, found by `find_pipelines()`; `__default__` is data -> pretrain -> sft ->
-evaluation.
+"""The pipelines, found by `find_pipelines()`; `__default__` is the whole SAIL-VL chain:
+data -> curation -> captioning -> quality -> pretrain -> sft -> evaluation.
 
-`curation` and `captioning` run on their own, after it (`kedro run --pipelines=curation,
-captioning`): no recipe stage reads the recaptions yet, so the default chain does not pay for
-them. `variants` holds one namespaced instance of the recipe per entry of `variants` in the
-parameters of this run.
+Pretrain-Alignment and -Advance train on the captions the quality filter kept
+(`pretrain.caption_source`). `variants` holds one namespaced instance of the recipe per entry
+of `variants` in the parameters of this run.
 """
 
 from kedro.framework.project import find_pipelines
@@ -13,7 +12,7 @@ from kedro.pipeline import Pipeline
 from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.variants.pipeline import create_pipeline as variants
 
-DEFAULT = ("data", "pretrain", "sft", "evaluation")
+DEFAULT = ("data", "curation", "captioning", "quality", "pretrain", "sft", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -222,5 +222,23 @@ def vision_attribute_table(scenes: pd.DataFrame, world: WorldParams) -> pd.DataF
 # stage registry's order.
 TRAINING_TABLES = tuple(dict.fromkeys(spec.table for spec in STAGES.values()
                                       if spec.group != "captioning"))
+# Pretrain-Alignment and -Advance train on the quality-filtered caption pool (`quality`
+# pipeline); the data pipeline writes the rest, and their held-out tables, from the world.
+POOL_TABLES = ("alignment_train", "advance_train")
 TABLE_NAMES = tuple(f"{name}_{split}" for name in TRAINING_TABLES for split in ("train", "eval")
-                    ) + ("benchmark",)
+                    if f"{name}_{split}" not in POOL_TABLES) + ("benchmark", "advance_ocr_train")
+
+
+def pool_caption_tables(pool: pd.DataFrame, ocr: pd.DataFrame, sizes: StageSizeParams,
+                        seed: int) -> dict[str, pd.DataFrame]:
+    """Alignment and Advance from the kept pool (`id`, `image`, `caption`), as `stage_tables`
+    builds them: disjoint halves of the images, Advance with the OCR rows if any."""
+    pool = pool.sort_values("id", kind="stable").reset_index(drop=True)
+    tables = {
+        "alignment": caption_table(pool.iloc[0::2], "caption", seed),
+        "advance": pd.concat([caption_table(pool.iloc[1::2], "caption", seed + 1), ocr],
+                             ignore_index=True),
+    }
+    return {f"{name}_train": _cap(table.sample(frac=1.0, random_state=seed),
+                                  getattr(sizes, name), seed)
+            for name, table in tables.items()}

@@ -106,10 +106,8 @@ __all__ = [
     "deep_merge",
     "format_problems",
     "get_stage",
-    "graph.",
     "neutral",
     "result_settings",
-    "the models it takes. See `schema.base` for what *params* and",
     "training_runs",
     "validate_parameters",
 ]

@@ -18,6 +18,7 @@ from sail_pipeline.schema.captioning import CaptioningParams
 from sail_pipeline.schema.curation import CurationParams
 from sail_pipeline.schema.data import DataParams
 from sail_pipeline.schema.evaluation import EvaluationParams
+from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema.runtime import RuntimeParams
 from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
 from sail_pipeline.schema.training import BackboneParams, TrainParams
@@ -26,6 +27,9 @@ from sail_pipeline.schema.training import BackboneParams, TrainParams
 class _PretrainBase(StrictModel):
     # A name of sail_pipeline.modeling.presets, checked against it when the run starts.
     preset: str = "tiny"
+    # The captions Pretrain-Alignment and -Advance train on, from the quality-filtered pool:
+    # recaption (the SAIL recipe: the captioner's), alt_text, reference, or an extra source.
+    caption_source: str = "recaption"
 
 
 # One field per stage of the registry's groups: adding a stage there adds its key here.
@@ -50,6 +54,7 @@ class ProjectParams(StrictModel):
     evaluation: EvaluationParams = Field(default_factory=EvaluationParams)
     curation: CurationParams | None = None
     captioning: CaptioningParams | None = None
+    quality: QualityParams | None = None
     # Named instances of the recipe, each the whole tree with its overrides merged in
     # (`variants: {low_lr: {sft: {knowledge: {lr: 5e-4}}}}`); `kedro run --pipelines=variants`
     # trains and evaluates each under its own namespace.
@@ -76,6 +81,27 @@ class ProjectParams(StrictModel):
             if tree.variants:
                 raise ValueError(f"variant {name!r} may not declare variants of its own")
         return variants
+
+    @model_validator(mode="after")
+    def _caption_source_in_pool(self) -> ProjectParams:
+        if self.pretrain is None:
+            return self
+        if self.quality is not None:
+            names = ["alt_text", "recaption", "reference",
+                     *(s.name for s in self.quality.extra_sources)]
+            if self.pretrain.caption_source not in names:
+                raise ValueError(f"pretrain.caption_source {self.pretrain.caption_source!r} is "
+                                 f"not a caption source; known: {names}")
+            if self.pretrain.caption_source not in self.quality.sources:
+                raise ValueError(f"pretrain.caption_source {self.pretrain.caption_source!r} "
+                                 f"is not scored: add it to quality.sources")
+        for name, tree in self.variants.items():
+            # The pool tables are shared by every instance of the recipe.
+            if tree.pretrain is not None and \
+                    tree.pretrain.caption_source != self.pretrain.caption_source:
+                raise ValueError(f"variant {name!r}: pretrain.caption_source cannot differ per "
+                                 f"variant (the caption tables are shared)")
+        return self
 
 
 class InvalidParameters(ValueError):

@@ -48,7 +48,12 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
         sizes = params.stage_sizes if split == TRAIN else StageSizeParams()
         for name, table in recipe_data.stage_tables(s, q, c, sizes, seed, params.advance_ocr,
                                                     probes=p).items():
-            tables[f"{name}_{suffix}"] = table
+            if f"{name}_{suffix}" not in recipe_data.POOL_TABLES:
+                tables[f"{name}_{suffix}"] = table
+        if split == TRAIN:
+            # Advance's OCR rows; its captions come from the quality-filtered pool.
+            tables["advance_ocr_train"] = recipe_data.vqa_table(s, q, ["ocr"]).iloc[
+                :None if params.advance_ocr else 0]
         tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c, p)
         tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(s, params.world)
     tables["benchmark"] = recipe_data.benchmark_table(

@@ -1,0 +1,1 @@
+"""Caption quality: per-sample signals, dataset statistics and filter rules."""

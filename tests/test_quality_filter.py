@@ -1,0 +1,103 @@
+"""The caption filter and the signal cache: decisions, funnel, reasons, recomputation."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from sail_pipeline.quality.filter import decide
+from sail_pipeline.quality.signals import ImageBatch, SignalGroup, TextBatch, compute_signals
+from sail_pipeline.schema import ExecutorParams
+from sail_pipeline.schema.quality import SIGNALS, FilterParams, QualityParams
+
+
+def _signals(**columns) -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {"id": [f"i{k}" for k in range(n)], "source": ["recaption"] * n,
+            "text_error": [None] * n, "image_error": [None] * n, "judge_error": [None] * n}
+    base |= {name: np.full(n, np.nan) for name in SIGNALS}
+    base |= {"words": np.full(n, 10.0), "judge_vir": np.full(n, 4.0),
+             "judge_ita": np.full(n, 4.0)}
+    return pd.DataFrame(base | columns)
+
+
+def test_every_failed_rule_is_a_reason_and_the_funnel_counts_each():
+    signals = _signals(words=[10.0, 1.0, 10.0, np.nan, 0.0],
+                       judge_vir=[4.0, 4.0, 2.0, np.nan, 1.0],
+                       judge_ita=[5.0, 5.0, 3.0, np.nan, 1.0],
+                       text_error=[None, None, None, "missing_caption", None],
+                       judge_error=[None, None, None, "missing_caption", "malformed: 'five'"])
+    params = FilterParams(thresholds={"words": {"min": 4}})
+    decisions, rejected, funnel = decide(signals, params)
+    assert list(decisions["kept"]) == [True, False, False, False, False]
+    reasons = dict(zip(decisions["id"], decisions["reasons"], strict=True))
+    assert reasons["i1"] == "words<4"
+    assert reasons["i2"] == "judge_vir<3"
+    assert reasons["i3"].startswith("missing_caption") and "words<4" in reasons["i3"]
+    assert "judge: malformed: 'five'" in reasons["i4"] and "judge_vir<3" in reasons["i4"]
+    counts = funnel.set_index("step")["count"]
+    assert counts["input"] == 5 and counts["kept"] == 1 and counts["rejected"] == 4
+    assert counts["words<4"] == 3 and counts["judge"] == 1 and counts["too_long"] == 0
+    assert list(rejected["id"]) == ["i1", "i2", "i3", "i4"]
+
+
+def test_filter_off_still_rejects_what_cannot_be_used():
+    signals = _signals(words=[1.0, 10.0], text_error=[None, "not_utf8"],
+                       judge_vir=[1.0, 1.0])
+    decisions, _, _ = decide(signals, FilterParams(enabled=False))
+    assert list(decisions["kept"]) == [True, False]
+    assert decisions["reasons"][1] == "not_utf8"
+
+
+def test_top_fraction_ranks_within_each_source_after_the_other_rules():
+    signals = _signals(clip_score=[10.0, 40.0, 30.0, 20.0, 50.0, np.nan],
+                       words=[10.0, 10.0, 10.0, 10.0, 1.0, 10.0])
+    signals["source"] = ["a", "a", "a", "a", "a", "b"]
+    params = FilterParams(thresholds={"words": {"min": 4}}, judge_min_score=None,
+                          top_fraction={"signal": "clip_score", "keep": 0.5})
+    decisions, _, _ = decide(signals, params)
+    # Source a: four rows pass `words`; the top half by CLIP score are 40 and 30.
+    assert list(decisions["kept"]) == [False, True, True, False, False, True]
+    assert decisions["reasons"][0] == "not_top_0.5_clip_score"
+
+
+def test_bad_filter_settings_fail_naming_the_key():
+    with pytest.raises(ValidationError, match="unknown signal"):
+        FilterParams(thresholds={"clip": {"min": 20}})
+    with pytest.raises(ValidationError, match="min, max or both"):
+        FilterParams(thresholds={"words": {}})
+    with pytest.raises(ValidationError, match="unknown caption source"):
+        QualityParams(sources=["alt_text", "blip"])
+
+
+def _png(colour: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (colour, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_signals_are_cached_by_id_and_caption(tmp_path, monkeypatch):
+    candidates = pd.DataFrame({
+        "id": ["a", "b", "a"], "source": ["alt_text", "alt_text", "reference"],
+        "caption": ["a red square", b"\xff\xfe", "A red square on white."],
+        "image": [_png(200), b"not an image", _png(200)], "ground_truth": [None] * 3})
+    groups = [SignalGroup("text", TextBatch, "v1", {"tokenizer_dir": None, "max_chars": 100}),
+              SignalGroup("image", ImageBatch, "v1", per_image=True)]
+    first = compute_signals(candidates, groups, tmp_path, ExecutorParams())
+    assert list(first["words"].fillna(-1)) == [3.0, -1.0, 5.0]
+    assert first["text_error"][1] == "not_utf8" and first["image_error"][1].startswith(
+        "undecodable")
+    calls = []
+    original = TextBatch.__call__
+    monkeypatch.setattr(TextBatch, "__call__",
+                        lambda self, batch: calls.append(len(batch)) or original(self, batch))
+    more = pd.concat([candidates, candidates.iloc[[0]].assign(caption="a blue square")],
+                     ignore_index=True)
+    second = compute_signals(more, groups, tmp_path, ExecutorParams())
+    assert calls == [1]  # only the new caption
+    pd.testing.assert_frame_equal(second.iloc[:3], first)
