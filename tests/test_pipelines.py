@@ -28,6 +28,8 @@ from sail_pipeline.pipelines.pretrain import create_pipeline as pretrain
 from sail_pipeline.pipelines.recipe import create_pipeline as recipe
 from sail_pipeline.pipelines.sft import create_pipeline as sft
 from sail_pipeline.pipelines.variants import create_pipeline as variants
+from sail_pipeline.recipe_data import POOL_TABLES
+from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema import RECIPE, ProjectParams, deep_merge, validate_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +59,7 @@ def run_in_memory(pipeline, project: ProjectParams, tmp_path: Path,
     for name in pipeline.inputs():
         if name.startswith("params:"):
             datasets[name] = MemoryDataset(resolve_param(project, name), copy_mode="assign")
-        elif name.endswith(("_workdir", "_shards")):
+        elif name.endswith(("_workdir", "_shards", "_cache")):
             datasets[name] = MemoryDataset(str(tmp_path / name), copy_mode="assign")
     for name, value in (inputs or {}).items():
         datasets[name] = MemoryDataset(value, copy_mode="assign")
@@ -117,8 +119,10 @@ TABLES = {f"{table}_{split}": f"/tables/{table}_{split}.parquet"
 def test_data_pipeline_makes_every_table_from_a_tiny_world(tmp_path):
     project = micro_params(data={"world": {"n_train": 24, "n_benchmark": 6}})
     out = run_in_memory(data(), project, tmp_path)
-    assert set(TABLES) | {"benchmark", "tokenizer"} <= set(out)
-    assert len(out["world_scenes"]) == 30 and len(pd.read_parquet(out["alignment_train"])) > 0
+    # Alignment's and Advance's training tables come from the quality pipeline's pool.
+    assert (set(TABLES) - set(POOL_TABLES)) | {"benchmark", "tokenizer"} <= set(out)
+    assert not set(POOL_TABLES) & set(out)
+    assert len(out["world_scenes"]) == 30 and len(pd.read_parquet(out["alignment_eval"])) > 0
     assert out["tokenizer"].vocab_size <= project.data.tokenizer.vocab_size
 
 
@@ -205,3 +209,47 @@ def test_captioning_wires_reference_captions_to_the_captioner_and_the_pool(
     assert captioner.llm_path == "/llm/hf" and captioner.train == project.captioning.captioner.train
     assert set(out["recaptions"]["id"]) | set(out["recaption_failures"]["id"]) == \
         set(manifest["id"])
+
+
+def test_quality_scores_every_source_and_builds_the_pool_from_kept_captions(
+        tmp_path, small_world, world_tokenizer):
+    """caption sources -> stand-in CLIP -> signals -> report and filter -> pool tables, with
+    the garbage the filter must drop planted in the recaptions."""
+    from sail_pipeline.pipelines.quality import create_pipeline as quality
+
+    project = micro_params(pretrain={"caption_source": "recaption"})
+    project.quality = QualityParams.model_validate({
+        "clip": {"steps": 2, "batch_size": 8}, "likelihood": {"enabled": False},
+        "filter": {"thresholds": {"words": {"min": 2}, "word_repetition_ratio": {"max": 0.2}}}})
+    scenes = small_world.scenes
+    train = scenes[scenes["split"] == "train"].reset_index(drop=True)
+    ids = "world:" + train["id"]
+    manifest = pd.DataFrame({"id": ids, "image": train["image"], "alt_text": train["alt_text"]})
+    recaptions = pd.DataFrame({"id": ids, "caption": train["reference_caption"]})
+    garbage = {ids[0]: "", ids[1]: "circle", ids[2]: "a red a red a red a red a red a red",
+               ids[3]: b"\xff\xfe not utf-8", ids[4]: "x" * 100_000, ids[5]: None}
+    recaptions["caption"] = [garbage.get(i, c) for i, c in zip(ids, recaptions["caption"])]
+    tokenizer = tmp_path / "tokenizer"
+    world_tokenizer.save_pretrained(tokenizer)
+    out = run_in_memory(quality(), project, tmp_path, {
+        "curation_manifest": manifest, "recaptions": recaptions,
+        "reference_captions": recaptions.iloc[6:30].reset_index(drop=True),
+        "world_scenes": scenes, "tokenizer": str(tokenizer),
+        "captioner_model": {"hf_dir": None}, "advance_ocr_train": pd.DataFrame(
+            columns=["id", "image", "messages"])})
+    signals, decisions = out["quality_signals"], out["quality_decisions"]
+    assert len(signals) == len(decisions) == 2 * len(train) + 24
+    reasons = decisions[decisions["source"] == "recaption"].set_index("id")["reasons"]
+    assert reasons[ids[0]].startswith("words<2") and "words<2" in reasons[ids[1]]
+    assert "word_repetition_ratio>0.2" in reasons[ids[2]]
+    assert reasons[ids[3]].startswith("not_utf8") and reasons[ids[4]].startswith("too_long")
+    assert reasons[ids[5]].startswith("missing_caption")
+    # The oracle judge gives the world's true captions 5/5: no clean recaption is dropped.
+    assert (reasons.iloc[6:] == "").all()
+    pool = pd.concat([pd.read_parquet(out["alignment_train"]),
+                      pd.read_parquet(out["advance_train"])])
+    assert {i.removesuffix("-caption") for i in pool["id"]} == set(ids[6:])
+    funnel = out["quality_funnel"].set_index(["source", "step"])["count"]
+    assert funnel["recaption", "input"] == len(train)
+    assert funnel["recaption", "kept"] == len(train) - 6
+    assert "| recaption |" in out["quality_statistics"]

@@ -73,6 +73,9 @@ def test_bad_filter_settings_fail_naming_the_key():
         FilterParams(thresholds={"words": {}})
     with pytest.raises(ValidationError, match="unknown caption source"):
         QualityParams(sources=["alt_text", "blip"])
+    with pytest.raises(ValidationError, match=r"\['image_gain'\], whose signal group is turned off"):
+        QualityParams(likelihood={"enabled": False},
+                      filter={"thresholds": {"image_gain": {"min": 0}}})
 
 
 def _png(colour: int) -> bytes:

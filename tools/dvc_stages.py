@@ -36,14 +36,15 @@ PACKAGE = "sail_pipeline"
 SRC = ROOT / "src"
 DVC_FILE = ROOT / "dvc.yaml"
 # The Kedro pipelines that are DVC stages, in the order they run.
-STAGES = ("data", "pretrain", "sft", "evaluation", "curation", "captioning")
+STAGES = ("data", "curation", "captioning", "quality", "pretrain", "sft", "evaluation")
 # Imported by every `kedro run` before any pipeline: the project's settings and registry.
 GLUE = (f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry", f"{PACKAGE}.__main__")
 CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deepspeed",
                "conf/local", "requirements/lock-cpu.txt")
 # Working folders kept between runs: DVC deletes a stage's outs before it runs, and these hold
 # the shards a killed run resumes from (one subfolder per caption identity).
-PERSIST = ("reference_caption_shards", "recaption_shards", "captioner_heldout_shards")
+PERSIST = ("reference_caption_shards", "recaption_shards", "captioner_heldout_shards",
+           "quality_signal_cache")
 HEADER = """\
 # Written by tools/dvc_stages.py from the Kedro pipelines, the catalog and the import graph
 # (`make dvc`); tests/test_dvc.py fails when it is out of date. Do not edit by hand.

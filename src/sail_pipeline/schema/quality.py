@@ -157,4 +157,17 @@ class QualityParams(StrictModel):
         if unknown:
             raise ValueError(f"quality.sources: unknown caption source(s) {unknown}; known: "
                              f"{sorted(names)} (add your own under extra_sources)")
+        # A rule on a signal that is not computed would reject every caption.
+        off = {name for name, group in (("loglik_image", self.likelihood),
+                                         ("image_gain", self.likelihood),
+                                         ("judge_vir", self.judge), ("judge_ita", self.judge))
+               if not group.enabled}
+        named = set(self.filter.thresholds) | (
+            {self.filter.top_fraction.signal} if self.filter.top_fraction else set())
+        if named & off:
+            raise ValueError(f"quality.filter uses {sorted(named & off)}, whose signal group "
+                             f"is turned off (quality.likelihood / quality.judge enabled: false)")
+        if self.filter.judge_min_score is not None and not self.judge.enabled:
+            raise ValueError("quality.filter.judge_min_score needs quality.judge.enabled: true "
+                             "(or set judge_min_score: null)")
         return self
