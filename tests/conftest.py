@@ -50,7 +50,8 @@ def world_tokenizer(small_world):
 
 
 # What `kedro run` (the default pipeline) makes: the whole chain, a DVC stage per pipeline.
-RECIPE_STAGES = ("data", "curation", "captioning", "quality", "pretrain", "sft", "evaluation")
+RECIPE_STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
+                 "evaluation")
 # The smallest budgets that still train every stage: the variants show the plumbing.
 _SMALL = {"pretrain": {s: {"steps": 2, "tokens": None} for s in ("alignment", "advance")},
           "sft": {s: {"steps": 2, "tokens": None} for s in ("knowledge", "instruction",

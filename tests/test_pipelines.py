@@ -21,6 +21,7 @@ from sail_pipeline.context import resolve_param
 from sail_pipeline.evaluation.runner import EvalReport
 from sail_pipeline.io import ParquetPathDataset
 from sail_pipeline.pipelines import training_node
+from sail_pipeline.pipelines.backbones import create_pipeline as backbones
 from sail_pipeline.pipelines.curation import create_pipeline as curation
 from sail_pipeline.pipelines.data import create_pipeline as data
 from sail_pipeline.pipelines.evaluation import nodes as evaluation_nodes
@@ -29,8 +30,8 @@ from sail_pipeline.pipelines.recipe import create_pipeline as recipe
 from sail_pipeline.pipelines.sft import create_pipeline as sft
 from sail_pipeline.pipelines.variants import create_pipeline as variants
 from sail_pipeline.recipe_data import POOL_TABLES
-from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema import RECIPE, ProjectParams, deep_merge, validate_parameters
+from sail_pipeline.schema.quality import QualityParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,7 +129,7 @@ def test_data_pipeline_makes_every_table_from_a_tiny_world(tmp_path):
 
 def test_pretrain_wires_backbones_into_alignment_and_alignment_into_advance(tmp_path, trainer):
     project = micro_params()
-    out = run_in_memory(pretrain(), project, tmp_path,
+    out = run_in_memory(backbones() + pretrain(), project, tmp_path,
                         {**TABLES, "tokenizer": "/tokenizer"})
     stages = trainer.by_stage()
     assert set(stages) == {"llm", "vision", "alignment", "advance"}
@@ -228,7 +229,7 @@ def test_quality_scores_every_source_and_builds_the_pool_from_kept_captions(
     recaptions = pd.DataFrame({"id": ids, "caption": train["reference_caption"]})
     garbage = {ids[0]: "", ids[1]: "circle", ids[2]: "a red a red a red a red a red a red",
                ids[3]: b"\xff\xfe not utf-8", ids[4]: "x" * 100_000, ids[5]: None}
-    recaptions["caption"] = [garbage.get(i, c) for i, c in zip(ids, recaptions["caption"])]
+    recaptions["caption"] = [garbage.get(i, c) for i, c in zip(ids, recaptions["caption"], strict=True)]
     tokenizer = tmp_path / "tokenizer"
     world_tokenizer.save_pretrained(tokenizer)
     out = run_in_memory(quality(), project, tmp_path, {

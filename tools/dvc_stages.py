@@ -36,7 +36,8 @@ PACKAGE = "sail_pipeline"
 SRC = ROOT / "src"
 DVC_FILE = ROOT / "dvc.yaml"
 # The Kedro pipelines that are DVC stages, in the order they run.
-STAGES = ("data", "curation", "captioning", "quality", "pretrain", "sft", "evaluation")
+STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
+          "evaluation")
 # Imported by every `kedro run` before any pipeline: the project's settings and registry.
 GLUE = (f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry", f"{PACKAGE}.__main__")
 CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deepspeed",

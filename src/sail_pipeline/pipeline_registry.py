@@ -1,5 +1,5 @@
 """The pipelines, found by `find_pipelines()`; `__default__` is the whole SAIL-VL chain:
-data -> curation -> captioning -> quality -> pretrain -> sft -> evaluation.
+data -> backbones -> curation -> captioning -> quality -> pretrain -> sft -> evaluation.
 
 Pretrain-Alignment and -Advance train on the captions the quality filter kept
 (`pretrain.caption_source`). `variants` holds one namespaced instance of the recipe per entry
@@ -12,7 +12,8 @@ from kedro.pipeline import Pipeline
 from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.variants.pipeline import create_pipeline as variants
 
-DEFAULT = ("data", "curation", "captioning", "quality", "pretrain", "sft", "evaluation")
+DEFAULT = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
+           "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:

@@ -1,4 +1,4 @@
-"""The stand-in backbones, Pretrain-Alignment and Pretrain-Advance."""
+"""Pretrain-Alignment and Pretrain-Advance."""
 
 from .pipeline import create_pipeline
 
