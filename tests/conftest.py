@@ -14,9 +14,22 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 _broken_environment: list[str] = []
 
 
+_SHARED_PROJECT = {"project", "project_copy", "readme_project"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Environment checks (lock, imports) first: a broken install should fail in seconds."""
-    items.sort(key=lambda item: item.get_closest_marker("environment") is None)
+    """Environment checks (lock, imports) first: a broken install should fail in seconds.
+
+    Then the tests of the shared end-to-end project, so that under `-n 2 --dist loadgroup` one
+    worker starts building it at once: they run in two groups, the two-variant run (the
+    longest) on its own, while the unit tests fill the gaps.
+    """
+    for item in items:
+        if _SHARED_PROJECT & set(getattr(item, "fixturenames", ())):
+            group = "variants" if "variants" in item.name else "e2e"
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: (item.get_closest_marker("environment") is None,
+                                 not _SHARED_PROJECT & set(getattr(item, "fixturenames", ()))))
 
 
 def pytest_runtest_logreport(report):

@@ -15,7 +15,7 @@ from kedro.framework.hooks import hook_impl
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel
 
-from sail_pipeline import lineage
+from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.io import DryRunDataset
 
@@ -61,6 +61,7 @@ class DryRunHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        dry_run.activate(self._dry_run)
         if not self._dry_run:
             return
         for name in sorted(pipeline.datasets()):

@@ -176,7 +176,7 @@ def train_standin_clip(images: list[bytes], captions: list[str], tokenizer_dir: 
         out.loss.backward()
         optimiser.step()
         schedule.step()
-        losses.append(float(out.loss))
+        losses.append(out.loss.item())
         if (step + 1) % 50 == 0:
             log.info("stand-in CLIP step %d/%d: contrastive loss %.3f", step + 1, spec.steps,
                      float(np.mean(losses[-50:])))

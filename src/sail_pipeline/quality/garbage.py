@@ -91,14 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    from sail_pipeline.context import last_validated
     from sail_pipeline.pipelines.quality.nodes import _ground_truth, quality_signals
     from sail_pipeline.project_catalog import project_catalog
     from sail_pipeline.quality.filter import decide
-    from sail_pipeline.schema import validate_parameters
 
     catalog = project_catalog(args.env)
-    params = validate_parameters(catalog.load("parameters"))
-    assert params.quality is not None and params.curation is not None
+    params = last_validated()  # validated by the context the catalog came from
+    if params is None or params.quality is None or params.curation is None:
+        print("the project's parameters have no `quality` or `curation` section",
+              file=sys.stderr)
+        return 1
     manifest = catalog.load("curation_manifest")
     scenes = catalog.load("world_scenes")
     reference = set(catalog.load("reference_captions")["id"])
@@ -124,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     catalog.save("quality_garbage", table)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(missed):
-        print("\nexamples that slipped through:")
-        for row in missed.groupby("kind").head(2).itertuples():
-            print(f"  {row.kind}: {row.caption!r}")
+        print("\ngarbage that slipped through (the planted caption, then the image's own):")
+        own = dict(zip(clean["id"], clean["caption"], strict=True))
+        for row in missed.groupby("kind").head(5).itertuples():
+            print(f"  {row.kind}: {row.caption!r}\n      own: {own[row.id]!r}")
     clean_rate = float(table.loc[table["kind"] == "clean", "rate"].iloc[0])
     recall = float(table.loc[table["kind"] == "all garbage", "rate"].iloc[0])
     print(f"\nfalse rejection on clean captions: {clean_rate:.1%} (goal < 5%)")

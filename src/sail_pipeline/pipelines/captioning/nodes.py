@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from sail_pipeline import lineage
+from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.api_client import ApiCaptioner, resolve_api_key
 from sail_pipeline.captioning.backends import (
@@ -73,6 +73,21 @@ def reference_set(manifest: pd.DataFrame, size: int | None) -> pd.DataFrame:
     return (ordered if size is None else ordered.head(size)).reset_index(drop=True)
 
 
+def _no_captions(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return (pd.DataFrame(columns=["id", "caption", "prompt_kind", "backend"]),
+            pd.DataFrame(columns=["id", "error"]))
+
+
+def _no_rows(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.DataFrame(columns=["id", "image", "messages"]), \
+        pd.DataFrame(columns=["id", "image", "messages"])
+
+
+def _no_scores(*args: Any) -> tuple[pd.DataFrame, Any]:
+    return pd.DataFrame(columns=["captions", "scenes", "score"]), dry_run.blank_figure()
+
+
+@dry_run.or_placeholder(_no_captions)
 def reference_captions(manifest: pd.DataFrame, params: ReferenceCaptionParams,
                        curation: CurationParams, world_scenes: pd.DataFrame | None,
                        shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -96,6 +111,7 @@ def _required(captioner: CaptionerParams | None) -> CaptionerParams:
     return captioner
 
 
+@dry_run.or_placeholder(_no_rows)
 def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFrame,
                           prompts: PoolRecaptionParams, captioner: CaptionerParams | None,
                           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -139,6 +155,7 @@ def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
     return factory if params.executor.kind == "ray" else factory()
 
 
+@dry_run.or_placeholder(_no_captions)
 def recaption_pool(manifest: pd.DataFrame, captioner: dict, params: PoolRecaptionParams,
                    curation: CurationParams, world_scenes: pd.DataFrame | None,
                    shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -159,6 +176,7 @@ def recaption_pool(manifest: pd.DataFrame, captioner: dict, params: PoolRecaptio
 HELDOUT_MODES = {"captioner_caption_prompt": False, "captioner_recaption_prompt": True}
 
 
+@dry_run.or_placeholder(_no_scores)
 def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
                   params: PoolRecaptionParams, shard_root: str) -> tuple[pd.DataFrame, Any]:
     """The captioner on the world's held-out scenes vs their alt-text, against the truth.

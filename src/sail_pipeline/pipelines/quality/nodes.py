@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sail_pipeline import lineage
+from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.factory import weights_digest
 from sail_pipeline.pipelines import training_node
@@ -72,6 +72,12 @@ def caption_candidates(manifest: pd.DataFrame, recaptions: pd.DataFrame,
     return candidates
 
 
+def _dry_clip(*args: Any) -> dict[str, Any]:
+    workdir = args[-1]
+    return {"hf_dir": str(Path(workdir) / "hf"), "run_dir": workdir, "dry_run": True}
+
+
+@dry_run.or_placeholder(_dry_clip)
 def train_clip(reference_captions: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str,
                params: ClipParams, seed: int, workdir: str) -> dict[str, Any]:
     """The stand-in CLIP, trained on the reference pairs, or the user's own from a path."""
@@ -128,6 +134,11 @@ def _groups(params: QualityParams, clip: dict[str, Any], captioner: dict[str, An
     return groups
 
 
+def _no_signals(candidates: pd.DataFrame, *args: Any) -> pd.DataFrame:
+    return pd.DataFrame(columns=["id", "source", "caption_sha", *SIGNALS])
+
+
+@dry_run.or_placeholder(_no_signals)
 def quality_signals(candidates: pd.DataFrame, manifest: pd.DataFrame,
                     world_scenes: pd.DataFrame | None, clip: dict[str, Any],
                     captioner: dict[str, Any], tokenizer: str, params: QualityParams,
@@ -153,6 +164,13 @@ def _metric_name(name: str) -> str:
     return name.replace("<", " below ").replace(">", " above ")
 
 
+def _no_decisions(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]:
+    decisions = pd.DataFrame(columns=["id", "source", "kept", "reasons"])
+    return (decisions, decisions, pd.DataFrame(columns=["source", "step", "count"]),
+            dry_run.blank_figure())
+
+
+@dry_run.or_placeholder(_no_decisions)
 def filter_captions(signals: pd.DataFrame, params: FilterParams
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]:
     decisions, rejected, funnel = decide(signals, params)
@@ -164,6 +182,7 @@ def filter_captions(signals: pd.DataFrame, params: FilterParams
     return decisions, rejected, funnel, statistics.funnel_chart(funnel)
 
 
+@dry_run.or_placeholder(lambda *args: (pd.DataFrame(), "", dry_run.blank_figure()))
 def quality_report(signals: pd.DataFrame, candidates: pd.DataFrame
                    ) -> tuple[pd.DataFrame, str, Any]:
     """SAIL-Caption's Table 1: every source, then only the ids every source has."""
@@ -184,6 +203,7 @@ def quality_report(signals: pd.DataFrame, candidates: pd.DataFrame
     return both, text, statistics.histograms(signals, SIGNALS)
 
 
+@dry_run.or_placeholder(lambda *args: (pd.DataFrame(columns=["id", "image", "messages"]),) * 2)
 def pretrain_tables(decisions: pd.DataFrame, candidates: pd.DataFrame, manifest: pd.DataFrame,
                     ocr: pd.DataFrame, caption_source: str, sizes: StageSizeParams,
                     seed: int) -> tuple[str, str]:
