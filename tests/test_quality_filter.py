@@ -104,3 +104,23 @@ def test_signals_are_cached_by_id_and_caption(tmp_path, monkeypatch):
     second = compute_signals(more, groups, tmp_path, ExecutorParams())
     assert calls == [1]  # only the new caption
     pd.testing.assert_frame_equal(second.iloc[:3], first)
+
+
+def test_a_users_caption_column_joins_the_sources_and_a_bad_one_is_named(tmp_path):
+    from sail_pipeline.pipelines.quality.nodes import caption_candidates
+
+    manifest = pd.DataFrame({"id": ["a", "b"], "image": [b"", b""], "alt_text": ["x", None]})
+    captions = pd.DataFrame({"id": ["a"], "caption": ["A red square."]})
+    pd.DataFrame({"key": ["a", "b", "zzz"], "text": ["blip a", "blip b", "not in the pool"]}
+                 ).to_parquet(tmp_path / "blip.parquet")
+    params = QualityParams(sources=["alt_text", "reference", "blip"], extra_sources=[
+        {"name": "blip", "path": tmp_path / "blip.parquet", "id_column": "key",
+         "caption_column": "text"}])
+    candidates = caption_candidates(manifest, captions, captions, params)
+    assert list(candidates["source"]) == ["alt_text", "alt_text", "reference", "blip", "blip"]
+    assert list(candidates.loc[candidates["source"] == "blip", "caption"]) == ["blip a",
+                                                                               "blip b"]
+    missing = params.model_copy(update={"extra_sources": [
+        params.extra_sources[0].model_copy(update={"caption_column": "caption"})]})
+    with pytest.raises(ValueError, match=r"quality.extra_sources\[blip\].*lacks columns"):
+        caption_candidates(manifest, captions, captions, missing)
