@@ -314,7 +314,7 @@ def test_quality_scores_filters_and_feeds_pretraining(project):
 def test_report_prints_the_readme_tables(project):
     result = run(project, "python", "-m", "sail_pipeline.report")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| alignment | projector | captions |" in result.stdout
+    assert "| alignment | projector | kept captions, half of the pool |" in result.stdout
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
     assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
     assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
