@@ -8,7 +8,6 @@ reference pairs and saved the same way, so both load through one path.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
@@ -25,20 +24,13 @@ from transformers import (
     CLIPModel,
 )
 
+from sail_pipeline.captioning.backends import decode_image
 from sail_pipeline.schema.quality import ClipParams
 
 log = logging.getLogger(__name__)
 
 # Bumped when the score's definition changes, so cached scores are recomputed.
 CLIP_VERSION = "clipscore-1"
-
-
-def _decode(data: bytes) -> Image.Image | str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except Exception as error:  # noqa: BLE001 - any decoder failure is the record's reason
-        return f"undecodable: {type(error).__name__}"
 
 
 class ClipScorer:
@@ -100,7 +92,7 @@ class ClipScorer:
         good: list[int] = []
         decoded: dict[int, Image.Image] = {}
         for i, (data, caption) in enumerate(zip(images, captions, strict=True)):
-            image = _decode(data) if isinstance(data, bytes | bytearray) else "missing_image"
+            image = decode_image(data) if isinstance(data, bytes | bytearray) else "missing_image"
             if isinstance(image, str):
                 reasons[i] = image
             elif not isinstance(caption, str) or not caption.strip():
@@ -152,7 +144,7 @@ def train_standin_clip(images: list[bytes], captions: list[str], tokenizer_dir: 
                                               "width": spec.image_size})
     model = CLIPModel(standin_config(tokenizer, spec))
     scorer = ClipScorer(model, tokenizer, processor, batch_size=spec.score_batch_size)
-    decoded = [_decode(b) for b in images]
+    decoded = [decode_image(b) for b in images]
     pairs = [(im, c) for im, c in zip(decoded, captions, strict=True)
              if not isinstance(im, str) and isinstance(c, str) and c.strip()]
     order = np.random.default_rng(seed).permutation(len(pairs))

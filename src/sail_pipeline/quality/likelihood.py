@@ -8,7 +8,6 @@ The language prior (fluent but generic text) cancels out in the difference.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +75,3 @@ class CaptionLikelihood:
         with_image = self.mean_loglikelihood(images, captions)
         blank = self.mean_loglikelihood(blanks, captions)
         return with_image, with_image - blank
-
-
-def decode_rgb(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")

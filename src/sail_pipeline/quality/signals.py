@@ -78,7 +78,7 @@ class LikelihoodBatch:
         self.max_chars = max_chars
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        from sail_pipeline.quality.likelihood import decode_rgb
+        from sail_pipeline.captioning.backends import decode_image
 
         n = len(batch)
         loglik, gain = np.full(n, np.nan), np.full(n, np.nan)
@@ -89,11 +89,11 @@ class LikelihoodBatch:
             if text is None:
                 reasons[i] = "missing_caption"
                 continue
-            try:
-                images.append(decode_rgb(data))
-            except Exception as error:  # noqa: BLE001 - any decoder failure is the reason
-                reasons[i] = f"undecodable: {type(error).__name__}"
+            image = decode_image(data) if isinstance(data, bytes | bytearray) else "missing_image"
+            if isinstance(image, str):
+                reasons[i] = image
                 continue
+            images.append(image)
             good.append(i)
             captions.append(text)
         if good:

@@ -106,19 +106,22 @@ def _ground_truth(manifest: pd.DataFrame, scenes: pd.DataFrame | None,
 
 def _groups(params: QualityParams, clip: dict[str, Any], captioner: dict[str, Any],
             tokenizer: str) -> list[SignalGroup]:
+    from sail_pipeline.quality.clip import CLIP_VERSION
+    from sail_pipeline.quality.likelihood import LIKELIHOOD_VERSION
+
     limit = params.max_caption_chars
     groups = [
         SignalGroup("text", TextBatch, (TEXT_VERSION, limit, lineage.table_digest(Path(tokenizer) / "tokenizer.json")),
                     {"tokenizer_dir": tokenizer, "max_chars": limit}, batch_size=2048),
         SignalGroup("image", ImageBatch, IMAGE_VERSION, per_image=True, batch_size=2048),
-        SignalGroup("clip", ClipBatch, ("clipscore-1", weights_digest(clip["hf_dir"]), limit),
+        SignalGroup("clip", ClipBatch, (CLIP_VERSION, weights_digest(clip["hf_dir"]), limit),
                     {"clip_dir": clip["hf_dir"], "batch_size": params.clip.score_batch_size,
                      "max_chars": limit}, batch_size=2048),
     ]
     if params.likelihood.enabled:
         groups.append(SignalGroup(
             "likelihood", LikelihoodBatch,
-            ("icl-1", weights_digest(captioner["hf_dir"]), result_settings(params.likelihood),
+            (LIKELIHOOD_VERSION, weights_digest(captioner["hf_dir"]), result_settings(params.likelihood),
              limit),
             {"model_dir": captioner["hf_dir"], "batch_size": params.likelihood.batch_size,
              "max_caption_tokens": params.likelihood.max_caption_tokens, "max_chars": limit},
