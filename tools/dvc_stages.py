@@ -37,7 +37,7 @@ SRC = ROOT / "src"
 DVC_FILE = ROOT / "dvc.yaml"
 # The Kedro pipelines that are DVC stages, in the order they run.
 STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
-          "evaluation")
+          "evaluation", "scaling")
 # Imported by every `kedro run` before any pipeline: the project's settings and registry.
 GLUE = (f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry", f"{PACKAGE}.__main__")
 CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deepspeed",
@@ -45,7 +45,7 @@ CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deep
 # Working folders kept between runs: DVC deletes a stage's outs before it runs, and these hold
 # the shards a killed run resumes from (one subfolder per caption identity).
 PERSIST = ("reference_caption_shards", "recaption_shards", "captioner_heldout_shards",
-           "quality_signal_cache")
+           "quality_signal_cache", "scaling_store")
 HEADER = """\
 # Written by tools/dvc_stages.py from the Kedro pipelines, the catalog and the import graph
 # (`make dvc`); tests/test_dvc.py fails when it is out of date. Do not edit by hand.
@@ -171,9 +171,20 @@ def _project() -> tuple[dict, object]:
     sys.path.insert(0, str(SRC))
     configure_project(PACKAGE)
     from sail_pipeline.pipeline_registry import register_pipelines
+    from sail_pipeline.pipelines.scaling.pipeline import create_pipeline as scaling
+    from sail_pipeline.scaling.plan import plan_points
+    from sail_pipeline.schema import validate_parameters
+    from sail_pipeline.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="local")
-    return register_pipelines(), DataCatalog.from_config(loader["catalog"])
+    pipelines = register_pipelines()
+    # The sweep's points come from the committed parameters (conf/base), not a user's
+    # conf/local, so dvc.yaml is the same on every machine.
+    base = OmegaConfigLoader(str(ROOT / "conf"), **(CONFIG_LOADER_ARGS
+                                                  | {"default_run_env": "base"}))
+    sweep = validate_parameters(base["parameters"]).scaling
+    pipelines["scaling"] = scaling(plan_points(sweep) if sweep is not None else ())
+    return pipelines, DataCatalog.from_config(loader["catalog"])
 
 
 def dataset_path(catalog: object, name: str) -> str | None:
@@ -250,10 +261,16 @@ def build() -> dict:
             if path:
                 data_deps.add(_within(path, every_folder) or path)
         # every dataset the pipeline writes, those its own later nodes read included
+        # A namespaced instance's output (a sweep point's result) is one file of many in its
+        # folder, and which ones exist depends on the parameters: the folder is the out.
         outs = {name: dataset_path(catalog, name) for name in sorted(pipeline.all_outputs())}
+        outs = {name: str(Path(path).parent.as_posix()) if path and "." in name else path
+                for name, path in outs.items()}
         own = list(folders.values())
         plain = sorted({p for n, p in outs.items() if p and not n.endswith("_metrics")
                         and not _within(p, own)} | set(own))
+        # a file inside another out (a table beside a stage's plots) is covered by it
+        plain = [p for p in plain if not _within(p, [q for q in plain if q != p])]
         metrics = sorted({p for n, p in outs.items() if p and n.endswith("_metrics")})
         persist = {folders[n] for n in PERSIST if n in folders}
         files = {module_file(m) for m in stage_modules(stage)}

@@ -15,11 +15,18 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 _active = False
+_env: str | None = None
 
 
-def activate(on: bool) -> None:
-    global _active
-    _active = on
+def activate(on: bool, env: str | None = None) -> None:
+    """Turn dry runs on or off for this run; `env` is its Kedro environment, which the
+    commands a dry run prints must repeat."""
+    global _active, _env
+    _active, _env = on, env
+
+
+def run_env() -> str | None:
+    return _env
 
 
 def active() -> bool:

@@ -61,7 +61,7 @@ class DryRunHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        dry_run.activate(self._dry_run)
+        dry_run.activate(self._dry_run, run_params.get("env"))
         if not self._dry_run:
             return
         for name in sorted(pipeline.datasets()):

@@ -127,6 +127,14 @@ class ModelPointerDataset(JSONDataset):
         return data
 
 
+class OptionalJSONDataset(JSONDataset):
+    """A JSON file that loads as None when it has not been written: a sweep's fit gathers the
+    points that finished and names the ones that did not."""
+
+    def load(self) -> Any:
+        return super().load() if self._exists() else None
+
+
 _NOTHING = object()
 
 

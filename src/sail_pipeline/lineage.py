@@ -168,6 +168,28 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     MlflowClient().log_artifact(target[1], str(path), artifact_path)
 
 
+def log_figure(figure: Any, artifact_file: str) -> None:
+    """A matplotlib figure as a PNG artifact of `tracking_target()`."""
+    target = tracking_target()
+    if target is None:
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient().log_figure(target[1], figure, artifact_file)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Tags (`mlflow.runName` renames the run) on `tracking_target()`."""
+    target = tracking_target()
+    if target is None:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(target[1], key, value)
+
+
 def describe(value: Any) -> str:
     """A class name for a tag: `SequentialRunner`, not its object repr."""
     text = str(value)

@@ -39,10 +39,15 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.pretrain is not None and tree.pretrain.preset not in PRESETS:
             problems.append(f"{prefix}pretrain.preset: unknown preset "
                             f"{tree.pretrain.preset!r}; known: {sorted(PRESETS)}")
-        unknown = sorted(set(tree.evaluation.question_types or ()) - set(TASK_TYPES))
-        if unknown:
-            problems.append(f"{prefix}evaluation.question_types: unknown {unknown}; "
-                            f"known: {list(TASK_TYPES)}")
+        evaluations = {f"{prefix}evaluation": tree.evaluation}
+        if tree.scaling is not None:
+            evaluations |= {f"{prefix}scaling.after_pretrain": tree.scaling.after_pretrain,
+                            f"{prefix}scaling.after_sft": tree.scaling.after_sft}
+        for key, evaluation in evaluations.items():
+            unknown = sorted(set(evaluation.question_types or ()) - set(TASK_TYPES))
+            if unknown:
+                problems.append(f"{key}.question_types: unknown {unknown}; "
+                                f"known: {list(TASK_TYPES)}")
         try:
             select(tree.evaluation.real_benchmarks)
         except ValueError as error:

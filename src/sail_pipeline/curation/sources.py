@@ -319,6 +319,18 @@ def read_world(spec: WorldSource, scenes: pd.DataFrame) -> Iterator[RawRecord]:
                         alt_text_raw=None if _is_null(alt) else alt)
 
 
+def world_values(sources: list[SourceSpec], scenes: pd.DataFrame | None, column: str
+                 ) -> dict[str, Any]:
+    """A column of the world's scenes (`ground_truth`, `reference_caption`) by the pool id
+    curation gives each scene; empty when no source reads the world."""
+    values: dict[str, Any] = {}
+    for spec in sources:
+        if isinstance(spec, WorldSource) and scenes is not None:
+            values.update(zip(RawRecord(spec.name, "").id + scenes["id"].astype(str),
+                              scenes[column], strict=True))
+    return values
+
+
 # --- dispatch --------------------------------------------------------------------------------
 
 

@@ -44,6 +44,12 @@ from sail_pipeline.schema.project import (
     validate_parameters,
 )
 from sail_pipeline.schema.runtime import LauncherParams, RuntimeParams
+from sail_pipeline.schema.scaling import (
+    SCALING_VARIANTS,
+    PointEvaluationParams,
+    ScalingParams,
+    ScalingVariant,
+)
 from sail_pipeline.schema.stages import (
     ALL_MODULES,
     BACKBONES,
@@ -66,6 +72,7 @@ __all__ = [
     "RECAPTION_PROMPT",
     "RECIPE",
     "RESULT_NEUTRAL",
+    "SCALING_VARIANTS",
     "SFT_STAGES",
     "STAGES",
     "ApiParams",
@@ -85,6 +92,7 @@ __all__ = [
     "LlavaSource",
     "ModuleKey",
     "ParquetSource",
+    "PointEvaluationParams",
     "PoolRecaptionParams",
     "PretrainParams",
     "ProjectParams",
@@ -92,6 +100,8 @@ __all__ = [
     "RecaptionParams",
     "ReferenceCaptionParams",
     "RuntimeParams",
+    "ScalingParams",
+    "ScalingVariant",
     "SftParams",
     "SourceSpec",
     "StageSizeParams",

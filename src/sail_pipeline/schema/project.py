@@ -20,6 +20,7 @@ from sail_pipeline.schema.data import DataParams
 from sail_pipeline.schema.evaluation import EvaluationParams
 from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema.runtime import RuntimeParams
+from sail_pipeline.schema.scaling import ScalingParams
 from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
 from sail_pipeline.schema.training import BackboneParams, TrainParams
 
@@ -55,6 +56,8 @@ class ProjectParams(StrictModel):
     curation: CurationParams | None = None
     captioning: CaptioningParams | None = None
     quality: QualityParams | None = None
+    # The data-size sweep of `kedro run --pipelines=scaling` (parameters_scaling.yml).
+    scaling: ScalingParams | None = None
     # Named instances of the recipe, each the whole tree with its overrides merged in
     # (`variants: {low_lr: {sft: {knowledge: {lr: 5e-4}}}}`); `kedro run --pipelines=variants`
     # trains and evaluates each under its own namespace.
@@ -104,6 +107,17 @@ class ProjectParams(StrictModel):
         return self
 
 
+    @model_validator(mode="after")
+    def _sweep_fits_the_world(self) -> ProjectParams:
+        # The exact pool of each variant is known once the quality pipeline has run (the sweep
+        # checks it then, before training); no pool is larger than the world's images.
+        if self.scaling is not None and self.scaling.sizes[-1] > self.data.world.n_train:
+            raise ValueError(f"scaling.sizes: the largest size {self.scaling.sizes[-1]} is more "
+                             f"than the world's {self.data.world.n_train} training images "
+                             f"(data.world.n_train)")
+        return self
+
+
 class InvalidParameters(ValueError):
     pass
 
@@ -133,6 +147,9 @@ def training_runs(project: ProjectParams, prefix: str = "") -> dict[str, TrainPa
     captioner = project.captioning.captioner if project.captioning is not None else None
     if captioner is not None and captioner.source == "train" and captioner.train is not None:
         runs[f"{prefix}captioning.captioner.train"] = captioner.train
+    if project.scaling is not None:
+        runs |= {f"{prefix}scaling.{s}": getattr(project.scaling, s)
+                 for s in ("alignment", "advance", "sft")}
     for name, variant in project.variants.items():
         runs |= training_runs(variant, f"{prefix}variants.{name}.")
     return runs

@@ -17,10 +17,12 @@ class TrainParams(StrictModel):
     here reaches the trainer with no other edit.
     """
 
-    # The budget: optimizer steps, or real (image + text) tokens as the SAIL-VL paper counts
-    # them, converted to steps once the data is packed; exactly one.
+    # The budget: optimizer steps, real (image + text) tokens as the SAIL-VL paper counts
+    # them, or passes over the table (a scaling sweep's "N samples consumed once"); tokens
+    # and epochs are converted to steps once the data is packed. Exactly one.
     steps: int | None = Field(None, gt=0)
     tokens: int | None = Field(None, gt=0)
+    epochs: float | None = Field(None, gt=0)
     lr: float = Field(gt=0, le=1.0)
     # Rows per GPU per micro batch: packed rows of up to max_seq_len tokens when `pack`,
     # single samples padded to the longest otherwise.
@@ -57,9 +59,11 @@ class TrainParams(StrictModel):
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainParams:
-        if (self.steps is None) == (self.tokens is None):
-            raise ValueError("give exactly one budget, `steps` or `tokens` (an override of one "
-                             "sets the other to null, e.g. `tokens: null`)")
+        given = [name for name in ("steps", "tokens", "epochs") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one budget, `steps`, `tokens` or `epochs` (got "
+                             f"{given or 'none'}; an override of one sets the others to null, "
+                             f"e.g. `tokens: null`)")
         return self
 
 

@@ -58,7 +58,8 @@ class RunConfig(BaseModel):
     def _weights_have_a_source(self) -> RunConfig:
         if self.kind == "vlm" and self.init_from is None and self.tokenizer_path is None:
             raise ValueError("a vlm run needs init_from (a checkpoint) or tokenizer_path")
-        if self.train.tokens is not None and self.kind == "vision":
+        if (self.train.tokens is not None or self.train.epochs is not None) \
+                and self.kind == "vision":
             raise ValueError("a vision run counts images, not tokens: give steps")
         stage = self.zero_stage
         if stage not in (0, 1, 2, 3):

@@ -207,6 +207,15 @@ class TokenBatches:
         rows = self.epoch_rows(0)
         return float(sum(self.lengths[list(r)].sum() for r in rows) / len(rows))
 
+    def epoch_tokens(self) -> int:
+        """Real (image + text) tokens in one pass over the samples."""
+        return int(self.lengths.sum())
+
+    def steps_for_epochs(self, epochs: float, grad_accum: int) -> int:
+        """Optimizer steps that take every sample `epochs` times (whole steps, at least one)."""
+        per_step = self.rows * self.world * grad_accum
+        return max(1, math.ceil(epochs * self.rows_per_epoch / per_step))
+
     def steps_for_tokens(self, budget: int, grad_accum: int) -> int:
         """Optimizer steps that consume `budget` real (image + text) tokens across all ranks."""
         per_step = self.mean_tokens_per_row() * self.rows * self.world * grad_accum

@@ -330,9 +330,15 @@ class _Batches:
             self.images = StepBatches(len(task.train), cfg.train.micro_batch_size * world, cfg.runtime.seed)
 
     def steps(self) -> int:
-        if self.cfg.train.steps is not None:
-            return self.cfg.train.steps
-        return self.tokens.steps_for_tokens(self.cfg.train.tokens, self.cfg.train.grad_accum)
+        train = self.cfg.train
+        if train.steps is not None:
+            return train.steps
+        if train.epochs is not None:
+            if not self.task.is_token_task:
+                raise ValueError(f"{self.cfg.stage}: an `epochs` budget needs a token task; "
+                                 f"give `steps`")
+            return self.tokens.steps_for_epochs(train.epochs, train.grad_accum)
+        return self.tokens.steps_for_tokens(train.tokens, train.grad_accum)
 
     def get(self, micro_batch: int, rank: int
             ) -> tuple[dict[str, torch.Tensor], BatchStats | None, int, int]:
@@ -388,7 +394,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     device = engine.device
     if rank == 0:
         plan = (f"{total_steps} steps" + (f" for a budget of {cfg.train.tokens:,} tokens"
-                                          if cfg.train.tokens else ""))
+                                          if cfg.train.tokens else "")
+                + (f" for {cfg.train.epochs:g} epochs" if cfg.train.epochs else ""))
         if task.is_token_task:
             plan += (f", {'packed' if cfg.train.pack else 'padded'} rows of up to {cfg.train.max_seq_len} "
                      f"tokens, {batches.tokens.rows_per_epoch} rows per epoch, "
@@ -469,6 +476,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     after = evaluate(cfg, task, engine.module, device, dtype)
     summary: dict[str, Any] = {
         "stage": cfg.stage, "kind": cfg.kind, "steps": total_steps, "token_budget": cfg.train.tokens,
+        "epoch_budget": cfg.train.epochs,
+        "epoch_tokens": batches.tokens.epoch_tokens() if task.is_token_task else None,
         "final_train_loss": final_loss, "train_samples": len(task.train), "rejected": rejected,
         "mask_mismatches": getattr(task.train, "mask_mismatches", 0),
         "wall_seconds": time.perf_counter() - started,

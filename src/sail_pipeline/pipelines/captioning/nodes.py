@@ -25,6 +25,7 @@ from sail_pipeline.captioning.captioner_data import captioner_tables
 from sail_pipeline.captioning.factory import backend_factory, caption_identity
 from sail_pipeline.captioning.recaptioning import recaption
 from sail_pipeline.captioning.shards import read_captions, read_failures
+from sail_pipeline.curation.sources import world_values
 from sail_pipeline.pipelines import training_node
 from sail_pipeline.schema import (
     CaptionerParams,
@@ -33,18 +34,12 @@ from sail_pipeline.schema import (
     PoolRecaptionParams,
     ReferenceCaptionParams,
     RuntimeParams,
-    WorldSource,
 )
 
 log = logging.getLogger(__name__)
 def _oracle(curation: CurationParams, scenes: pd.DataFrame | None) -> OracleBackend:
     """The world's complete captions, keyed by the ids curation gave its scenes."""
-    captions: dict[str, str] = {}
-    for source in curation.sources:
-        if isinstance(source, WorldSource) and scenes is not None:
-            captions.update(zip(source.name + ":" + scenes["id"], scenes["reference_caption"],
-                                strict=True))
-    return OracleBackend(captions)
+    return OracleBackend(world_values(curation.sources, scenes, "reference_caption"))
 
 
 def _backend(params: ReferenceCaptionParams, curation: CurationParams,

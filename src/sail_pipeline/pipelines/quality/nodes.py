@@ -13,6 +13,7 @@ import pandas as pd
 from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.factory import weights_digest
+from sail_pipeline.curation.sources import world_values
 from sail_pipeline.pipelines import training_node
 from sail_pipeline.quality import statistics
 from sail_pipeline.quality.filter import decide
@@ -28,7 +29,7 @@ from sail_pipeline.quality.signals import (
     compute_signals,
 )
 from sail_pipeline.recipe_data import pool_caption_tables
-from sail_pipeline.schema import CurationParams, StageSizeParams, WorldSource, result_settings
+from sail_pipeline.schema import CurationParams, StageSizeParams, result_settings
 from sail_pipeline.schema.quality import SIGNALS, ClipParams, FilterParams, QualityParams
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,7 @@ def train_clip(reference_captions: pd.DataFrame, manifest: pd.DataFrame, tokeniz
 def _ground_truth(manifest: pd.DataFrame, scenes: pd.DataFrame | None,
                   curation: CurationParams) -> pd.Series:
     """Each pool id's world scene (JSON), for the oracle judge; None where it has none."""
-    truth: dict[str, str] = {}
-    for source in curation.sources:
-        if isinstance(source, WorldSource) and scenes is not None:
-            truth.update(zip(source.name + ":" + scenes["id"], scenes["ground_truth"],
-                             strict=True))
+    truth = world_values(curation.sources, scenes, "ground_truth")
     return manifest["id"].map(truth).astype(object).where(manifest["id"].isin(truth), None)
 
 

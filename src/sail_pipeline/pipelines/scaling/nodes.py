@@ -1,0 +1,128 @@
+"""Scaling nodes: wiring only; the work is in `sail_pipeline.scaling`."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from sail_pipeline import dry_run, lineage
+from sail_pipeline.curation.sources import world_values
+from sail_pipeline.quality.filter import decide
+from sail_pipeline.scaling import report
+from sail_pipeline.scaling.plan import Point, fit_command, plan_points, point_command
+from sail_pipeline.scaling.point import (
+    SharedInputs,
+    identity,
+    run_point,
+    settings_digest,
+    stored_result,
+)
+from sail_pipeline.scaling.pool import build_pools, check_sizes, point_pairs
+from sail_pipeline.schema import CurationParams, RuntimeParams, ScalingParams
+from sail_pipeline.schema.quality import FilterParams
+
+log = logging.getLogger(__name__)
+
+
+def scaling_pools(candidates: pd.DataFrame, signals: pd.DataFrame, manifest: pd.DataFrame,
+                  scenes: pd.DataFrame | None, params: ScalingParams, quality_filter: FilterParams,
+                  curation: CurationParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every variant's pool of pairs; fails, naming `scaling.sizes`, when one is too small."""
+    rules = params.filter or quality_filter
+    decisions, _, _ = decide(signals, rules)
+    pairs, accounting = build_pools(
+        candidates[candidates["id"].isin(set(manifest["id"]))], decisions,
+        world_values(curation.sources, scenes, "reference_caption"), params)
+    check_sizes(accounting, params)
+    return pairs, accounting
+
+
+def sft_table(knowledge_train: str, rows: int) -> pd.DataFrame:
+    """The fixed SFT's table: the first `rows` rows of SFT-Knowledge's (shuffled) table."""
+    return pd.read_parquet(knowledge_train).head(rows)
+
+
+def point_node(point: Point) -> Callable[..., dict[str, Any]]:
+    """The node function of one point, named `run_point` in the point's namespace."""
+
+    def run(pool: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str, llm: dict,
+            vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
+            sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
+            runtime: RuntimeParams, store: str) -> dict[str, Any]:
+        if dry_run.active():
+            command = point_command(point, dry_run.run_env())
+            log.info("dry run: %s would run as: %s", point.label, command)
+            return {"dry_run": True, "namespace": point.namespace, "command": command}
+        pairs = point_pairs(pool, point.variant, point.n, point.seed, params.sizes[0])
+        indexed = manifest.set_index("id")
+        shared = SharedInputs(tokenizer, llm["hf_dir"], vision["hf_dir"], benchmark,
+                              alignment_eval, advance_eval, sft_train, sft_eval)
+        point_id = identity(point, pairs, indexed["sha256"], params, shared, preset)
+        result = stored_result(store, point_id)
+        reused = result is not None
+        if result is None:
+            log.info("%s: training (identity %s)", point.label, point_id)
+            result = run_point(point, pairs, indexed["image"], params, shared, runtime, preset,
+                               store, point_id)
+        result = result | {"reused": reused}
+        _track(point, result)
+        log.info("%s: %s | %s", point.label, "reused" if reused else
+                 f"trained in {result['timing']['total_seconds']:.0f}s",
+                 " ".join(f"{k}={v:.3g}" for k, v in result["scores"].items()
+                          if k.endswith(("average", "caption"))))
+        return result
+
+    run.__name__ = run.__qualname__ = "run_point"
+    run.__doc__ = f"Sweep point {point.label}: pretrain, evaluate, fixed SFT, evaluate."
+    return run
+
+
+def _track(point: Point, result: dict[str, Any]) -> None:
+    """The point's MLflow child run: named for the point, N as metrics for the UI's charts."""
+    lineage.set_tags({"mlflow.runName": point.label, "sail.reused": str(result["reused"]).lower(),
+                      "sail.point_identity": result["identity"]})
+    lineage.log_params({"variant": point.variant, "caption_source": result["caption_source"],
+                        "filtered": result["filtered"], "expansion": result["expansion"],
+                        "stages": "+".join(result["stages"]), "seed": point.seed,
+                        "data_size_samples": point.n, "data_size_tokens": result["tokens"]})
+    lineage.log_metrics(result["scores"] | {
+        "data_size": float(point.n), "log10_data_size": math.log10(point.n),
+        "data_tokens": float(result["tokens"]),
+        **{f"time/{k}": v for k, v in result["timing"].items()}})
+
+
+def fit_node(points: list[Point]) -> Callable[..., tuple]:
+    """The fit over `points`: results that are missing or stale are named, not guessed."""
+
+    def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame,
+                    *results: dict[str, Any] | None) -> tuple:
+        if dry_run.active():
+            commands = ["kedro run --pipelines=scaling --tags=scaling_pool",
+                        *(point_command(p, dry_run.run_env()) for p in points),
+                        fit_command(dry_run.run_env())]
+            print("\n".join(commands))  # one line per command, for a scheduler's array file
+            log.info("dry run: %d commands above (pools, %d points, fit)", len(commands),
+                     len(points))
+            return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, "", {}
+        finished, missing = [], []
+        for point, result in zip(points, results, strict=True):
+            if result is None or result.get("dry_run"):
+                missing.append(f"{point.namespace} (not run)")
+            elif result.get("settings_digest") != settings_digest(point, params, preset):
+                missing.append(f"{point.namespace} (stale: settings or code changed)")
+            else:
+                finished.append(result)
+        if missing:
+            log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
+                        ", ".join(missing))
+        return report.build(finished, missing, params, accounting)
+
+    fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
+    return fit_scaling
+
+
+__all__ = ["fit_node", "plan_points", "point_node", "scaling_pools"]

@@ -1,0 +1,1 @@
+"""Data-size scaling sweeps: planning, points, law fitting, plots and the reproduction report."""

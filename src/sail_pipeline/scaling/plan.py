@@ -1,0 +1,58 @@
+"""The sweep's points: one per (variant, size, seed), each runnable alone."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from sail_pipeline.schema import ScalingParams
+
+PIPELINE = "scaling"
+
+
+@dataclass(frozen=True, order=True)
+class Point:
+    variant: str
+    n: int
+    seed: int
+
+    @property
+    def namespace(self) -> str:
+        """The Kedro namespace of the point's nodes (and its MLflow instance tag)."""
+        return f"{self.variant}_n{self.n}_s{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """What the MLflow UI shows as the point's run name."""
+        return f"{self.variant} N={self.n} seed={self.seed}"
+
+
+def size_label(n: int) -> str:
+    """N as plots and reports print it: 4k, 1M, 1,700."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return f"{n:,}"
+
+
+def plan_points(params: ScalingParams) -> list[Point]:
+    """Every point of the sweep: variants x sizes x seeds."""
+    return [Point(variant, n, seed) for variant in params.variants for n in params.sizes
+            for seed in params.seeds]
+
+
+def point_command(point: Point, env: str | None = None) -> str:
+    """The shell command that runs this point alone (a Slurm array line, a Ray job)."""
+    args = ["kedro", "run", f"--pipelines={PIPELINE}", f"--namespaces={point.namespace}"]
+    if env not in (None, "", "local", "base"):
+        args.append(f"--env={env}")
+    return shlex.join(args)
+
+
+def fit_command(env: str | None = None) -> str:
+    """The command that gathers the finished points and fits them."""
+    args = ["kedro", "run", f"--pipelines={PIPELINE}", "--tags=scaling_fit"]
+    if env not in (None, "", "local", "base"):
+        args.append(f"--env={env}")
+    return shlex.join(args)

@@ -1,0 +1,143 @@
+"""Figures of a scaling sweep: metric against N with the log-linear fits, and their residuals.
+
+Figures are built with `matplotlib.figure.Figure` rather than pyplot: nothing is registered in
+pyplot's global figure list (no leak, no "too many figures" warning over a sweep's dozens of
+plots) and no backend is switched for the caller; `savefig` renders with Agg.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from sail_pipeline.scaling.plan import size_label
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# Each variant's markers are shifted by this fraction of a doubling, so that variants measured
+# at the same N do not hide each other; fits and bands stay at the true N.
+_DODGE_OCTAVES = 0.04
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{x:.3g}"
+
+
+def _variants(points: pd.DataFrame, metric: str) -> list[str]:
+    if metric not in points.columns:
+        raise ValueError(f"metric {metric!r} is not a column of the points")
+    present = points[points[metric].notna()]
+    return [str(v) for v in pd.unique(present["variant"])]
+
+
+def _fit_row(fits: pd.DataFrame, variant: str, metric: str) -> pd.Series | None:
+    rows = fits[(fits["variant"] == variant) & (fits["metric"] == metric)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _fitted(row: pd.Series | None) -> bool:
+    return row is not None and not (pd.isna(row["a"]) or pd.isna(row["b"]))
+
+
+def _dodge(i: int, count: int) -> float:
+    return 2.0 ** (_DODGE_OCTAVES * (i - (count - 1) / 2))
+
+
+def _log2_axis(ax: Axes, ns: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ns, [size_label(n) for n in ns])
+    # The log locator's minor ticks fall between the sweep sizes and mean nothing here.
+    ax.set_xticks([], minor=True)
+    ax.set_xlabel("pretraining samples N (log scale)")
+    ax.grid(True, alpha=0.3)
+
+
+def _new_figure(title: str) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(title)
+    return fig, ax
+
+
+def plot_metric(points: pd.DataFrame, fits: pd.DataFrame, metric: str,
+                bands: dict[str, dict] | None = None, title: str | None = None) -> Figure:
+    """`metric` against N on a log2 axis, one colour per variant.
+
+    Per variant: every (N, seed) point (small), the seed mean at each N with ± one std (large),
+    the log-linear fit from `fits` (the `fit_sweep` table) and, when `bands[variant]` is given
+    (a `bootstrap_log_linear` result), its confidence band.
+    """
+    from matplotlib import colormaps
+
+    fig, ax = _new_figure(title or metric)
+    variants = _variants(points, metric)
+    colours = colormaps["tab10"]
+    for i, variant in enumerate(variants):
+        colour = colours(i % 10)
+        part = points[(points["variant"] == variant) & points[metric].notna()]
+        shift = _dodge(i, len(variants))
+        ax.scatter(part["n"] * shift, part[metric], s=10, color=colour, alpha=0.45,
+                   linewidths=0)
+        cells = part.groupby("n")[metric].agg(["mean", "std"]).sort_index()
+        ax.errorbar(cells.index * shift, cells["mean"], yerr=cells["std"].fillna(0.0), fmt="o",
+                    ms=6, color=colour, capsize=3, elinewidth=1)
+        row = _fit_row(fits, variant, metric)
+        band = (bands or {}).get(variant)
+        if band is not None:
+            ax.fill_between(band["band_n"], band["band_lo"], band["band_hi"], color=colour,
+                            alpha=0.18, linewidth=0)
+        if _fitted(row):
+            grid = np.geomspace(part["n"].min(), part["n"].max(), 100)
+            label = (f"{variant}: b={_fmt(row['b'])} [{_fmt(row['b_lo'])}, "
+                     f"{_fmt(row['b_hi'])}], R²={_fmt(row['r2'])}")
+            ax.plot(grid, row["a"] + row["b"] * np.log(grid), color=colour, linewidth=1.6,
+                    label=label)
+        else:
+            note = row["note"] if row is not None and row["note"] else "no fit"
+            # An invisible artist carries the legend entry of a variant without a fit line.
+            ax.plot([], [], color=colour, marker="o", linestyle="none",
+                    label=f"{variant}: {note}")
+    ns = sorted({int(n) for n in points.loc[points[metric].notna(), "n"]})
+    _log2_axis(ax, ns)
+    ax.set_ylabel(metric)
+    if variants:
+        ax.legend(fontsize="small", loc="best")
+    return fig
+
+
+def plot_residuals(points: pd.DataFrame, fits: pd.DataFrame, metric: str) -> Figure:
+    """Residuals y − (a + b·ln N) of each variant's log-linear fit against N.
+
+    The line through the mean residual per N shows curvature: a log-linear law leaves it flat,
+    a saturating one bends it into an arch.
+    """
+    from matplotlib import colormaps
+
+    fig, ax = _new_figure(f"{metric}: residuals of the log-linear fit")
+    variants = _variants(points, metric)
+    colours = colormaps["tab10"]
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    for i, variant in enumerate(variants):
+        row = _fit_row(fits, variant, metric)
+        if not _fitted(row):
+            continue
+        colour = colours(i % 10)
+        part = points[(points["variant"] == variant) & points[metric].notna()]
+        residual = part[metric] - (row["a"] + row["b"] * np.log(part["n"].astype(float)))
+        shift = _dodge(i, len(variants))
+        ax.scatter(part["n"] * shift, residual, s=14, color=colour, alpha=0.6, linewidths=0)
+        means = residual.groupby(part["n"]).mean().sort_index()
+        ax.plot(means.index * shift, means.to_numpy(), color=colour, marker="o", ms=5,
+                label=f"{variant}: RMSE {_fmt(row['rmse'])}")
+    ns = sorted({int(n) for n in points.loc[points[metric].notna(), "n"]})
+    _log2_axis(ax, ns)
+    ax.set_ylabel(f"residual of {metric}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small", loc="best")
+    return fig

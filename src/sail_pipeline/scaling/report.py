@@ -1,0 +1,140 @@
+"""A sweep's finished points -> tables, fits, plots, the claims and the reproduction report.
+
+The claims are the papers'; which variants test each is declared once here, in `CLAIMS`. A
+claim whose variants the sweep did not run is listed as not tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+
+from sail_pipeline import lineage
+from sail_pipeline.scaling.fit import bands_for, compare_variants, fit_sweep
+from sail_pipeline.scaling.plots import plot_metric
+from sail_pipeline.scaling.reproduction import reproduction_report
+from sail_pipeline.schema import ScalingParams
+
+log = logging.getLogger(__name__)
+
+# The headline metrics: right after pretraining (detailed captions) and after the fixed SFT.
+HEADLINE = ("pretrain/caption", "sft/average")
+PLOTS_FOLDER = "scaling"  # next to reproduction.md, as the catalog places them
+SAIL = "recaption_filtered"
+CLAIMS: tuple[dict[str, Any], ...] = (
+    {"claim": "Score grows log-linearly with pretraining data (score = a + b ln N, b > 0)",
+     "kind": "slope", "variant": SAIL, "expected": 1},
+    {"claim": "Recaptions beat alt-text at equal N", "kind": "difference",
+     "variant_a": "recaption", "variant_b": "alt_text", "expected": 1},
+    {"claim": "Quality filtering beats no filtering at equal N", "kind": "difference",
+     "variant_a": "recaption_filtered", "variant_b": "recaption", "expected": 1},
+    {"claim": "More low-quality (alt-text) pretraining data does not help", "kind": "slope",
+     "variant": "noisy_expansion", "expected": 0, "r2_goal": None},
+    {"claim": "Pretrain-Advance (vision tower) adds to Alignment (projector) alone",
+     "kind": "difference", "variant_a": SAIL, "variant_b": "alignment_only", "expected": 1},
+    {"claim": "(stand-in) Training the LLM in Advance beats the recipe's frozen LLM",
+     "kind": "difference", "variant_a": SAIL, "variant_b": "frozen_llm", "expected": 1},
+)
+
+
+def points_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished point: who it is, its scores, and where its time went."""
+    rows = []
+    for r in results:
+        timing = r["timing"]
+        launches = sum(v for k, v in timing.items() if k.endswith("_seconds")
+                       and not k.endswith(("_train_seconds", "total_seconds"))
+                       and not k.startswith("eval_"))
+        training = sum(v for k, v in timing.items() if k.endswith("_train_seconds"))
+        evaluation = sum(v for k, v in timing.items() if k.startswith("eval_"))
+        rows.append({"variant": r["variant"], "n": r["n"], "tokens": r["tokens"],
+                     "seed": r["seed"], "namespace": r["namespace"], "identity": r["identity"],
+                     "reused": r.get("reused", False), **r["scores"],
+                     "seconds_total": timing["total_seconds"], "seconds_training": training,
+                     "seconds_startup": launches - training, "seconds_evaluation": evaluation})
+    return pd.DataFrame(rows)
+
+
+def _claims(variants: list[str]) -> list[dict[str, Any]]:
+    tested = []
+    for claim in CLAIMS:
+        needed = [claim[k] for k in ("variant", "variant_a", "variant_b") if k in claim]
+        if not all(v in variants for v in needed):
+            log.info("claim not tested (the sweep lacks %s): %s",
+                     [v for v in needed if v not in variants], claim["claim"])
+            continue
+        tested += [claim | {"metric": metric} for metric in HEADLINE]
+    return tested
+
+
+def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Flat numbers per variant (headline means over the finished points): what `dvc exp
+    show` compares across experiments, e.g. one experiment per size."""
+    out: dict[str, dict[str, float]] = {}
+    for variant, part in points.groupby("variant", sort=True):
+        out[str(variant)] = {"points": int(len(part))} | {
+            metric.replace("/", "_"): round(float(part[metric].mean()), 4)
+            for metric in HEADLINE if metric in part}
+    return out
+
+
+def build(results: list[dict[str, Any]], missing: list[str], params: ScalingParams,
+          accounting: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                                             dict[str, Any], str, dict]:
+    """(points, fits, comparisons, figures by file name, the report's markdown, the flat
+    metrics)."""
+    points = points_table(results)
+    if points.empty:
+        text = ("# Reproduction report\n\nNo point of the sweep has finished. Missing:\n\n"
+                + "\n".join(f"- {name}" for name in missing) + "\n")
+        return points, pd.DataFrame(), pd.DataFrame(), {}, text, {}
+    metrics = sorted(c for c in points.columns if "/" in c)
+    fits = fit_sweep(points, metrics, n_boot=params.bootstrap)
+    claims = _claims(list(pd.unique(points["variant"])))
+    pairs = {(c["variant_a"], c["variant_b"], c["metric"]) for c in claims
+             if c["kind"] == "difference"}
+    comparisons = [compare_variants(points, a, b, metric, n_boot=params.bootstrap)
+                   for a, b, metric in sorted(pairs)]
+    figures, links = {}, {}
+    for metric in metrics:
+        name = metric.replace("/", "_") + ".png"
+        figures[name] = plot_metric(points, fits, metric,
+                                    bands_for(points, metric, n_boot=params.bootstrap))
+        if metric in HEADLINE:
+            links[metric] = f"{PLOTS_FOLDER}/{name}"
+        lineage.log_figure(figures[name], f"scaling/{name}")
+    wall = {"points trained": float((~points["reused"]).sum()),
+            "their time (s)": points.loc[~points["reused"], "seconds_total"].sum(),
+            "of which training loops (s)": points.loc[~points["reused"],
+                                                      "seconds_training"].sum(),
+            "of which process start-up and model loads (s)":
+                points.loc[~points["reused"], "seconds_startup"].sum(),
+            "of which evaluation (s)": points.loc[~points["reused"], "seconds_evaluation"].sum()}
+    text = reproduction_report(points, fits, comparisons, claims, links, missing, wall)
+    text += _pools_section(accounting)
+    _log_fit(fits, len(points), len(missing))
+    return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
+
+
+def _pools_section(accounting: pd.DataFrame) -> str:
+    lines = ["", "## Pools", "", "| pool | candidates | empty | rejected by the filter | pairs |",
+             "|---|---|---|---|---|"]
+    for row in accounting.itertuples():
+        lines.append(f"| {row.pool} | {row.candidates} | {row.empty} | "
+                     f"{row.rejected_by_filter} | {row.pairs} |")
+    return "\n".join(lines) + "\n"
+
+
+def _log_fit(fits: pd.DataFrame, finished: int, missing: int) -> None:
+    """The fit into the sweep's parent run: one metric per (variant, metric, coefficient)."""
+    metrics: dict[str, float] = {"scaling/points_finished": float(finished),
+                                 "scaling/points_missing": float(missing)}
+    for row in fits.to_dict("records"):
+        for key in ("a", "b", "b_lo", "b_hi", "r2", "gain_per_doubling", "noise_floor_mean"):
+            value = row.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                metrics[f"fit/{row['variant']}/{row['metric']}/{key}"] = float(value)
+    lineage.log_metrics(metrics)

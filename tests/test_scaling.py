@@ -1,0 +1,146 @@
+"""The sweep's definition, pools, nested subsamples, point identity and commands (no training:
+the end-to-end sweep is in test_scaling_e2e.py)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sail_pipeline.scaling.plan import Point, plan_points, point_command
+from sail_pipeline.scaling.point import SharedInputs, identity, settings_digest
+from sail_pipeline.scaling.pool import PoolTooSmall, build_pools, check_sizes, point_pairs
+from sail_pipeline.schema import InvalidParameters, ScalingParams, validate_parameters
+
+_TRAIN = {"epochs": 1, "lr": 1e-3}
+SWEEP = {"sizes": [10, 20, 40], "seeds": [0, 1, 2], "alignment": _TRAIN, "advance": _TRAIN,
+         "sft": {"steps": 2, "lr": 1e-3},
+         "variants": ["recaption_filtered", "alt_text", "noisy_expansion", "alignment_only"]}
+
+
+def _sweep(**changes) -> ScalingParams:
+    return ScalingParams.model_validate(SWEEP | changes)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sizes": [10, 40, 20]}, r"scaling\.sizes.*strictly increasing"),
+    ({"sizes": [10, 10]}, r"scaling\.sizes.*strictly increasing"),
+    ({"sizes": [0, 10]}, r"scaling\.sizes.*positive"),
+    ({"seeds": []}, r"scaling\.seeds.*at least one seed"),
+    ({"variants": ["recaption", "nonsense"]}, r"scaling\.variants.*unknown variant.*nonsense"),
+    ({"alignment": {"lr": 1e-3}}, r"scaling\.alignment.*exactly one budget"),
+    ({"sizes": [10, 5000]}, r"scaling\.sizes.*5000.*world"),
+])
+def test_bad_sweep_definitions_fail_naming_the_key(change, message):
+    params = {"data": {"world": {"n_train": 400}}, "scaling": SWEEP | change}
+    with pytest.raises(InvalidParameters, match=message):
+        validate_parameters(params)
+
+
+def test_a_valid_sweep_plans_every_point_with_its_own_command():
+    sweep = _sweep()
+    points = plan_points(sweep)
+    assert len(points) == 4 * 3 * 3
+    assert len({p.namespace for p in points}) == len(points)
+    point = Point("recaption", 4000, 1)
+    assert point.label == "recaption N=4000 seed=1"
+    assert point_command(point) == "kedro run --pipelines=scaling --namespaces=recaption_n4000_s1"
+    assert point_command(point, "micro").endswith("--env=micro")
+
+
+def _candidates(n: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = [f"w:{i:03d}" for i in range(n)]
+    candidates = pd.concat([
+        pd.DataFrame({"id": ids, "source": "recaption", "caption": [
+            "" if i % 10 == 0 else f"a red circle {i}" for i in range(n)]}),
+        pd.DataFrame({"id": ids, "source": "alt_text", "caption": [f"alt {i}" for i in range(n)]}),
+    ], ignore_index=True)
+    kept = candidates[["id", "source"]].assign(kept=[i % 2 == 1 for i in range(2 * n)])
+    return candidates, kept
+
+
+def test_pools_count_every_dropped_caption_and_apply_the_filter():
+    candidates, kept = _candidates()
+    pairs, accounting = build_pools(candidates, kept, {}, _sweep())
+    rows = accounting.set_index("pool")
+    # 10 empty recaptions are dropped from every pool of recaptions, and counted
+    assert rows.loc["recaption_filtered", "empty"] == 10
+    assert rows.loc["recaption_filtered", "pairs"] + rows.loc["recaption_filtered", "empty"] + \
+        rows.loc["recaption_filtered", "rejected_by_filter"] == 100
+    filtered = pairs[pairs["pool"] == "recaption_filtered"]
+    assert set(filtered["id"]) <= set(kept[kept["kept"] & (kept["source"] == "recaption")]["id"])
+    assert rows.loc["alt_text", "pairs"] == 100
+
+
+def test_a_pool_smaller_than_the_grid_fails_before_training_naming_sizes():
+    candidates, kept = _candidates()
+    _, accounting = build_pools(candidates, kept, {}, _sweep(sizes=[10, 60]))
+    with pytest.raises(PoolTooSmall, match=r"scaling\.sizes.*60.*recaption_filtered has 50"):
+        check_sizes(accounting, _sweep(sizes=[10, 60]))
+    check_sizes(accounting, _sweep(sizes=[10, 50]))  # 50 filtered pairs hold 50
+
+
+def test_subsamples_are_nested_across_sizes_and_differ_across_seeds():
+    candidates, kept = _candidates()
+    pairs, _ = build_pools(candidates, kept, {}, _sweep())
+    small = point_pairs(pairs, "recaption_filtered", 10, 0, 10)
+    large = point_pairs(pairs, "recaption_filtered", 40, 0, 10)
+    assert list(large["id"][:10]) == list(small["id"])
+    other_seed = point_pairs(pairs, "recaption_filtered", 10, 1, 10)
+    assert set(other_seed["id"]) != set(small["id"])
+    with pytest.raises(PoolTooSmall, match="needs 51 pairs"):
+        point_pairs(pairs, "recaption_filtered", 51, 0, 10)
+
+
+def test_noisy_expansion_adds_only_alt_text_beyond_the_smallest_size():
+    candidates, kept = _candidates()
+    pairs, _ = build_pools(candidates, kept, {}, _sweep())
+    clean = point_pairs(pairs, "recaption_filtered", 10, 2, 10)
+    expanded = point_pairs(pairs, "noisy_expansion", 40, 2, 10)
+    assert list(expanded["id"][:10]) == list(clean["id"])
+    assert list(expanded["caption"][:10]) == list(clean["caption"])
+    assert expanded["caption"][10:].str.startswith("alt ").all()
+    assert expanded["id"].is_unique
+    assert list(point_pairs(pairs, "noisy_expansion", 20, 2, 10)["id"]) == \
+        list(expanded["id"][:20])
+
+
+def _shared(tmp_path) -> SharedInputs:
+    paths = {}
+    for name in SharedInputs.__dataclass_fields__:
+        path = tmp_path / name
+        path.write_text(name)
+        paths[name] = str(path)
+    return SharedInputs(**paths)
+
+
+def test_identity_follows_what_decides_the_result_and_nothing_else(tmp_path):
+    candidates, kept = _candidates()
+    pairs, _ = build_pools(candidates, kept, {}, _sweep())
+    shared = _shared(tmp_path)
+    point = Point("recaption_filtered", 10, 0)
+    chosen = point_pairs(pairs, point.variant, point.n, point.seed, 10)
+    images = pd.Series({i: f"sha-{i}" for i in candidates["id"]})
+    first = identity(point, chosen, images, _sweep(), shared, "tiny")
+    assert identity(point, chosen, images, _sweep(), shared, "tiny") == first
+    # how often a stage logs does not change what it computes
+    quieter = _sweep(alignment=_TRAIN | {"log_every": 99})
+    assert identity(point, chosen, images, quieter, shared, "tiny") == first
+    # ... a larger grid does not either: the point's own pairs are the same
+    assert identity(point, chosen, images, _sweep(sizes=[10, 20, 40, 80]), shared, "tiny") == first
+    changed = [
+        identity(point, chosen, images, _sweep(alignment=_TRAIN | {"lr": 5e-4}), shared, "tiny"),
+        identity(point, chosen.assign(caption="other"), images, _sweep(), shared, "tiny"),
+        identity(point, chosen, images.replace(images[chosen["id"][0]], "x"), _sweep(), shared,
+                 "tiny"),
+        identity(Point("recaption_filtered", 10, 1), chosen, images, _sweep(), shared, "tiny"),
+        identity(point, chosen, images, _sweep(), shared, "llava-tiny"),
+    ]
+    (tmp_path / "llm").write_text("other weights")
+    changed.append(identity(point, chosen, images, _sweep(), _shared_again(tmp_path), "tiny"))
+    assert first not in changed and len(set(changed)) == len(changed)
+    assert settings_digest(point, _sweep(), "tiny") != settings_digest(
+        point, _sweep(sft={"steps": 3, "lr": 1e-3}), "tiny")
+
+
+def _shared_again(tmp_path) -> SharedInputs:
+    return SharedInputs(**{name: str(tmp_path / name) for name in SharedInputs.__dataclass_fields__})

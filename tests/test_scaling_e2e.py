@@ -1,0 +1,134 @@
+"""`kedro run --pipelines=scaling` end to end on the micro sweep (conf/micro: the reference
+variant, N = 16 and 32, one seed), in a copy of the project after `kedro run`.
+
+One test, because each step needs the one before: the dry run's commands, the pools, one
+point alone, the fit naming the missing point, the whole sweep reusing the finished point,
+a re-run that trains nothing, and the MLflow tree of parent, points and their stages.
+"""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.project import run
+
+POINTS = ("reference_n16_s0", "reference_n32_s0")
+
+
+def _kedro(project, *args: str):
+    result = run(project, "kedro", "run", "--pipelines=scaling", *args, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _trained_stage_logs(project) -> set[str]:
+    return {str(p) for p in (project / "data/06_models/scaling").glob("*/*/train.log")}
+
+
+@pytest.mark.slow
+def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
+    project = project_copy
+    # The dry run prints one command per point (a scheduler's array), and trains nothing.
+    dry = _kedro(project, "--params", "runtime.launcher.dry_run=true")
+    for namespace in POINTS:
+        assert f"kedro run --pipelines=scaling --namespaces={namespace}" in dry.stdout
+    assert "kedro run --pipelines=scaling --tags=scaling_fit" in dry.stdout
+    assert not (project / "data/06_models/scaling").exists()
+
+    # Each point runs alone; the fit gathers what finished and names what did not.
+    _kedro(project, "--tags=scaling_pool")
+    _kedro(project, f"--namespaces={POINTS[0]}")
+    _kedro(project, "--tags=scaling_fit")
+    report = (project / "data/08_reporting/reproduction.md").read_text()
+    assert "points finished: 1 of 2" in report and f"{POINTS[1]} (not run)" in report
+    assert len(_trained_stage_logs(project)) == 3  # alignment, advance, sft of one point
+
+    # The whole sweep: the finished point is reused, the other trains.
+    _kedro(project)
+    results = {ns: json.loads((project / f"data/07_model_output/scaling/{ns}.json").read_text())
+               for ns in POINTS}
+    assert results[POINTS[0]]["reused"] and not results[POINTS[1]]["reused"]
+    assert len(_trained_stage_logs(project)) == 6
+    for result in results.values():
+        assert result["tokens"] > 0 and 0 <= result["scores"]["pretrain/caption"] <= 1
+        assert {"sft/count", "sft/colour", "sft/average"} <= set(result["scores"])
+        assert result["timing"]["alignment_seconds"] >= result["timing"]["alignment_train_seconds"]
+    points = pd.read_csv(project / "data/08_reporting/scaling/points.csv")
+    assert sorted(points["n"]) == [16, 32]
+    report = (project / "data/08_reporting/reproduction.md").read_text()
+    assert "points finished: 2 of 2" in report and "(not run)" not in report
+    assert (project / "data/08_reporting/scaling/pretrain_caption.png").stat().st_size > 1000
+    assert "scaling/pretrain_caption.png" in report
+
+    # Again: nothing trains.
+    _kedro(project)
+    assert len(_trained_stage_logs(project)) == 6
+    again = json.loads((project / f"data/07_model_output/scaling/{POINTS[1]}.json").read_text())
+    assert again["reused"] and again["identity"] == results[POINTS[1]]["identity"]
+
+    _check_mlflow(project)
+
+    # The notebook redraws the curves from MLflow alone.
+    from tests.project import ROOT
+
+    notebook = execute_notebook(ROOT / "notebooks/scaling_curves.ipynb",
+                                f"sqlite:///{project / 'mlflow.db'}")
+    assert sorted(notebook["points"]["n"]) == [16, 32]
+    assert set(notebook["figures"]) == {"pretrain/caption", "sft/average"}
+    assert notebook["figures"]["sft/average"].axes[0].get_xscale() == "log"
+
+
+def _check_mlflow(project) -> None:
+    """The whole-sweep run that trained N=32: parent -> one child per point (named for it, N
+    as metrics) -> the trainer's stages under the point that trained; the fit in the parent."""
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    sweeps = runs[runs["tags.mlflow.runName"].fillna("").str.startswith("scaling ·")]
+    children_of = {p: runs[runs["tags.mlflow.parentRunId"] == p] for p in sweeps["run_id"]}
+    trained = [p for p, children in children_of.items()
+               if len(children) == 2 and (children["tags.sail.reused"] == "false").any()]
+    assert len(trained) == 1, "one whole-sweep run trained a point"
+    parent = sweeps[sweeps["run_id"] == trained[0]].iloc[0]
+    children = children_of[trained[0]]
+    assert sorted(children["tags.mlflow.runName"]) == ["reference N=16 seed=0",
+                                                       "reference N=32 seed=0"]
+    assert sorted(children["metrics.data_size"]) == [16, 32]
+    assert children["metrics.log10_data_size"].round(3).tolist().count(1.505) == 1
+    assert set(children["params.variant"]) == {"reference"}
+    assert children["metrics.sft/average"].notna().all()
+    point = children[children["tags.sail.reused"] == "false"].iloc[0]
+    stages = runs[runs["tags.mlflow.parentRunId"] == point["run_id"]]
+    assert sorted(stages["tags.sail.stage"]) == ["advance", "alignment", "knowledge"]
+    assert parent["metrics.scaling/points_finished"] == 2
+    artifacts = mlflow.MlflowClient().list_artifacts(parent["run_id"], "scaling")
+    assert any(a.path.endswith("pretrain_caption.png") for a in artifacts)
+
+
+def execute_notebook(path, tracking_uri: str) -> dict:
+    """Run a notebook's code cells in order, in one namespace, as a kernel would; returns it.
+
+    Jupyter is not in the lock, so the cells run here; a failing cell fails with its source.
+    """
+    import os
+
+    cells = [("".join(c["source"])) for c in json.loads(path.read_text())["cells"]
+             if c["cell_type"] == "code"]
+    namespace: dict = {}
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    try:
+        for source in cells:
+            try:
+                exec(compile(source, str(path), "exec"), namespace)  # noqa: S102
+            except Exception as error:
+                raise AssertionError(f"notebook cell failed:\n{source}") from error
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    return namespace

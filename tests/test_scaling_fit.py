@@ -1,0 +1,239 @@
+"""Scaling-law fits, bootstrap intervals, variant comparisons, plots and the report.
+
+Synthetic sweeps with a known truth: 5 sizes (doubling from 1000) × 3 seeds, fixed RNG seeds,
+so every assertion is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sail_pipeline.scaling.fit import (
+    bands_for,
+    bootstrap_log_linear,
+    compare_variants,
+    fit_log_linear,
+    fit_metric,
+    fit_power,
+    fit_saturating,
+    fit_sweep,
+    noise_floor,
+)
+from sail_pipeline.scaling.plots import plot_metric, plot_residuals
+from sail_pipeline.scaling.reproduction import reproduction_report, verdict
+
+SIZES = [1000 * 2**k for k in range(5)]
+SEEDS = [0, 1, 2]
+N_BOOT = 200
+
+
+def sweep(variant: str, curve, noise: float, rng_seed: int, metric: str = "m",
+          sizes: list[int] = SIZES) -> pd.DataFrame:
+    rng = np.random.default_rng(rng_seed)
+    rows = [{"variant": variant, "n": n, "tokens": 50 * n, "seed": s,
+             metric: float(curve(n)) + rng.normal(0.0, noise), "other": "ignored"}
+            for n in sizes for s in SEEDS]
+    return pd.DataFrame(rows)
+
+
+def log_linear(a: float, b: float):
+    return lambda n: a + b * math.log(n)
+
+
+def test_log_linear_recovers_a_and_b_and_the_ci_covers_b():
+    points = sweep("v", log_linear(0.1, 0.05), noise=0.01, rng_seed=1)
+    fit = fit_log_linear(points["n"], points["m"])
+    assert fit.law == "log_linear" and fit.n_points == 15
+    assert fit.params["b"] == pytest.approx(0.05, abs=0.006)
+    assert fit.params["a"] == pytest.approx(0.1, abs=0.06)
+    assert fit.r2 > 0.9
+    np.testing.assert_allclose(fit.predict(np.array([1000.0])),
+                               fit.params["a"] + fit.params["b"] * math.log(1000))
+
+    row = fit_metric(points, "m", n_boot=N_BOOT, seed=0)
+    assert row["b_lo"] < 0.05 < row["b_hi"]
+    assert row["gain_per_doubling"] == pytest.approx(row["b"] * math.log(2))
+    assert row["slope_excludes_zero"] is True
+    assert row["best_law"] == "log_linear" and row["alternative_note"] == ""
+    assert row["span"] == 16 and row["n_sizes"] == 5 and row["n_points"] == 15
+
+
+def test_degenerate_input_raises():
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_log_linear(np.array([1000, 2000]), np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="same N"):
+        fit_log_linear(np.array([1000, 1000, 1000]), np.array([0.1, 0.2, 0.3]))
+
+
+def test_saturating_curve_is_clearly_better_than_log_linear():
+    sizes = [1000 * 4**k for k in range(5)]
+    points = sweep("v", lambda n: 0.8 - 0.5 * (n / 1000) ** -0.7, noise=0.005, rng_seed=2,
+                   sizes=sizes)
+    fit = fit_saturating(points["n"], points["m"])
+    assert fit is not None
+    assert fit.params["y_inf"] == pytest.approx(0.8, abs=0.02)
+    assert fit.params["alpha"] == pytest.approx(0.7, abs=0.15)
+
+    row = fit_metric(points, "m", n_boot=N_BOOT, seed=0)
+    assert row["best_law"] == "saturating"
+    assert row["aic_log_linear"] - row["aic_saturating"] > 2
+    assert row["alternative_note"].startswith("saturating fits clearly better (ΔAIC ")
+
+
+def test_power_law_fits_in_log_and_linear_space():
+    n = np.array(SIZES * 3, dtype=float)
+    fit = fit_power(n, 0.02 * n**0.3)
+    assert fit is not None
+    assert fit.params["k"] == pytest.approx(0.3) and fit.params["c"] == pytest.approx(0.02)
+    # A zero score forces the linear-space fit.
+    shifted = fit_power(np.r_[n, 500.0], np.r_[0.02 * n**0.3, 0.0])
+    assert shifted is None or math.isfinite(shifted.aic)
+
+
+def test_zero_slope_ci_includes_zero():
+    points = sweep("flat", lambda n: 0.5, noise=0.02, rng_seed=3)
+    boot = bootstrap_log_linear(points["n"], points["m"], n_boot=N_BOOT, seed=0)
+    assert boot["b_lo"] < 0 < boot["b_hi"]
+    assert boot["band_n"].shape == boot["band_lo"].shape == boot["band_hi"].shape == (50,)
+    assert boot["band_n"][0] == pytest.approx(1000) and boot["band_n"][-1] == pytest.approx(16000)
+    assert np.all(boot["band_lo"] <= boot["band_hi"])
+    row = fit_metric(points, "m", n_boot=N_BOOT, seed=0)
+    assert row["slope_excludes_zero"] is False
+
+
+def test_noise_floor_matches_numpy_std():
+    points = pd.DataFrame({
+        "variant": "v", "n": [100, 100, 100, 200, 200, 400],
+        "seed": [0, 1, 2, 0, 1, 0], "m": [0.1, 0.3, 0.2, 0.5, 0.9, 0.7]})
+    floor = noise_floor(points, "m")
+    assert set(floor["std_by_n"]) == {100, 200}  # 400 has one seed
+    assert floor["std_by_n"][100] == pytest.approx(np.std([0.1, 0.3, 0.2], ddof=1))
+    assert floor["std_by_n"][200] == pytest.approx(np.std([0.5, 0.9], ddof=1))
+    assert floor["mean"] == pytest.approx((np.std([0.1, 0.3, 0.2], ddof=1)
+                                          + np.std([0.5, 0.9], ddof=1)) / 2)
+    assert floor["max_n"] == 200 and floor["at_max_n"] == floor["std_by_n"][200]
+
+
+def test_compare_variants_shifted_and_identical():
+    base = log_linear(0.2, 0.03)
+    a = sweep("a", lambda n: base(n) + 0.1, noise=0.01, rng_seed=4)
+    b = sweep("b", base, noise=0.01, rng_seed=5)
+    same = sweep("c", base, noise=0.01, rng_seed=6)
+    points = pd.concat([a, b, same], ignore_index=True)
+
+    shifted = compare_variants(points, "a", "b", "m", n_boot=N_BOOT, seed=0)
+    assert shifted["common_n"] == SIZES
+    assert shifted["diff_lo"] > 0 and shifted["mean_diff"] == pytest.approx(0.1, abs=0.02)
+    assert shifted["slope_diff_lo"] < 0 < shifted["slope_diff_hi"]
+    expected = (a.groupby("n")["m"].mean() - b.groupby("n")["m"].mean()).to_dict()
+    assert shifted["per_n"] == pytest.approx(expected)
+
+    identical = compare_variants(points, "c", "b", "m", n_boot=N_BOOT, seed=0)
+    assert identical["diff_lo"] < 0 < identical["diff_hi"]
+
+    disjoint = points[((points["variant"] == "a") & (points["n"] <= 2000))
+                      | ((points["variant"] == "b") & (points["n"] > 2000))]
+    none = compare_variants(disjoint, "a", "b", "m", n_boot=N_BOOT)
+    assert none["common_n"] == [] and math.isnan(none["mean_diff"]) and none["note"]
+
+
+@pytest.mark.parametrize(("lo", "hi", "sign", "expected"), [
+    (0.1, 0.3, 1, "reproduced"),
+    (-0.3, -0.1, 1, "not reproduced"),
+    (-0.1, 0.3, 1, "inconclusive"),
+    (0.0, 0.3, 1, "inconclusive"),
+    (-0.3, -0.1, -1, "reproduced"),
+    (0.1, 0.3, -1, "not reproduced"),
+    (-0.1, 0.1, 0, "reproduced"),
+    (-0.3, -0.1, 0, "reproduced"),
+    (0.1, 0.3, 0, "not reproduced"),
+    (float("nan"), 0.3, 1, "inconclusive"),
+])
+def test_verdict(lo, hi, sign, expected):
+    assert verdict(lo, hi, sign) == expected
+
+
+def test_fit_sweep_notes_a_variant_with_two_points():
+    good = sweep("good", log_linear(0.1, 0.05), noise=0.01, rng_seed=7)
+    short = sweep("short", log_linear(0.1, 0.05), noise=0.01, rng_seed=8).iloc[:2]
+    points = pd.concat([good, short], ignore_index=True)
+    points.loc[0, "m"] = np.nan  # a missing metric value is dropped, not fitted
+    fits = fit_sweep(points, ["m"], n_boot=N_BOOT)
+    assert list(fits["variant"]) == ["good", "short"]
+    good_row, short_row = fits.iloc[0], fits.iloc[1]
+    assert good_row["n_points"] == 14 and good_row["note"] == ""
+    assert short_row["note"] == "2 points: too few to fit"
+    assert math.isnan(short_row["b"]) and pd.isna(short_row["slope_excludes_zero"])
+
+
+@pytest.fixture(scope="module")
+def two_variants():
+    points = pd.concat([sweep("recaption", log_linear(0.1, 0.05), 0.01, rng_seed=9),
+                        sweep("alt_text", log_linear(0.1, 0.03), 0.01, rng_seed=10)],
+                       ignore_index=True)
+    return points, fit_sweep(points, ["m"], n_boot=N_BOOT)
+
+
+def test_plots_return_figures_with_a_log_x_axis(two_variants, tmp_path):
+    from matplotlib.figure import Figure
+
+    points, fits = two_variants
+    figure = plot_metric(points, fits, "m", bands=bands_for(points, "m", n_boot=N_BOOT))
+    assert isinstance(figure, Figure)
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1k", "2k", "4k", "8k", "16k"]
+    labels = ax.get_legend_handles_labels()[1]
+    assert len(labels) == 2 and labels[0].startswith("recaption: b=")
+    figure.savefig(tmp_path / "m.png")
+
+    residuals = plot_residuals(points, fits, "m")
+    assert isinstance(residuals, Figure) and residuals.axes[0].get_xscale() == "log"
+
+
+def test_reproduction_report(two_variants):
+    points, fits = two_variants
+    comparison = compare_variants(points, "recaption", "alt_text", "m", n_boot=N_BOOT)
+    claims = [
+        {"claim": "recaption scales log-linearly", "kind": "slope", "variant": "recaption",
+         "metric": "m", "expected": 1},
+        {"claim": "recaption beats alt-text", "kind": "difference",
+         "variant_a": "recaption", "variant_b": "alt_text", "metric": "m", "expected": 1},
+        {"claim": "alt-text does not help over recaption", "kind": "difference",
+         "variant_a": "alt_text", "variant_b": "recaption", "metric": "m", "expected": 0},
+        {"claim": "a variant that was not run", "kind": "slope", "variant": "absent",
+         "metric": "m", "expected": 1},
+    ]
+    missing = ["noisy_expansion/n=16000/seed=2", "reference/n=1000/seed=0"]
+    report = reproduction_report(points, fits, [comparison], claims,
+                                 {"m against N": "figures/m.png"}, missing,
+                                 {"pretrain": 3600.0, "sft": 125.0})
+    claim_rows = {line.split(" | ")[0].lstrip("| "): line for line in report.splitlines()
+                  if line.startswith("| ") and " | " in line}
+    assert "| reproduced |" in claim_rows["recaption scales log-linearly"]
+    assert "| reproduced |" in claim_rows["recaption beats alt-text"]
+    # alt_text − recaption is negative: "does not help" holds.
+    assert "| reproduced |" in claim_rows["alt-text does not help over recaption"]
+    assert "| inconclusive |" in claim_rows["a variant that was not run"]
+    for name in missing:
+        assert name in report
+    assert "points missing: 2" in report
+    assert "![m against N](figures/m.png)" in report
+    assert "## Wall time" in report and "1:00:00" in report
+    b = fits.set_index("variant").loc["recaption", "b"]
+    assert f"{b:+.3g}" in report  # numbers come from the fit table
+
+
+def test_log_linear_claim_with_low_r2_is_not_reproduced():
+    points = sweep("noisy", log_linear(0.1, 0.01), noise=0.03, rng_seed=11)
+    fits = fit_sweep(points, ["m"], n_boot=N_BOOT)
+    assert fits.loc[0, "r2"] < 0.9
+    claim = {"claim": "noisy scales", "kind": "slope", "variant": "noisy", "metric": "m",
+             "expected": 1}
+    report = reproduction_report(points, fits, [], [claim], {}, [], None)
+    line = next(row for row in report.splitlines() if row.startswith("| noisy scales"))
+    assert "below the 0.9 goal" in line and "| reproduced |" not in line
