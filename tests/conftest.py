@@ -15,19 +15,21 @@ _broken_environment: list[str] = []
 
 
 _SHARED_PROJECT = {"project", "project_copy", "readme_project"}
+# End-to-end tests long enough to get a worker of their own (see below).
+_LONG = ("variants", "dvc_queue")
 
 
 def pytest_collection_modifyitems(config, items):
     """Environment checks (lock, imports) first: a broken install should fail in seconds.
 
     Then the tests of the shared end-to-end project, so that under `-n 2 --dist loadgroup` one
-    worker starts building it at once: they run in two groups, the two-variant run (the
-    longest) on its own, while the unit tests fill the gaps.
+    worker starts building it at once: they run in two groups, the longest (the two-variant
+    run, the DVC queue) on their own, while the unit tests fill the gaps.
     """
     for item in items:
         if _SHARED_PROJECT & set(getattr(item, "fixturenames", ())):
-            group = "variants" if "variants" in item.name else "e2e"
-            item.add_marker(pytest.mark.xdist_group(group))
+            long = any(name in item.name for name in _LONG)
+            item.add_marker(pytest.mark.xdist_group("long" if long else "e2e"))
     items.sort(key=lambda item: (item.get_closest_marker("environment") is None,
                                  not _SHARED_PROJECT & set(getattr(item, "fixturenames", ()))))
 

@@ -144,3 +144,32 @@ def test_identity_follows_what_decides_the_result_and_nothing_else(tmp_path):
 
 def _shared_again(tmp_path) -> SharedInputs:
     return SharedInputs(**{name: str(tmp_path / name) for name in SharedInputs.__dataclass_fields__})
+
+
+def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, monkeypatch):
+    from sail_pipeline.pipelines.scaling import nodes
+    from sail_pipeline.schema import RuntimeParams
+
+    candidates, kept = _candidates()
+    pairs, accounting = build_pools(candidates, kept, {}, _sweep())
+    manifest = pd.DataFrame({"id": candidates["id"].unique()}).assign(
+        sha256=lambda t: "sha-" + t["id"], image=b"png")
+    shared = _shared(tmp_path)
+
+    def trainer_dies(*args, **kwargs):
+        raise RuntimeError("stage alignment failed: the trainer exited with 1")
+
+    monkeypatch.setattr(nodes, "run_point", trainer_dies)
+    point = Point("alt_text", 10, 0)
+    result = nodes.point_node(point)(
+        pairs, manifest, shared.tokenizer, {"hf_dir": shared.llm}, {"hf_dir": shared.vision},
+        shared.benchmark, shared.alignment_eval, shared.advance_eval, shared.sft_train,
+        shared.sft_eval, _sweep(), "tiny", RuntimeParams(), str(tmp_path / "store"))
+    assert result["failed"] and "trainer exited" in result["error"]
+
+    stale = {"settings_digest": "from another configuration", "namespace": "alt_text_n20_s0"}
+    *_, report, metrics = nodes.fit_node([point, Point("alt_text", 20, 0)])(
+        _sweep(), "tiny", accounting, result, stale)
+    assert "alt_text_n10_s0 (failed: stage alignment failed: the trainer exited with 1)" in report
+    assert "alt_text_n20_s0 (stale: settings or code changed)" in report
+    assert metrics == {}

@@ -9,11 +9,14 @@ a re-run that trains nothing, and the MLflow tree of parent, points and their st
 from __future__ import annotations
 
 import json
+import time
 
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
+from tests.conftest import RECIPE_STAGES
 from tests.project import run
 
 POINTS = ("reference_n16_s0", "reference_n32_s0")
@@ -132,3 +135,61 @@ def execute_notebook(path, tracking_uri: str) -> dict:
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
     return namespace
+
+
+def _metrics_files(tree) -> list[dict]:
+    """Every `data/08_reporting/scaling_metrics.json` entry of `dvc exp show --json`."""
+    found = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key.endswith("scaling_metrics.json") and isinstance(value, dict):
+                found.append(value.get("data", value))
+            else:
+                found += _metrics_files(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            found += _metrics_files(value)
+    return found
+
+
+@pytest.mark.slow
+def test_dvc_queue_runs_one_experiment_per_size(project_copy):
+    """README "Scaling sweeps with DVC": one queued experiment per size, one worker, read back
+    with `dvc exp show --json`; MLflow gets each experiment's runs in the project's store."""
+    project = project_copy
+    # The micro sweep into the stage's own params file, so that `-S` changes only `scaling`.
+    local_file = project / "conf/local/parameters.yml"
+    local = yaml.safe_load(local_file.read_text())
+    sweep = local.pop("scaling")
+    local_file.write_text(yaml.safe_dump(local))
+    base_file = project / "conf/base/parameters_scaling.yml"
+    base = yaml.safe_load(base_file.read_text())
+    base["scaling"] |= sweep
+    base_file.write_text(yaml.safe_dump(base))
+    # What the README asks first: the chain's state committed, so DVC's temporary copies check
+    # the pool and the backbones out of its cache.
+    for args in (("dvc", "commit", "--force", "--quiet", *RECIPE_STAGES),
+                 ("git", "add", "-A"),
+                 ("git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "run")):
+        result = run(project, *args)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for n in (16, 32):
+        queued = run(project, "dvc", "exp", "run", "--queue", "-S",
+                     f"conf/base/parameters_scaling.yml:scaling.sizes=[{n}]", "scaling")
+        assert queued.returncode == 0, queued.stdout[-2000:] + queued.stderr[-2000:]
+    assert run(project, "dvc", "queue", "start", "-j", "1").returncode == 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(project, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = run(project, "dvc", "exp", "show", "--json")
+    metrics = _metrics_files(json.loads(shown.stdout))
+    assert sum(1 for m in metrics if m.get("reference", {}).get("points") == 1) == 2, metrics
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    points = mlflow.search_runs(search_all_experiments=True,
+                                filter_string="metrics.data_size > 0")
+    assert sorted(points["metrics.data_size"]) == [16, 32]

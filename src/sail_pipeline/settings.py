@@ -7,9 +7,12 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
-# MLflow 3 refuses a file store; an absolute sqlite path also survives `dvc exp run`, which
-# runs experiments in a temporary copy of the project.
+# MLflow 3 refuses a file store: an sqlite file at the project root. A queued `dvc exp run`
+# runs in a temporary copy (<repo>/.dvc/tmp/exps/tmp…) that is deleted afterwards; DVC names
+# the repository it came from (DVC_ROOT, with DVC_EXP_NAME), whose store gets its runs.
 _ROOT = find_kedro_project(Path.cwd()) or Path.cwd()
+if os.environ.get("DVC_EXP_NAME") and os.environ.get("DVC_ROOT"):
+    _ROOT = Path(os.environ["DVC_ROOT"])
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(_ROOT).resolve() / 'mlflow.db'}")
 
 # kedro-mlflow's KedroPipelineModel subclasses MLflow's PythonModel without type hints on

@@ -24,7 +24,7 @@ FIT_COLUMNS = [
     "variant", "metric", "n_points", "n_sizes", "n_min", "n_max", "span", "level",
     "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
     "gain_per_doubling", "gain_per_doubling_lo", "gain_per_doubling_hi",
-    "r2", "r2_lo", "r2_hi", "rmse", "n_boot_used",
+    "r2", "r2_lo", "r2_hi", "r2_means", "rmse", "n_boot_used",
     "noise_floor_mean", "noise_floor_at_max_n",
     "aic_log_linear", "aic_power", "aic_saturating",
     "best_law", "alternative_note", "slope_excludes_zero", "note",
@@ -311,10 +311,16 @@ def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, n_boot: int = 2
             laws[law] = fit
     best_law, note = _best_law(laws)
     floor = noise_floor(points_of_one_variant, metric)
+    # R² of the seed means: how straight the curve is, without the seed noise that caps the
+    # R² of the individual points (the form scaling-law papers report).
+    means = pd.Series(y).groupby(n).mean()
+    r2_means = fit_log_linear(means.index.to_numpy(float), means.to_numpy(float)).r2 \
+        if means.size >= 3 else float("nan")
     row = {"variant": variant, "metric": metric, "n_points": int(n.size),
            "n_sizes": int(np.unique(n).size), "n_min": int(n.min()), "n_max": int(n.max()),
            "span": float(n.max() / n.min()), "level": level,
            "rmse": laws["log_linear"].rmse, "n_boot_used": boot["n_boot_used"],
+           "r2_means": r2_means,
            "noise_floor_mean": floor["mean"], "noise_floor_at_max_n": floor["at_max_n"],
            "best_law": best_law, "alternative_note": note,
            "slope_excludes_zero": bool(boot["b_lo"] > 0 or boot["b_hi"] < 0), "note": ""}

@@ -105,7 +105,8 @@ def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame) -> tuple
     gain = _ci(row["gain_per_doubling"], row["gain_per_doubling_lo"],
                row["gain_per_doubling_hi"], signed=True)
     measured = (f"b = {_ci(row['b'], row['b_lo'], row['b_hi'], signed=True)} per ln N; "
-                f"{gain} per doubling; R² {_num(row['r2'])}")
+                f"{gain} per doubling; R² {_num(row['r2'])} (seed means "
+                f"{_num(row.get('r2_means', math.nan))})")
     result = verdict(row["b_lo"], row["b_hi"], expected)
     why = [f"slope {_side(row['b_lo'], row['b_hi'])}"]
     goal = claim.get("r2_goal", R2_GOAL)
@@ -113,15 +114,19 @@ def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame) -> tuple
         # A log-linear claim is about the form as well as the sign: a rising curve that is
         # not log-linear does not reproduce it, though it does not refute the rise either.
         form_ok = True
-        if pd.isna(row["r2"]) or row["r2"] < goal:
+        # The goal is judged on the seed means' R² (each point's seed noise is measured
+        # apart, as the noise floor), falling back to the points' R².
+        r2 = row.get("r2_means", math.nan)
+        r2 = row["r2"] if pd.isna(r2) else r2
+        if pd.isna(r2) or r2 < goal:
             form_ok = False
-            text = f"R² {_num(row['r2'])} below the {_num(goal)} goal"
+            text = f"R² of the seed means {_num(r2)} below the {_num(goal)} goal"
             cap = _r2_cap(points, variant, metric) if metric in points.columns else math.nan
             if not pd.isna(cap) and cap < goal:
-                text += f" (seed noise alone caps R² at {_num(cap)})"
+                text += f" (seed noise caps the points' R² at {_num(cap)})"
             why.append(text)
         else:
-            why.append(f"R² {_num(row['r2'])} ≥ {_num(goal)}")
+            why.append(f"R² of the seed means {_num(r2)} ≥ {_num(goal)}")
         if row.get("alternative_note"):
             form_ok = False
             why.append(str(row["alternative_note"]))
@@ -230,18 +235,18 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     for _, row in fits.iterrows():
         if pd.isna(row["b"]):
             rows.append([row["variant"], row["metric"], "n/a", "n/a", "n/a", "n/a", "n/a",
-                         row["note"]])
+                         "n/a", row["note"]])
             continue
         law = row["alternative_note"] or row["best_law"]
         rows.append([row["variant"], row["metric"], _num(row["a"]),
                      _ci(row["b"], row["b_lo"], row["b_hi"], signed=True),
                      _ci(row["gain_per_doubling"], row["gain_per_doubling_lo"],
                          row["gain_per_doubling_hi"], signed=True),
-                     _num(row["r2"]),
+                     _num(row["r2"]), _num(row.get("r2_means", math.nan)),
                      f"{_num(row['noise_floor_mean'])} ({_num(row['noise_floor_at_max_n'])})",
                      law])
     lines += _table(["variant", "metric", "a", "b [CI]", "gain per doubling [CI]", "R²",
-                     "noise floor", "best law"], rows)
+                     "R² (seed means)", "noise floor", "best law"], rows)
 
     if comparisons:
         lines += ["", "## Comparisons", "",

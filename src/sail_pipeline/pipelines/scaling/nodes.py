@@ -66,8 +66,15 @@ def point_node(point: Point) -> Callable[..., dict[str, Any]]:
         reused = result is not None
         if result is None:
             log.info("%s: training (identity %s)", point.label, point_id)
-            result = run_point(point, pairs, indexed["image"], params, shared, runtime, preset,
-                               store, point_id)
+            try:
+                result = run_point(point, pairs, indexed["image"], params, shared, runtime,
+                                   preset, store, point_id)
+            except Exception as error:  # noqa: BLE001
+                # One failed point must not stop a sweep of a hundred: it is recorded, the
+                # fit names it with its reason, and the next run trains it again.
+                log.error("%s failed: %s", point.label, error)
+                return {"failed": True, "namespace": point.namespace, "identity": point_id,
+                        "error": str(error)[-2000:]}
         result = result | {"reused": reused}
         _track(point, result)
         log.info("%s: %s | %s", point.label, "reused" if reused else
@@ -112,6 +119,9 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         for point, result in zip(points, results, strict=True):
             if result is None or result.get("dry_run"):
                 missing.append(f"{point.namespace} (not run)")
+            elif result.get("failed"):
+                reason = result["error"].strip().splitlines()[-1][:200] if result["error"] else ""
+                missing.append(f"{point.namespace} (failed: {reason})")
             elif result.get("settings_digest") != settings_digest(point, params, preset):
                 missing.append(f"{point.namespace} (stale: settings or code changed)")
             else:
