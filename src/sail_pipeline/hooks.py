@@ -117,9 +117,10 @@ class DvcLockHook:
             log.info("dvc.lock records %s: `dvc status` is clean for them", ", ".join(stages))
 
 
-# A run restricted to some nodes did not make the whole stage.
+# A run restricted to some nodes did not make the whole stage, and a run with `--params`
+# did not compute what the parameter files (which dvc.lock records) say.
 _NODE_FILTERS = ("tags", "node_names", "from_nodes", "to_nodes", "from_inputs", "to_outputs",
-                 "namespaces", "only_missing_outputs")
+                 "namespaces", "only_missing_outputs", "runtime_params", "extra_params")
 
 
 class TrackingHook(MlflowHook):
