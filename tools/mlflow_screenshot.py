@@ -35,6 +35,9 @@ async def shoot(args: argparse.Namespace) -> None:
         await page.goto(f"{args.ui}/#/experiments/{args.experiment}/runs?compareRunsMode=CHART",
                         wait_until="load")
         await page.wait_for_timeout(8000)
+        assistant = page.get_by_label("Close", exact=True)  # the UI's assistant side panel
+        if await assistant.count():
+            await assistant.first.click()
         search = page.get_by_placeholder(PLACEHOLDER)
         await search.fill(f"metrics.data_size > 0 and tags.mlflow.parentRunId = '{args.parent}'")
         await search.press("Enter")
@@ -53,7 +56,7 @@ async def shoot(args: argparse.Namespace) -> None:
         await _choose(page, "Y axis", args.metric)
         await page.get_by_role("button", name="Add chart").last.click()
         await page.wait_for_timeout(3000)
-        await page.get_by_placeholder("Search metric charts").fill("log10_data_size vs")
+        await page.get_by_placeholder("Search metric charts").fill("log10")
         await page.wait_for_timeout(3000)
         await page.screenshot(path=args.out)
         await browser.close()

@@ -272,9 +272,8 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
             lines += ["", f"### {name}", "", f"![{name}]({path})"]
 
     if wall:
+        # The caller's rows as given: they may nest (a whole and its parts), so no total.
         lines += ["", "## Wall time", ""]
         rows = [[name, f"{seconds:.0f}", _hms(seconds)] for name, seconds in wall.items()]
-        total = float(sum(wall.values()))
-        rows.append(["total", f"{total:.0f}", _hms(total)])
         lines += _table(["step", "seconds", "h:mm:ss"], rows)
     return "\n".join(lines) + "\n"
