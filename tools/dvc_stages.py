@@ -1,11 +1,11 @@
 """Write dvc.yaml from the Kedro project itself, so the two cannot drift (`make dvc`).
 
 One DVC stage per Kedro pipeline (`kedro run --pipelines=<name>`). For each:
-- code deps: every module of the package that `kedro run --pipelines=<name>` may import,
+- code deps: every module of the package that `kedro run --pipelines=<name>` may run,
   found by following the import statements (lazy ones inside functions too) from the Kedro
-  glue (settings, pipeline registry), the pipeline's package, the dataset classes the catalog
-  names and, where evaluation runs, the entry points lmms-eval loads; a folder is listed when
-  all its modules are needed;
+  glue (settings, pipeline registry; not into the other pipelines it registers), the
+  pipeline's package, the dataset classes the catalog names and, where evaluation runs, the
+  entry points lmms-eval loads; a folder is listed when all its modules are needed;
 - config deps: the catalog, the DeepSpeed configs, `conf/local` (a user's own overrides;
   `.dvcignore` hides credentials), and the lock file (another environment computes other
   numbers);
@@ -96,13 +96,15 @@ def _imported(module: str, path: Path) -> set[str]:
     return {name for name in found if module_file(name) is not None}
 
 
-def import_closure(roots: Iterable[str]) -> set[str]:
-    """Every module of the package that importing `roots` loads (parents included)."""
+def import_closure(roots: Iterable[str], skip: tuple[str, ...] = ()) -> set[str]:
+    """Every module of the package that importing `roots` loads (parents included), not
+    following into the packages `skip` names."""
     seen: set[str] = set()
     todo = list(roots)
     while todo:
         module = todo.pop()
-        if module in seen or module_file(module) is None:
+        if module in seen or module_file(module) is None or any(
+                module == name or module.startswith(name + ".") for name in skip):
             continue
         seen.add(module)
         parts = module.split(".")
@@ -127,8 +129,20 @@ def catalog_modules() -> set[str]:
             re.findall(rf"type:\s*({PACKAGE}\.[\w.]+)", text)}
 
 
+def _other_pipelines(stage: str) -> tuple[str, ...]:
+    """The packages of every other pipeline, and the sweep library unless this is the sweep."""
+    folder = SRC / PACKAGE / "pipelines"
+    others = tuple(f"{PACKAGE}.pipelines.{p.name}" for p in sorted(folder.iterdir())
+                   if (p / "__init__.py").exists() and p.name != stage)
+    return others + ((f"{PACKAGE}.scaling",) if stage != "scaling" else ())
+
+
 def stage_modules(stage: str) -> set[str]:
-    modules = import_closure([*GLUE, f"{PACKAGE}.pipelines.{stage}", *catalog_modules()])
+    # The registry imports every pipeline to register it, but a stage runs only its own: a
+    # change to the sweep's report must not make `dvc status` call the whole chain stale.
+    # What the stage's own pipeline imports (the recipe template, shared helpers) is followed.
+    modules = (import_closure(GLUE, skip=_other_pipelines(stage))
+               | import_closure([f"{PACKAGE}.pipelines.{stage}", *catalog_modules()]))
     if f"{PACKAGE}.evaluation.runner" in modules:  # lmms-eval loads our model by entry point
         modules |= import_closure(entry_point_modules())
     return modules
