@@ -295,7 +295,9 @@ def build() -> dict:
             "outs": [{p: {"persist": True}} if p in persist else p for p in plain],
         }
         if metrics:
-            entry["metrics"] = [{p: {"cache": False}} for p in metrics]
+            # Cached: data/ is not in git, and a queued `dvc exp run` can only carry its
+            # metrics back through DVC's cache (an uncached metric would need a git commit).
+            entry["metrics"] = list(metrics)
         stages[stage] = entry
     return {"stages": stages}
 

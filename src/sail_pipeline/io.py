@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset
 
 
 class _PathDataset(AbstractDataset[Any, str]):
@@ -132,6 +133,14 @@ class OptionalJSONDataset(JSONDataset):
     points that finished and names the ones that did not."""
 
     def load(self) -> Any:
+        return super().load() if self._exists() else None
+
+
+class OptionalCSVDataset(CSVDataset):
+    """A CSV table that loads as None when it has not been made (a sweep's pool accounting,
+    which a fit of no finished point, or a dry run, may not have)."""
+
+    def load(self) -> pd.DataFrame | None:  # type: ignore[override]
         return super().load() if self._exists() else None
 
 

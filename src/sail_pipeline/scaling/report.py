@@ -82,7 +82,7 @@ def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def build(results: list[dict[str, Any]], missing: list[str], params: ScalingParams,
-          accounting: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
+          accounting: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
                                              dict[str, Any], str, dict]:
     """(points, fits, comparisons, figures by file name, the report's markdown, the flat
     metrics)."""
@@ -120,7 +120,9 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
 
 
-def _pools_section(accounting: pd.DataFrame) -> str:
+def _pools_section(accounting: pd.DataFrame | None) -> str:
+    if accounting is None:
+        return ""
     lines = ["", "## Pools", "", "| pool | candidates | empty | rejected by the filter | pairs |",
              "|---|---|---|---|---|"]
     for row in accounting.itertuples():

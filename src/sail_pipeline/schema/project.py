@@ -107,17 +107,6 @@ class ProjectParams(StrictModel):
         return self
 
 
-    @model_validator(mode="after")
-    def _sweep_fits_the_world(self) -> ProjectParams:
-        # The exact pool of each variant is known once the quality pipeline has run (the sweep
-        # checks it then, before training); no pool is larger than the world's images.
-        if self.scaling is not None and self.scaling.sizes[-1] > self.data.world.n_train:
-            raise ValueError(f"scaling.sizes: the largest size {self.scaling.sizes[-1]} is more "
-                             f"than the world's {self.data.world.n_train} training images "
-                             f"(data.world.n_train)")
-        return self
-
-
 class InvalidParameters(ValueError):
     pass
 

@@ -105,7 +105,7 @@ def _track(point: Point, result: dict[str, Any]) -> None:
 def fit_node(points: list[Point]) -> Callable[..., tuple]:
     """The fit over `points`: results that are missing or stale are named, not guessed."""
 
-    def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame,
+    def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame | None,
                     *results: dict[str, Any] | None) -> tuple:
         if dry_run.active():
             commands = ["kedro run --pipelines=scaling --tags=scaling_pool",
