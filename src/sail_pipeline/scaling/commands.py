@@ -15,10 +15,10 @@ import contextlib
 import sys
 from pathlib import Path
 
-from sail_pipeline.scaling.plan import PIPELINE, fit_command, plan_points, point_command
+from sail_pipeline.scaling.plan import plan_points, sweep_commands
 
 
-def sweep_commands(project: Path, env: str | None) -> list[str]:
+def configured_commands(project: Path, env: str | None) -> list[str]:
     from kedro.config import OmegaConfigLoader
 
     from sail_pipeline.settings import CONFIG_LOADER_ARGS
@@ -29,9 +29,7 @@ def sweep_commands(project: Path, env: str | None) -> list[str]:
     sweep = validate_project(params).scaling
     if sweep is None:
         raise SystemExit("no `scaling` section in the parameters (conf/base/parameters_scaling.yml)")
-    pools = f"kedro run --pipelines={PIPELINE} --tags=scaling_pool" + (
-        f" --env={env}" if env not in (None, "", "local", "base") else "")
-    return [pools, *(point_command(p, env) for p in plan_points(sweep)), fit_command(env)]
+    return sweep_commands(plan_points(sweep), env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Kedro announces its logging setup on stdout when it loads; stdout is for the commands.
     with contextlib.redirect_stdout(sys.stderr):
-        commands = sweep_commands(args.project, args.env)
+        commands = configured_commands(args.project, args.env)
     print("\n".join(commands))
     return 0
 

@@ -50,9 +50,19 @@ def point_command(point: Point, env: str | None = None) -> str:
     return shlex.join(args)
 
 
-def fit_command(env: str | None = None) -> str:
-    """The command that gathers the finished points and fits them."""
-    args = ["kedro", "run", f"--pipelines={PIPELINE}", "--tags=scaling_fit"]
+def _tagged_command(tag: str, env: str | None) -> str:
+    args = ["kedro", "run", f"--pipelines={PIPELINE}", f"--tags={tag}"]
     if env not in (None, "", "local", "base"):
         args.append(f"--env={env}")
     return shlex.join(args)
+
+
+def fit_command(env: str | None = None) -> str:
+    """The command that gathers the finished points and fits them."""
+    return _tagged_command("scaling_fit", env)
+
+
+def sweep_commands(points: list[Point], env: str | None = None) -> list[str]:
+    """The sweep as commands: the pools (once, first), one per point, then the fit."""
+    return [_tagged_command("scaling_pool", env), *(point_command(p, env) for p in points),
+            fit_command(env)]

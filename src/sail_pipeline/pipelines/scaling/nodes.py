@@ -13,7 +13,7 @@ from sail_pipeline import dry_run, lineage
 from sail_pipeline.curation.sources import world_values
 from sail_pipeline.quality.filter import decide
 from sail_pipeline.scaling import report
-from sail_pipeline.scaling.plan import Point, fit_command, plan_points, point_command
+from sail_pipeline.scaling.plan import Point, plan_points, point_command, sweep_commands
 from sail_pipeline.scaling.point import (
     SharedInputs,
     identity,
@@ -108,9 +108,7 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame | None,
                     *results: dict[str, Any] | None) -> tuple:
         if dry_run.active():
-            commands = ["kedro run --pipelines=scaling --tags=scaling_pool",
-                        *(point_command(p, dry_run.run_env()) for p in points),
-                        fit_command(dry_run.run_env())]
+            commands = sweep_commands(points, dry_run.run_env())
             print("\n".join(commands))  # one line per command, for a scheduler's array file
             log.info("dry run: %d commands above (pools, %d points, fit)", len(commands),
                      len(points))
