@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from sail_pipeline.context import resolve_param
@@ -29,8 +30,14 @@ from sail_pipeline.pipelines.pretrain import create_pipeline as pretrain
 from sail_pipeline.pipelines.recipe import create_pipeline as recipe
 from sail_pipeline.pipelines.sft import create_pipeline as sft
 from sail_pipeline.pipelines.variants import create_pipeline as variants
-from sail_pipeline.recipe_data import POOL_TABLES
-from sail_pipeline.schema import RECIPE, ProjectParams, deep_merge, validate_parameters
+from sail_pipeline.recipe_data import MIXTURE_TABLES, POOL_TABLES
+from sail_pipeline.schema import (
+    RECIPE,
+    SFT_STAGES,
+    ProjectParams,
+    deep_merge,
+    validate_parameters,
+)
 from sail_pipeline.schema.quality import QualityParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +128,10 @@ def test_data_pipeline_makes_every_table_from_a_tiny_world(tmp_path):
     project = micro_params(data={"world": {"n_train": 24, "n_benchmark": 6}})
     out = run_in_memory(data(), project, tmp_path)
     # Alignment's and Advance's training tables come from the quality pipeline's pool.
-    assert (set(TABLES) - set(POOL_TABLES)) | {"benchmark", "tokenizer"} <= set(out)
-    assert not set(POOL_TABLES) & set(out)
+    assert (set(TABLES) - set(POOL_TABLES) - set(MIXTURE_TABLES)) | {"benchmark", "tokenizer"
+                                                                     } <= set(out)
+    # Pretraining's come from the quality pipeline's pool, the SFT stages' from their mixtures.
+    assert not (set(POOL_TABLES) | set(MIXTURE_TABLES)) & set(out)
     assert len(out["world_scenes"]) == 30 and len(pd.read_parquet(out["alignment_eval"])) > 0
     assert out["tokenizer"].vocab_size <= project.data.tokenizer.vocab_size
 
@@ -145,15 +154,72 @@ def test_pretrain_wires_backbones_into_alignment_and_alignment_into_advance(tmp_
     assert stages["llm"].kind == "lm" and stages["vision"].kind == "vision"
 
 
+def _sft_training(schedule: str) -> Pipeline:
+    """The SFT pipeline's stage nodes, without the data nodes that write their tables."""
+    return recipe(schedule=schedule).only_nodes_with_tags("sft")
+
+
 def test_sft_continues_from_advance_through_the_curriculum(tmp_path, trainer):
     project = micro_params()
-    run_in_memory(sft(), project, tmp_path,
+    run_in_memory(_sft_training("curriculum"), project, tmp_path,
                   {**TABLES, "advance_model": {"hf_dir": "/advance/hf"}})
     stages = trainer.by_stage()
     assert stages["knowledge"].init_from == "/advance/hf"
     assert stages["instruction"].init_from == str(tmp_path / "knowledge_workdir/hf")
     assert stages["preference"].init_from == str(tmp_path / "instruction_workdir/hf")
     assert stages["preference"].deepspeed_config["zero_optimization"]["stage"] == 3  # micro's zero3
+
+
+def test_all_in_one_trains_one_stage_on_the_union_with_every_budget(tmp_path, trainer,
+                                                                      evaluated):
+    project = micro_params(sft={s: {"steps": None, "tokens": 1000 * (k + 1)}
+                                for k, s in enumerate(SFT_STAGES)} | {"schedule": "all_in_one"},
+                           evaluation={"checkpoints": ["knowledge", "preference"]})
+    out = run_in_memory(recipe(schedule="all_in_one").only_nodes_with_tags("sft", "evaluation"),
+                        project, tmp_path, {**TABLES, "advance_model": {"hf_dir": "/advance/hf"},
+                                            "alignment_model": {"hf_dir": "/alignment/hf"},
+                                            "all_in_one_train": "/tables/all_in_one_train.parquet",
+                                            "all_in_one_eval": "/tables/all_in_one_eval.parquet",
+                                            "benchmark": "/benchmark.parquet"})
+    stages = trainer.by_stage()
+    assert set(stages) == {"knowledge"}  # one stage trains
+    assert stages["knowledge"].train_data == "/tables/all_in_one_train.parquet"
+    assert stages["knowledge"].train.tokens == 1000 + 2000 + 3000
+    assert stages["knowledge"].train.lr == project.sft.knowledge.lr
+    knowledge = out["knowledge_model"]["hf_dir"]
+    assert out["instruction_model"]["hf_dir"] == out["preference_model"]["hf_dir"] == knowledge
+    assert out["preference_model"]["summary"]["passed_through"] == "preference"
+    assert evaluated == [knowledge]  # the same weights are scored once
+    assert set(out["evaluation_scores"]["checkpoint"]) == {"knowledge", "preference"}
+
+
+def test_sft_data_builds_validates_and_mixes_the_candidate_sets(tmp_path, small_world,
+                                                                world_tokenizer):
+    project = micro_params()
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    pipeline = sft().only_nodes_with_tags("sft_data")
+    out = run_in_memory(pipeline, project, tmp_path, {
+        "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
+        "world_conversations": small_world.conversations, "world_probes": small_world.probes,
+        "tokenizer": str(tmp_path / "tokenizer")})
+    mixtures = out["sft_mixture_accounting"]
+    for stage in SFT_STAGES:
+        spec = getattr(project.sft.mixtures, stage)
+        table = pd.read_parquet(out[f"{stage}_train"])
+        assert len(table) == spec.size and table["id"].is_unique
+        assert table["n_tokens"].max() <= getattr(project.sft, stage).max_seq_len
+        shares = table["source"].value_counts(normalize=True)
+        for source, proportion in spec.sources.items():
+            assert abs(shares[source] - proportion) <= 1 / spec.size + 1e-9
+        assert len(pd.read_parquet(out[f"{stage}_eval"])) == spec.eval_size
+        lines = mixtures[(mixtures["stage"] == stage) & (mixtures["split"] == "train")]
+        assert lines["rows"].sum() == spec.size
+    union = pd.read_parquet(out["all_in_one_train"])
+    assert len(union) == sum(getattr(project.sft.mixtures, s).size for s in SFT_STAGES)
+    accounting = out["sft_candidate_accounting"].set_index("set")
+    assert set(accounting.index) == set(project.sft.candidate_names())
+    assert (accounting["rows"] == accounting["kept_train"] + accounting["kept_heldout"]
+            + accounting["rejected"]).all()
 
 
 def test_evaluation_scores_the_chosen_checkpoints(tmp_path, evaluated):
@@ -172,7 +238,7 @@ def test_two_variants_run_as_namespaced_instances_with_their_own_settings(
                                      "seed_1": {"runtime": {"seed": 1}}})
     shared = {**TABLES, "tokenizer": "/tokenizer", "llm_model": {"hf_dir": "/llm/hf"},
               "vision_model": {"hf_dir": "/vision/hf"}, "benchmark": "/benchmark.parquet"}
-    out = run_in_memory(variants(sorted(project.variants)), project, tmp_path, shared)
+    out = run_in_memory(variants(project.variants), project, tmp_path, shared)
     configs = trainer.configs.values()
     knowledge = {Path(c.output_dir).name: c for c in configs if c.stage == "knowledge"}
     assert knowledge["fast.knowledge_workdir"].train.lr == 0.004

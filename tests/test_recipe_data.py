@@ -34,8 +34,8 @@ def test_pretraining_stages_caption_disjoint_scenes(small_world):
 
 
 def test_stage_sizes_cap_rows(small_world):
-    tables = _tables(small_world, recipe_data.StageSizeParams(knowledge=10))
-    assert len(tables["knowledge"]) == 10
+    tables = _tables(small_world, recipe_data.StageSizeParams(alignment=10))
+    assert len(tables["alignment"]) == 10
 
 
 def test_hardest_set_asks_every_question_of_a_scene(small_world):

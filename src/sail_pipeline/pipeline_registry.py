@@ -22,7 +22,7 @@ DEFAULT = ("data", "backbones", "curation", "captioning", "quality", "pretrain",
 def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     project = last_validated()
-    pipelines["variants"] = variants(project.variants if project is not None else ())
+    pipelines["variants"] = variants(project.variants if project is not None else {})
     pipelines["scaling"] = scaling(plan_points(project.scaling) if project is not None
                                    and project.scaling is not None else ())
     if all(name in pipelines for name in DEFAULT):  # find_pipelines loads only what a run asks

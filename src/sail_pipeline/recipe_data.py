@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sail_pipeline.modeling.tokenizer import CHAT_TEMPLATE, IMAGE_PLACEHOLDER
-from sail_pipeline.schema import CAPTION_PROMPT, STAGES, StageSizeParams
+from sail_pipeline.schema import CAPTION_PROMPT, SFT_STAGES, STAGES, StageSizeParams
 from sail_pipeline.world import POSITIONS, Scene, WorldParams
 from sail_pipeline.world.captions import caption_facts, fact_vocabulary
 
@@ -27,13 +27,13 @@ CAPTION_PROMPTS = (
 )
 
 
-def _turns(question: str, answer: str, with_image: bool) -> list[dict]:
+def turns(question: str, answer: str, with_image: bool) -> list[dict]:
     prefix = f"{IMAGE_PLACEHOLDER}\n" if with_image else ""
     return [{"role": "user", "content": prefix + question},
             {"role": "assistant", "content": answer}]
 
 
-def _rows(ids, images, messages) -> pd.DataFrame:
+def rows(ids, images, messages) -> pd.DataFrame:
     return pd.DataFrame({"id": list(ids), "image": list(images),
                          "messages": [json.dumps(m) for m in messages]},
                         columns=CONVERSATION_COLUMNS)
@@ -49,10 +49,10 @@ def caption_table(scenes: pd.DataFrame, caption_column: str, seed: int) -> pd.Da
     """Image -> caption pairs (Pretrain-Alignment); the caption column is the recaption."""
     rng = np.random.default_rng(seed)
     prompts = rng.integers(0, len(CAPTION_PROMPTS), len(scenes))
-    return _rows(
+    return rows(
         scenes["id"] + "-caption",
         scenes["image"],
-        [_turns(CAPTION_PROMPTS[p], c, True) for p, c in zip(prompts, scenes[caption_column],
+        [turns(CAPTION_PROMPTS[p], c, True) for p, c in zip(prompts, scenes[caption_column],
                                                                 strict=True)],
     )
 
@@ -62,14 +62,14 @@ def vqa_table(scenes: pd.DataFrame, vqa: pd.DataFrame, types: list[str] | None =
     """One question, one short answer per row (SFT-Knowledge; OCR rows for Pretrain-Advance)."""
     picked = vqa if types is None else vqa[vqa["question_type"].isin(types)]
     images = scenes.set_index("id")["image"]
-    return _rows(picked["id"], images.loc[picked["scene_id"]].to_numpy(),
-                 [_turns(q, a, True) for q, a in zip(picked["question"], picked["answer"],
+    return rows(picked["id"], images.loc[picked["scene_id"]].to_numpy(),
+                 [turns(q, a, True) for q, a in zip(picked["question"], picked["answer"],
                                                       strict=True)])
 
 
 def conversation_table(scenes: pd.DataFrame, conversations: pd.DataFrame) -> pd.DataFrame:
     images = scenes.set_index("id")["image"]
-    return _rows(conversations["id"], images.loc[conversations["scene_id"]].to_numpy(),
+    return rows(conversations["id"], images.loc[conversations["scene_id"]].to_numpy(),
                  [json.loads(m) for m in conversations["messages"]])
 
 
@@ -80,14 +80,14 @@ def hard_table(scenes: pd.DataFrame, vqa: pd.DataFrame, seed: int) -> pd.DataFra
     ids, pictures, messages = [], [], []
     for scene_id, group in vqa.groupby("scene_id", sort=True):
         order = rng.permutation(len(group))
-        turns: list[dict] = []
+        conversation: list[dict] = []
         for k, i in enumerate(order):
             row = group.iloc[int(i)]
-            turns += _turns(row["question"], row["answer"], with_image=k == 0)
+            conversation += turns(row["question"], row["answer"], with_image=k == 0)
         ids.append(f"{scene_id}-all")
         pictures.append(images.loc[scene_id])
-        messages.append(turns)
-    return _rows(ids, pictures, messages)
+        messages.append(conversation)
+    return rows(ids, pictures, messages)
 
 
 def _one_per_scene(table: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -123,7 +123,8 @@ def stage_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.Data
                                    if probes is not None else [])], ignore_index=True),
     }
     # Shuffled once here so that the first rows of an eval table are a fair sample of it.
-    return {name: _cap(table.sample(frac=1.0, random_state=seed), getattr(sizes, name), seed)
+    return {name: _cap(table.sample(frac=1.0, random_state=seed), getattr(sizes, name, None),
+                       seed)
             for name, table in tables.items()}
 
 
@@ -187,11 +188,11 @@ def text_corpus(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
     yield from scenes["reference_caption"]
     questions = vqa if probes is None else pd.concat([vqa, probes], ignore_index=True)
     for q, a in zip(questions["question"], questions["answer"], strict=True):
-        yield _render_plain(_turns(q, a, False))
+        yield _render_plain(turns(q, a, False))
     for m in conversations["messages"]:
         yield _render_plain(json.loads(m))
     for caption, prompt in zip(scenes["reference_caption"], range(len(scenes)), strict=True):
-        yield _render_plain(_turns(CAPTION_PROMPTS[prompt % len(CAPTION_PROMPTS)], caption, False))
+        yield _render_plain(turns(CAPTION_PROMPTS[prompt % len(CAPTION_PROMPTS)], caption, False))
 
 
 def lm_text_table(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
@@ -225,8 +226,15 @@ TRAINING_TABLES = tuple(dict.fromkeys(spec.table for spec in STAGES.values()
 # Pretrain-Alignment and -Advance train on the quality-filtered caption pool (`quality`
 # pipeline); the data pipeline writes the rest, and their held-out tables, from the world.
 POOL_TABLES = ("alignment_train", "advance_train")
+# The SFT stages train on mixtures of candidate sets (`sft` pipeline, `sft.mixtures`), and so
+# does the one-stage `all_in_one` schedule.
+ALL_IN_ONE_TABLE = "all_in_one"
+MIXTURE_TABLES = tuple(f"{name}_{split}"
+                       for name in (*(STAGES[s].table for s in SFT_STAGES), ALL_IN_ONE_TABLE)
+                       for split in ("train", "eval"))
 TABLE_NAMES = tuple(f"{name}_{split}" for name in TRAINING_TABLES for split in ("train", "eval")
-                    if f"{name}_{split}" not in POOL_TABLES) + ("benchmark", "advance_ocr_train")
+                    if f"{name}_{split}" not in (*POOL_TABLES, *MIXTURE_TABLES)
+                    ) + ("benchmark", "advance_ocr_train")
 
 
 def pool_caption_tables(pool: pd.DataFrame, ocr: pd.DataFrame, sizes: StageSizeParams,

@@ -27,6 +27,22 @@ def _trees(project: ProjectParams) -> Iterator[tuple[str, ProjectParams]]:
         yield f"variants.{name}.", variant
 
 
+def _candidate_problems(prefix: str, tree: ProjectParams) -> list[str]:
+    """A user's candidate set must exist and say its format before any node runs."""
+    problems = []
+    for name, spec in tree.sft.candidates.items():
+        key = f"{prefix}sft.candidates.{name}"
+        if not Path(spec.path).is_file():
+            problems.append(f"{key}.path: {spec.path} does not exist")
+        try:
+            spec.resolved_format()
+        except ValueError as error:
+            problems.append(f"{key}.format: {error}")
+        if spec.image_folder is not None and not Path(spec.image_folder).is_dir():
+            problems.append(f"{key}.image_folder: {spec.image_folder} is not a folder")
+    return problems
+
+
 def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) -> list[str]:
     """Each name the registries do not know, as `dotted.key: why`."""
     from sail_pipeline.evaluation.real_suite import select
@@ -56,6 +72,8 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
             check_feasible(tree.data.world)
         except ValueError as error:
             problems.append(f"{prefix}data.world: {error}")
+        if tree.sft is not None:
+            problems += _candidate_problems(prefix, tree)
         if tree.curation is not None:
             problems += _format_problems(tree.curation.settings.allowed_formats,
                                          f"{prefix}curation.settings.allowed_formats")

@@ -50,6 +50,15 @@ from sail_pipeline.schema.scaling import (
     ScalingParams,
     ScalingVariant,
 )
+from sail_pipeline.schema.sft import (
+    ALL_IN_ONE,
+    CANDIDATES,
+    GROUPS,
+    HARMFUL_CANDIDATES,
+    CandidateSetParams,
+    CandidateSpec,
+    MixtureParams,
+)
 from sail_pipeline.schema.stages import (
     ALL_MODULES,
     BACKBONES,
@@ -65,6 +74,13 @@ from sail_pipeline.schema.training import BackboneParams, TrainParams
 from sail_pipeline.schema.world import WorldParams
 
 __all__ = [
+    "ALL_IN_ONE",
+    "CANDIDATES",
+    "GROUPS",
+    "HARMFUL_CANDIDATES",
+    "CandidateSetParams",
+    "CandidateSpec",
+    "MixtureParams",
     "ALL_MODULES",
     "BACKBONES",
     "CAPTION_PROMPT",

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, create_model, model_validator
 
 from sail_pipeline.schema.base import StrictModel
-from sail_pipeline.schema.stages import RECIPE
+from sail_pipeline.schema.stages import PRETRAIN_STAGES
 from sail_pipeline.schema.world import WorldParams
 
 
@@ -25,11 +25,12 @@ class TokenizerParams(StrictModel):
         return self
 
 
-# `data.stage_sizes`: a cap on rows per recipe stage's table (null: all the world offers), one
-# field per stage of the registry.
+# `data.stage_sizes`: a cap on rows per pretraining stage's table (null: all the world offers),
+# one field per pretraining stage of the registry. The SFT stages' tables are mixtures with a
+# size of their own (`sft.mixtures`).
 StageSizeParams = create_model(
     "StageSizeParams", __base__=StrictModel, __module__=__name__,
-    **{stage: (int | None, Field(None, gt=0)) for stage in RECIPE})
+    **{stage: (int | None, Field(None, gt=0)) for stage in PRETRAIN_STAGES})
 
 
 class DataParams(StrictModel):

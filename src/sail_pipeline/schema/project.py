@@ -21,6 +21,7 @@ from sail_pipeline.schema.evaluation import EvaluationParams
 from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema.runtime import RuntimeParams
 from sail_pipeline.schema.scaling import ScalingParams
+from sail_pipeline.schema.sft import SftParams
 from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
 from sail_pipeline.schema.training import BackboneParams, TrainParams
 
@@ -40,9 +41,6 @@ PretrainParams = create_model(
     **{name: (TrainParams, ...) for name in PRETRAIN_STAGES},
 )
 PretrainParams.__doc__ = "`pretrain`: the backbones, Pretrain-Alignment and Pretrain-Advance."
-SftParams = create_model("SftParams", __base__=StrictModel, __module__=__name__,
-                         **{name: (TrainParams, ...) for name in SFT_STAGES})
-SftParams.__doc__ = "`sft`: the curriculum's stages, in the registry's order."
 
 _VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -104,6 +102,18 @@ class ProjectParams(StrictModel):
                     tree.pretrain.caption_source != self.pretrain.caption_source:
                 raise ValueError(f"variant {name!r}: pretrain.caption_source cannot differ per "
                                  f"variant (the caption tables are shared)")
+        return self
+
+
+    @model_validator(mode="after")
+    def _shared_sft_tables(self) -> ProjectParams:
+        for name, tree in self.variants.items():
+            if tree.sft is not None and self.sft is not None and (
+                    tree.sft.mixtures != self.sft.mixtures
+                    or tree.sft.candidates != self.sft.candidates):
+                raise ValueError(f"variant {name!r}: sft.mixtures and sft.candidates cannot "
+                                 f"differ per variant (the SFT tables are shared); "
+                                 f"sft.schedule can")
         return self
 
 

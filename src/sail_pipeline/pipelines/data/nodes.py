@@ -48,7 +48,7 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
         sizes = params.stage_sizes if split == TRAIN else StageSizeParams()
         for name, table in recipe_data.stage_tables(s, q, c, sizes, seed, params.advance_ocr,
                                                     probes=p).items():
-            if f"{name}_{suffix}" not in recipe_data.POOL_TABLES:
+            if f"{name}_{suffix}" in recipe_data.TABLE_NAMES:
                 tables[f"{name}_{suffix}"] = table
         if split == TRAIN:
             # Advance's OCR rows; its captions come from the quality-filtered pool.

@@ -31,7 +31,13 @@ def evaluate_checkpoints(benchmark: str, evaluation: EvaluationParams, workdir: 
 
         return pd.DataFrame(columns=["checkpoint", "task", "score"]), plt.figure(), {}, {}
     reports = {}
+    by_weights: dict[str, Any] = {}
     for name, pointer in chosen.items():
+        if pointer["hf_dir"] in by_weights:
+            # A stage `sft.schedule: all_in_one` passed through holds the same weights.
+            log.info("%s: same checkpoint as an earlier row, not evaluated again", name)
+            reports[name] = by_weights[pointer["hf_dir"]]
+            continue
         if evaluation.suite == "real":
             report = run_real_suite(
                 pointer["hf_dir"], Path(workdir) / name,
@@ -45,7 +51,7 @@ def evaluate_checkpoints(benchmark: str, evaluation: EvaluationParams, workdir: 
                 question_types=evaluation.question_types, batch_size=evaluation.batch_size,
                 max_new_tokens=evaluation.max_new_tokens, limit=evaluation.limit,
             )
-        reports[name] = report
+        reports[name] = by_weights[pointer["hf_dir"]] = report
         log.info("%s: average %.1f | %s", name, report.average,
                  " ".join(f"{t}={s:.2f}" + (f" (chance {report.chance[t]:.2f})"
                                             if t in report.chance else "")
