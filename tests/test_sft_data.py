@@ -17,6 +17,7 @@ from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.schema import (
     CANDIDATES,
     HARMFUL_CANDIDATES,
+    SFT_STAGES,
     CandidateSetParams,
     InvalidParameters,
     MixtureParams,
@@ -286,8 +287,10 @@ def test_bad_sft_configuration_fails_at_start_naming_the_key(tmp_path):
                                                                  "general_vqa": 0.0}}}})
     with pytest.raises(InvalidParameters, match=r"'probes' is a built-in set"):
         micro_params(sft={"candidates": {"probes": {"path": "x.json"}}})
-    with pytest.raises(InvalidParameters, match=r"all_in_one.*tokens"):
-        micro_params(sft={"schedule": "all_in_one"})  # micro's stages count steps
+    with pytest.raises(InvalidParameters, match=r"all_in_one.*all be `tokens` or all `steps`"):
+        micro_params(sft={"schedule": "all_in_one", "knowledge": {"steps": None, "tokens": 900}})
+    steps = micro_params(sft={"schedule": "all_in_one"}).sft  # micro's stages all count steps
+    assert steps.all_in_one().steps == sum(getattr(steps, s).steps for s in SFT_STAGES)
     from sail_pipeline.schema import deep_merge
     from sail_pipeline.validation import validate_project
 

@@ -37,7 +37,11 @@ SRC = ROOT / "src"
 DVC_FILE = ROOT / "dvc.yaml"
 # The Kedro pipelines that are DVC stages, in the order they run.
 STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
-          "evaluation", "scaling")
+          "evaluation", "scaling", "selection")
+# Libraries of the experiment pipelines, and the stages that run them (the registry imports
+# every pipeline, so without this every stage would depend on every experiment's code).
+LIBRARIES = {f"{PACKAGE}.scaling": ("scaling", "selection"),
+             f"{PACKAGE}.selection": ("selection",)}
 # Imported by every `kedro run` before any pipeline: the project's settings and registry.
 GLUE = (f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry", f"{PACKAGE}.__main__")
 CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deepspeed",
@@ -45,7 +49,7 @@ CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deep
 # Working folders kept between runs: DVC deletes a stage's outs before it runs, and these hold
 # the shards a killed run resumes from (one subfolder per caption identity).
 PERSIST = ("reference_caption_shards", "recaption_shards", "captioner_heldout_shards",
-           "quality_signal_cache", "scaling_store")
+           "quality_signal_cache", "scaling_store", "selection_store")
 HEADER = """\
 # Written by tools/dvc_stages.py from the Kedro pipelines, the catalog and the import graph
 # (`make dvc`); tests/test_dvc.py fails when it is out of date. Do not edit by hand.
@@ -130,11 +134,11 @@ def catalog_modules() -> set[str]:
 
 
 def _other_pipelines(stage: str) -> tuple[str, ...]:
-    """The packages of every other pipeline, and the sweep library unless this is the sweep."""
+    """The packages of every other pipeline, and the experiment libraries it does not run."""
     folder = SRC / PACKAGE / "pipelines"
     others = tuple(f"{PACKAGE}.pipelines.{p.name}" for p in sorted(folder.iterdir())
                    if (p / "__init__.py").exists() and p.name != stage)
-    return others + ((f"{PACKAGE}.scaling",) if stage != "scaling" else ())
+    return others + tuple(library for library, users in LIBRARIES.items() if stage not in users)
 
 
 def stage_modules(stage: str) -> set[str]:
@@ -184,21 +188,19 @@ def _project() -> tuple[dict, object]:
 
     sys.path.insert(0, str(SRC))
     configure_project(PACKAGE)
+    from sail_pipeline.context import remember
     from sail_pipeline.pipeline_registry import register_pipelines
-    from sail_pipeline.pipelines.scaling.pipeline import create_pipeline as scaling
-    from sail_pipeline.scaling.plan import plan_points
     from sail_pipeline.schema import validate_parameters
     from sail_pipeline.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="local")
-    pipelines = register_pipelines()
-    # The sweep's points come from the committed parameters (conf/base), not a user's
+    # The pipelines built from parameters (the sweep's points, the SFT candidate sets, the
+    # selection experiments) come from the committed ones (conf/base), not a user's
     # conf/local, so dvc.yaml is the same on every machine.
     base = OmegaConfigLoader(str(ROOT / "conf"), **(CONFIG_LOADER_ARGS
                                                   | {"default_run_env": "base"}))
-    sweep = validate_parameters(base["parameters"]).scaling
-    pipelines["scaling"] = scaling(plan_points(sweep) if sweep is not None else ())
-    return pipelines, DataCatalog.from_config(loader["catalog"])
+    remember(validate_parameters(base["parameters"]))
+    return register_pipelines(), DataCatalog.from_config(loader["catalog"])
 
 
 def dataset_path(catalog: object, name: str) -> str | None:

@@ -28,6 +28,13 @@ def last_validated() -> ProjectParams | None:
     return _last_validated
 
 
+def remember(project: ProjectParams) -> None:
+    """Build the parameter-dependent pipelines (the sweep's points, the SFT candidate sets,
+    the selection experiments) from `project` outside a Kedro run (tools/dvc_stages.py)."""
+    global _last_validated
+    _last_validated = project
+
+
 def resolve_param(project: ProjectParams, dataset: str) -> Any:
     """What the `params:<path>` dataset holds for this tree, as the context hands it to nodes
     (a variant's name first: `params:<variant>.sft.knowledge`)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
@@ -115,8 +117,26 @@ def tracking_target() -> tuple[str, str] | None:
     namespace = current_namespace.get()
     if namespace is None:
         return active.info.experiment_id, active.info.run_id
-    return active.info.experiment_id, instance_run(
-        namespace, active.info.run_id, active.info.experiment_id, git_state())
+    # A dotted namespace is a path down the tree: "selection_quality.<point>" is a child of
+    # the experiment's run, itself a child of the Kedro run.
+    run_id = active.info.run_id
+    parts = namespace.split(".")
+    for depth in range(1, len(parts) + 1):
+        run_id = instance_run(".".join(parts[:depth]), run_id, active.info.experiment_id,
+                              git_state())
+    return active.info.experiment_id, run_id
+
+
+@contextmanager
+def instance(namespace: str) -> Iterator[None]:
+    """Track what runs inside (trainer runs, metrics, params) in the child run `namespace`,
+    below the run of the namespace already current, if any."""
+    outer = current_namespace.get()
+    token = current_namespace.set(f"{outer}.{namespace}" if outer else namespace)
+    try:
+        yield
+    finally:
+        current_namespace.reset(token)
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -59,7 +59,7 @@ class SharedInputs:
     sft_eval: str
 
     def digests(self) -> dict[str, str]:
-        return {name: _digest(path) for name, path in asdict(self).items()}
+        return {name: path_digest(path) for name, path in asdict(self).items()}
 
 
 @lru_cache(maxsize=64)
@@ -74,7 +74,7 @@ def _cached_digest(path: str, size: int, mtime: float) -> str:
     return digest.hexdigest()[:16]
 
 
-def _digest(path: str) -> str:
+def path_digest(path: str) -> str:
     stat = Path(path).stat()
     return _cached_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime)
 
@@ -129,7 +129,7 @@ def stored_result(store: str | Path, point_id: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _evaluate(hf_dir: str, benchmark: str, workdir: Path, settings: PointEvaluationParams,
+def evaluate_checkpoint(hf_dir: str, benchmark: str, workdir: Path, settings: PointEvaluationParams,
               phase: str) -> tuple[dict[str, float], float]:
     from sail_pipeline.evaluation.runner import run_world_suite
 
@@ -195,7 +195,7 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
         stage_summaries[stage] = previous["summary"]
     assert previous is not None
 
-    scores, timing["eval_pretrain_seconds"] = _evaluate(
+    scores, timing["eval_pretrain_seconds"] = evaluate_checkpoint(
         previous["hf_dir"], shared.benchmark, work / "eval_pretrain", params.after_pretrain,
         "pretrain")
     begun = time.perf_counter()
@@ -204,7 +204,7 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
     timing["sft_seconds"] = time.perf_counter() - begun
     timing["sft_train_seconds"] = float(sft["summary"]["wall_seconds"])
     stage_summaries["sft"] = sft["summary"]
-    after_sft, timing["eval_sft_seconds"] = _evaluate(
+    after_sft, timing["eval_sft_seconds"] = evaluate_checkpoint(
         sft["hf_dir"], shared.benchmark, work / "eval_sft", params.after_sft, "sft")
     scores |= after_sft
     timing["total_seconds"] = time.perf_counter() - started

@@ -21,6 +21,7 @@ from sail_pipeline.schema.evaluation import EvaluationParams
 from sail_pipeline.schema.quality import QualityParams
 from sail_pipeline.schema.runtime import RuntimeParams
 from sail_pipeline.schema.scaling import ScalingParams
+from sail_pipeline.schema.selection import SelectionParams
 from sail_pipeline.schema.sft import SftParams
 from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
 from sail_pipeline.schema.training import BackboneParams, TrainParams
@@ -56,6 +57,8 @@ class ProjectParams(StrictModel):
     quality: QualityParams | None = None
     # The data-size sweep of `kedro run --pipelines=scaling` (parameters_scaling.yml).
     scaling: ScalingParams | None = None
+    # The SFT data experiments of `kedro run --pipelines=selection` (parameters_selection.yml).
+    selection: SelectionParams | None = None
     # Named instances of the recipe, each the whole tree with its overrides merged in
     # (`variants: {low_lr: {sft: {knowledge: {lr: 5e-4}}}}`); `kedro run --pipelines=variants`
     # trains and evaluates each under its own namespace.
@@ -106,6 +109,19 @@ class ProjectParams(StrictModel):
 
 
     @model_validator(mode="after")
+    def _selection_candidates_known(self) -> ProjectParams:
+        if self.selection is None:
+            return self
+        from sail_pipeline.schema.sft import CANDIDATES
+
+        known = [*CANDIDATES, *(self.sft.candidates if self.sft is not None else {})]
+        unknown = [n for n in self.selection.candidate_names() if n not in known]
+        if unknown:
+            raise ValueError(f"selection: unknown candidate set(s) {unknown}; known: {known} "
+                             f"(your own go in sft.candidates)")
+        return self
+
+    @model_validator(mode="after")
     def _shared_sft_tables(self) -> ProjectParams:
         for name, tree in self.variants.items():
             if tree.sft is not None and self.sft is not None and (
@@ -149,6 +165,8 @@ def training_runs(project: ProjectParams, prefix: str = "") -> dict[str, TrainPa
     if project.scaling is not None:
         runs |= {f"{prefix}scaling.{s}": getattr(project.scaling, s)
                  for s in ("alignment", "advance", "sft")}
+    if project.selection is not None:
+        runs[f"{prefix}selection.train"] = project.selection.train
     for name, variant in project.variants.items():
         runs |= training_runs(variant, f"{prefix}variants.{name}.")
     return runs

@@ -114,9 +114,9 @@ class MixtureParams(StrictModel):
                              f"to leave it out")
         total = sum(sources.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ValueError(f"proportions must sum to 1 (they sum to {total:.6g}: {sources}); "
-                             f"an override merges into the base mixture's sources, so give the "
-                             f"ones to drop `null`")
+            raise ValueError(f"proportions must sum to 1, not {total:.6g} (an override merges "
+                             f"into the base mixture's sources: give the ones to drop `null`): "
+                             f"{sources}")
         return sources
 
 
@@ -155,9 +155,9 @@ class _SftBase(StrictModel):
             raise ValueError("; ".join(problems))
         if self.schedule == ALL_IN_ONE:
             kinds = {stage: _budget_kind(getattr(self, stage)) for stage in SFT_STAGES}
-            if set(kinds.values()) != {"tokens"}:
-                raise ValueError(f"schedule all_in_one adds the stages' budgets, so each needs "
-                                 f"`tokens` (got {kinds})")
+            if len(set(kinds.values())) != 1 or "epochs" in kinds.values():
+                raise ValueError(f"schedule all_in_one adds the stages' budgets, so they must "
+                                 f"all be `tokens` or all `steps` (got {kinds})")
         return self
 
     def candidate_names(self) -> list[str]:
@@ -166,10 +166,12 @@ class _SftBase(StrictModel):
         return list(dict.fromkeys(used))
 
     def all_in_one(self) -> TrainParams:
-        """The one stage of `all_in_one`: the first stage's settings, every stage's tokens."""
+        """The one stage of `all_in_one`: the first stage's settings, the stages' budgets
+        (tokens, or steps) added."""
         first: TrainParams = getattr(self, SFT_STAGES[0])
-        total = sum(getattr(self, stage).tokens for stage in SFT_STAGES)
-        return first.model_copy(update={"tokens": total})
+        kind = _budget_kind(first)
+        return first.model_copy(update={kind: sum(getattr(getattr(self, stage), kind)
+                                                  for stage in SFT_STAGES)})
 
 
 def _budget_kind(train: TrainParams) -> str:

@@ -7,8 +7,7 @@ from kedro.pipeline import Pipeline, node
 
 from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
-from sail_pipeline.pipelines.sft.nodes import candidate_node, mix_node
-from sail_pipeline.recipe_data import MIXTURE_TABLES
+from sail_pipeline.pipelines.sft.nodes import MIXTURE_OUTPUTS, candidate_node, mix_node
 from sail_pipeline.schema import CANDIDATES, HARMFUL_CANDIDATES
 
 WORLD_TABLES = ["world_scenes", "world_vqa", "world_conversations", "world_probes"]
@@ -30,13 +29,12 @@ def candidate_pipeline(names: Iterable[str]) -> Pipeline:
 
 
 def mixture_pipeline(names: list[str]) -> Pipeline:
-    outputs = [*MIXTURE_TABLES, "sft_mixture_accounting", "sft_candidate_accounting",
-               "sft_rejections"]
     return Pipeline([node(
         mix_node(names),
         ["params:sft", "params:runtime.seed", *(f"sft_candidate_{n}" for n in names),
          *(f"sft_heldout_{n}" for n in names), *(f"sft_rejected_{n}" for n in names)],
-        {name: name for name in outputs}, name="mix_sft_data", tags=["sft", "sft_data"])])
+        {name: name for name in MIXTURE_OUTPUTS}, name="mix_sft_data",
+        tags=["sft", "sft_data"])])
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -1,0 +1,35 @@
+"""`kedro run --pipelines=selection`: the candidate sets the experiments draw from that the
+`sft` pipeline does not make, then one node per experiment in `selection.experiments`
+(`--tags=selection_quality` runs one).
+
+Every point is a short SFT from `advance_model`, stored by identity in `selection_store`, so
+the base mixture that composition and incremental evaluation share trains once, and a
+re-run trains only what changed.
+"""
+
+from kedro.pipeline import Pipeline, node
+
+from sail_pipeline.context import last_validated
+from sail_pipeline.pipelines.selection.nodes import OUTPUTS, experiment_node
+from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
+
+EXPERIMENTS = ("quality", "composition", "incremental")
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    project = last_validated()
+    selection = project.selection if project is not None else None
+    if selection is None:
+        return Pipeline([])
+    names = selection.candidate_names()
+    # The sets the SFT mixtures use are the `sft` pipeline's (made by `make run`); this one
+    # builds only the others (the planted harmful sets, by default), so each file has one maker.
+    made_by_sft = set(project.sft.candidate_names()) if project.sft is not None else set()
+    return candidate_pipeline([n for n in names if n not in made_by_sft]) + Pipeline([
+        node(experiment_node(experiment, names),
+             ["params:selection", "params:sft", "params:runtime", "advance_model", "benchmark",
+              "knowledge_eval", "selection_store", *(f"sft_candidate_{n}" for n in names)],
+             {name: name for name in OUTPUTS[experiment]},
+             name=f"selection_{experiment}", tags=["selection", f"selection_{experiment}"])
+        for experiment in selection.experiments
+    ])

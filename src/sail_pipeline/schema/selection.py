@@ -1,0 +1,86 @@
+"""`selection`: SAIL-VL's SFT data experiments (quality, composition, incremental evaluation).
+
+Every experiment trains short SFT runs ("points") from one pretrained checkpoint on tables
+drawn from the candidate sets (`sft.candidates` and the built-in ones) and evaluates each;
+points with identical inputs are trained once and reused by every experiment that needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from sail_pipeline.schema.base import StrictModel
+from sail_pipeline.schema.scaling import PointEvaluationParams
+from sail_pipeline.schema.sft import MixtureParams
+from sail_pipeline.schema.training import TrainParams
+
+Experiment = Literal["quality", "composition", "incremental"]
+
+
+class QualityParams(StrictModel):
+    """Rank each candidate by training on subsets of it alone, at several subset sizes."""
+
+    candidates: list[str]
+    sizes: list[int] = Field(..., description="rows per subset, increasing; nested per seed")
+
+    @field_validator("sizes")
+    @classmethod
+    def _increasing(cls, sizes: list[int]) -> list[int]:
+        if len(sizes) < 2 or any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) \
+                or sizes[0] <= 0:
+            raise ValueError("give at least two positive, increasing sizes (the ranking's "
+                             "stability is measured across them)")
+        return sizes
+
+
+class CompositionParams(StrictModel):
+    """Halve (or drop) one group of the base mixture at a time and watch the average."""
+
+    base: MixtureParams
+    action: Literal["halve", "drop"] = "halve"
+
+
+class IncrementalParams(StrictModel):
+    """Individual Select: add candidates to a base pool one at a time, in this order; keep one
+    when the average rises by more than `threshold` (null: the base point's seed noise)."""
+
+    base: MixtureParams
+    candidates: list[str]
+    rows_per_candidate: int = Field(gt=0)
+    threshold: float | None = None
+
+
+class SelectionParams(StrictModel):
+    experiments: list[Experiment] = Field(
+        default_factory=lambda: ["quality", "composition", "incremental"])
+    seeds: list[int]
+    # Every point's SFT: one pass over its table by default (`epochs: 1`), from the
+    # pretrained checkpoint (`advance_model`).
+    train: TrainParams
+    evaluation: PointEvaluationParams = Field(default_factory=PointEvaluationParams)
+    quality: QualityParams
+    composition: CompositionParams
+    incremental: IncrementalParams
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ValueError("give at least one seed, each once (3 or more for a spread)")
+        return seeds
+
+    @model_validator(mode="after")
+    def _unique_candidates(self) -> SelectionParams:
+        for key, names in (("quality.candidates", self.quality.candidates),
+                           ("incremental.candidates", self.incremental.candidates)):
+            if len(set(names)) != len(names) or not names:
+                raise ValueError(f"selection.{key}: give each candidate once (got {names})")
+        return self
+
+    def candidate_names(self) -> list[str]:
+        """Every set some experiment draws from, in first-use order."""
+        return list(dict.fromkeys([
+            *self.quality.candidates, *self.composition.base.sources,
+            *self.incremental.base.sources, *self.incremental.candidates]))

@@ -1,0 +1,69 @@
+"""The selection experiments' figures: what a reader looks at instead of the tables."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def quality_figure(stats: pd.DataFrame, taus: pd.DataFrame):
+    """Left: each candidate's mean average against subset size; right: Kendall's τ between
+    the rankings at every two sizes."""
+    figure, (curves, grid) = plt.subplots(1, 2, figsize=(12, 4.8),
+                                          gridspec_kw={"width_ratios": [3, 2]})
+    for candidate, group in stats.groupby("candidate"):
+        group = group.sort_values("size")
+        curves.errorbar(group["size"], group["mean"], yerr=group["std"].fillna(0), marker="o",
+                        capsize=3, label=candidate)
+    curves.set_xscale("log")
+    curves.set_xlabel("rows of the candidate (log)")
+    curves.set_ylabel("benchmark average after SFT (mean ± sd over seeds)")
+    curves.set_title("Quality evaluation: each candidate alone")
+    curves.legend(fontsize=8, loc="best")
+    image = grid.imshow(taus.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu")
+    labels = [str(s) for s in taus.index]
+    grid.set_xticks(range(len(labels)), labels)
+    grid.set_yticks(range(len(labels)), labels)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            grid.text(j, i, f"{float(taus.iloc[i, j]):.2f}", ha="center", va="center")
+    grid.set_title("Rank stability: Kendall's τ between sizes")
+    figure.colorbar(image, ax=grid, fraction=0.046)
+    figure.tight_layout()
+    return figure
+
+
+def composition_figure(effects: pd.DataFrame):
+    figure, axis = plt.subplots(figsize=(7, 0.6 * max(len(effects), 2) + 1.5))
+    axis.barh(effects["variant"], effects["delta_mean"], xerr=effects["delta_std"].fillna(0),
+              capsize=4, color=["tab:red" if d < 0 else "tab:green"
+                                for d in effects["delta_mean"]])
+    axis.axvline(0, color="black", linewidth=0.8)
+    axis.set_xlabel("change of the benchmark average against the base mixture "
+                    "(mean ± sd, paired by seed)")
+    axis.set_title("Composition evaluation")
+    figure.tight_layout()
+    return figure
+
+
+def incremental_figure(trajectory: pd.DataFrame, threshold: float):
+    """Each candidate tried, in order: its average, kept (green) or rejected (red), and the
+    bar it had to clear (the kept pool's average plus the threshold)."""
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(trajectory)), 4.8))
+    best = trajectory["mean"].where(trajectory["kept"]).ffill()
+    bar = best.shift(1) + threshold
+    axis.step(trajectory["step"], best, where="post", color="black", label="kept pool")
+    axis.plot(trajectory["step"], bar, "k--", linewidth=0.8, label="bar to clear")
+    for kept, colour, name in ((True, "tab:green", "kept"), (False, "tab:red", "rejected")):
+        part = trajectory[trajectory["kept"] == kept]
+        axis.errorbar(part["step"], part["mean"], yerr=part["std"], fmt="o", color=colour,
+                      capsize=3, label=name)
+    axis.set_xticks(trajectory["step"], trajectory["candidate"], rotation=30, ha="right")
+    axis.set_ylabel("benchmark average (mean ± sd over seeds)")
+    axis.set_title(f"Individual Select (threshold {threshold:.2f})")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,226 @@
+"""The SFT data experiments: tables, reuse by identity, the three experiments' logic and the
+pipeline's wiring (the trainer and the evaluation faked; tests/test_selection_e2e.py runs them
+for real on the micro world)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sail_pipeline.schema import HARMFUL_CANDIDATES, InvalidParameters, MixtureParams
+from sail_pipeline.schema.selection import (
+    CompositionParams,
+    IncrementalParams,
+    QualityParams,
+)
+from sail_pipeline.selection import experiments, point
+from sail_pipeline.selection.experiments import (
+    AVERAGE,
+    SelectionSizeError,
+    check_sizes,
+    compose,
+    composition_effects,
+    composition_variants,
+    kendall_tau,
+    quality_ranking,
+    run_composition,
+    run_incremental,
+    run_quality,
+)
+from tests.test_pipelines import micro_params, run_in_memory
+
+HELPFUL = {"general_vqa": 3.0, "probes": 2.0, "counting": 1.0, "detailed_captions": 1.5,
+           "multi_turn": 1.0, "text_only": 0.2, "ocr_vqa": 0.0, "hard_multi_turn": 0.5}
+HARM = {"wrong_answers": -6.0, "other_image": -4.0, "wrong_format": -5.0}
+
+
+def _table(name: str, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"{name}-{i}" for i in range(n)], "image": [None] * n,
+                         "messages": [json.dumps([{"role": "user", "content": f"{name} {i}"},
+                                                  {"role": "assistant", "content": "x"}])
+                                      for i in range(n)],
+                         "n_tokens": [20] * n})
+
+
+def _world(n: int = 400) -> dict[str, pd.DataFrame]:
+    return {name: _table(name, n) for name in [*HELPFUL, *HARM]}
+
+
+def fake_train(noise: float = 0.3):
+    """A 'model' whose average rises with the share of helpful rows and falls with harm, plus
+    seeded noise; records every call."""
+    calls: list[tuple[str, int, int]] = []
+
+    def train(label: str, table: pd.DataFrame, seed: int) -> dict:
+        calls.append((label, len(table), seed))
+        share = table["source"].value_counts(normalize=True)
+        score = 30 + sum(share.get(s, 0.0) * w for s, w in {**HELPFUL, **HARM}.items()) * 5 \
+            + np.log(len(table)) + np.random.default_rng([seed, len(table)]).normal(0, noise)
+        return {"scores": {AVERAGE: float(score)}, "identity": label, "reused": False}
+
+    train.calls = calls  # type: ignore[attr-defined]
+    return train
+
+
+def test_compose_is_nested_reproducible_and_names_sources():
+    tables = _world()
+    base = compose(tables, {"probes": 30, "general_vqa": 20}, seed=0)
+    again = compose(tables, {"probes": 30, "general_vqa": 20}, seed=0)
+    bigger = compose(tables, {"probes": 30, "general_vqa": 20, "counting": 10}, seed=0)
+    halved = compose(tables, {"probes": 15, "general_vqa": 20}, seed=0)
+    assert base.equals(again) and len(base) == 50 and base["id"].is_unique
+    assert set(base["id"]) < set(bigger["id"]) and set(halved["id"]) < set(base["id"])
+    assert not set(compose(tables, {"probes": 30}, seed=1)["id"]) == set(
+        compose(tables, {"probes": 30}, seed=0)["id"])
+    with pytest.raises(SelectionSizeError, match="probes has 400 rows, 500"):
+        compose(tables, {"probes": 500}, seed=0)
+
+
+def test_kendall_tau():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_quality_ranks_candidates_and_measures_stability_across_sizes():
+    train = fake_train()
+    params = QualityParams(candidates=["general_vqa", "probes", "wrong_answers", "text_only"],
+                           sizes=[50, 100, 200])
+    points = run_quality(params, [0, 1, 2], _world(), train)
+    assert len(points) == 4 * 3 * 3 == len(train.calls)
+    stats, taus = quality_ranking(points)
+    ranks = stats[stats["size"] == 200].set_index("candidate")["rank"]
+    assert ranks["general_vqa"] == 1 and ranks["wrong_answers"] == 4
+    assert taus.loc[50, 200] == pytest.approx(1.0)  # the planted order is stable
+
+
+def test_composition_halves_each_group_and_pairs_the_change_by_seed():
+    params = CompositionParams(base=MixtureParams(size=200, sources={
+        "probes": 0.5, "counting": 0.3, "text_only": 0.2}), action="halve")
+    groups = {"probes": "general", "counting": "math", "text_only": "text"}
+    variants = composition_variants(params, groups)
+    assert variants["halve_general"] == {"probes": 50, "counting": 60, "text_only": 40}
+    assert set(variants) == {"base", "halve_general", "halve_math", "halve_text"}
+    points = run_composition(params, [0, 1, 2], _world(), groups, fake_train(noise=0.0))
+    effects = composition_effects(points).set_index("variant")
+    # Halving the most helpful group costs the most; every change has a spread over 3 seeds.
+    assert effects["delta_mean"].idxmin() == "halve_general"
+    assert effects["seeds"].eq(3).all()
+    dropped = composition_variants(params.model_copy(update={"action": "drop"}), groups)
+    assert dropped["drop_math"]["counting"] == 0
+
+
+def test_individual_select_rejects_planted_harm_and_keeps_what_helps():
+    params = IncrementalParams(
+        base=MixtureParams(size=100, sources={"probes": 0.5, "text_only": 0.5}),
+        candidates=["wrong_answers", "general_vqa", "other_image", "wrong_format",
+                    "detailed_captions"], rows_per_candidate=100)
+    train = fake_train(noise=0.3)
+    points, trajectory, selected, threshold = run_incremental(params, [0, 1, 2], _world(),
+                                                              train)
+    assert not set(selected) & set(HARMFUL_CANDIDATES)
+    assert "general_vqa" in selected
+    assert threshold == pytest.approx(trajectory.loc[0, "std"])  # default: the base's noise
+    assert list(trajectory["candidate"]) == ["base", *params.candidates]
+    assert len(points) == 3 * (1 + len(params.candidates))
+    _, strict, _, used = run_incremental(params.model_copy(update={"threshold": 100.0}),
+                                         [0, 1, 2], _world(), fake_train())
+    assert used == 100.0 and not strict["kept"][1:].any()
+
+
+def test_every_table_is_checked_against_its_sources_before_training():
+    rows = {name: 400 for name in [*HELPFUL, *HARM]}
+    quality = QualityParams(candidates=["probes"], sizes=[100, 800])
+    composition = CompositionParams(base=MixtureParams(size=1000, sources={"probes": 1.0}))
+    incremental = IncrementalParams(base=MixtureParams(size=100, sources={"probes": 1.0}),
+                                    candidates=["probes"], rows_per_candidate=350)
+    with pytest.raises(SelectionSizeError) as error:
+        check_sizes(quality, composition, incremental, rows)
+    message = str(error.value)
+    assert "selection.quality.sizes" in message and "selection.composition.base.size" in message
+    assert "selection.incremental.rows_per_candidate: probes has 400 rows, 450" in message
+
+
+def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_path,
+                                                                        monkeypatch):
+    trained: list[str] = []
+
+    def fake_train_stage(stage, settings, runtime, workdir, train_data, eval_data, **kw):
+        trained.append(train_data)
+        Path(workdir, "hf").mkdir(parents=True)
+        return {"hf_dir": f"{workdir}/hf", "summary": {"wall_seconds": 1.0,
+                                                       "eval_loss_after": 0.5}}
+
+    monkeypatch.setattr(point.training_node, "train", fake_train_stage)
+    monkeypatch.setattr(point, "evaluate_checkpoint",
+                        lambda hf, bench, work, settings, phase: ({"sft/average": 42.0}, 0.1))
+    for name in ("weights", "bench.parquet", "eval.parquet"):
+        (tmp_path / name).write_text(name)
+    start = point.StartPoint(str(tmp_path / "weights"), str(tmp_path / "bench.parquet"),
+                             str(tmp_path / "eval.parquet"))
+    project = micro_params()
+    table = _world(20)["probes"].assign(source="probes")
+    args = (project.selection.train, project.selection.evaluation, start, project.runtime,
+            tmp_path / "store")
+    first = point.run_sft_point("a", table, 0, *args)
+    second = point.run_sft_point("a", table, 0, *args)
+    assert not first["reused"] and second["reused"] and len(trained) == 1
+    assert second["scores"] == {"sft/average": 42.0}
+    point.run_sft_point("a", table.iloc[1:], 0, *args)  # another table
+    point.run_sft_point("a", table, 1, *args)            # another seed
+    assert len(trained) == 3
+    assert not list((tmp_path / "store").glob("*.partial-*"))
+
+
+def test_selection_parameters_fail_at_start_naming_the_key():
+    with pytest.raises(InvalidParameters, match="selection: unknown candidate set.*'nope'"):
+        micro_params(selection={"quality": {"candidates": ["nope"]}})
+    with pytest.raises(InvalidParameters, match="selection.quality.sizes"):
+        micro_params(selection={"quality": {"sizes": [40, 20]}})
+    with pytest.raises(InvalidParameters, match="selection.seeds"):
+        micro_params(selection={"seeds": []})
+
+
+def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
+        tmp_path, small_world, world_tokenizer, monkeypatch):
+    from sail_pipeline.pipelines.selection import nodes
+    from sail_pipeline.pipelines.selection.pipeline import create_pipeline as selection
+
+    project = micro_params(selection={"seeds": [0, 1, 2], "incremental": {
+        "candidates": ["wrong_answers", "multi_turn"]}})
+    calls: list[str] = []
+
+    def fake_point(label, table, seed, train, evaluation, start, runtime, store):
+        identity = experiments.hashlib.sha256(
+            ("|".join(table["id"]) + str(seed)).encode()).hexdigest()[:8]
+        reused = identity in calls
+        calls.append(identity)
+        harm = table["source"].isin(HARMFUL_CANDIDATES).mean()
+        chats = (table["source"] == "multi_turn").mean()
+        return {"scores": {AVERAGE: 40.0 - 30 * harm + 5 * chats + seed * 0.1},
+                "identity": identity,
+                "reused": reused, "timing": {"total_seconds": 0.0}}
+
+    monkeypatch.setattr(nodes, "run_sft_point", fake_point)
+    monkeypatch.setattr("sail_pipeline.pipelines.selection.pipeline.last_validated",
+                        lambda: project)
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    out = run_in_memory(selection(), project, tmp_path, {
+        "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
+        "world_conversations": small_world.conversations, "world_probes": small_world.probes,
+        "tokenizer": str(tmp_path / "tokenizer"), "advance_model": {"hf_dir": "/advance/hf"},
+        "benchmark": "/benchmark.parquet", "knowledge_eval": "/knowledge_eval.parquet",
+        "selection_store": str(tmp_path / "store")})
+    assert out["selection_incremental_selected"]["selected"] == ["multi_turn"]
+    trajectory = out["selection_incremental_trajectory"]
+    assert list(trajectory["kept"]) == [True, False, True]
+    # The base mixture is the same table in composition and incremental: trained once.
+    composition_base = out["selection_composition_points"].query("variant == 'base'")
+    incremental_base = out["selection_incremental_points"].query("step == 'base'")
+    assert list(composition_base["identity"]) == list(incremental_base["identity"])
+    assert len(out["selection_quality_points"]) == 2 * 2 * 3
+    assert set(out["selection_quality_tau"].columns) >= {"size", 20, 40}

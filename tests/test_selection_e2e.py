@@ -1,0 +1,69 @@
+"""`kedro run --pipelines=selection` end to end on the micro world (conf/micro: one seed, a
+few rows per point), in a copy of the project after `kedro run`: every experiment writes its
+tables and figure, the base mixture composition and incremental evaluation share trains once,
+a re-run trains nothing, and MLflow holds one run per experiment with a child per point."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.project import run
+
+
+def _kedro(project, *args: str):
+    result = run(project, "kedro", "run", "--pipelines=selection", *args, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _stored(project) -> list[str]:
+    return sorted(p.parent.name for p in (project / "data/06_models/selection").glob(
+        "*/result.json"))
+
+
+@pytest.mark.slow
+def test_selection_experiments_run_share_points_and_track(project_copy):
+    project = project_copy
+    _kedro(project)
+    reports = project / "data/08_reporting/selection"
+    for name in ("quality", "composition", "incremental"):
+        assert (reports / f"{name}.png").stat().st_size > 1000
+    quality = pd.read_csv(reports / "quality_points.csv")
+    assert len(quality) == 2 * 2  # two candidates, two sizes, one seed
+    assert {"sft/average", "sft/caption", "sft/count"} <= set(quality.columns)
+    composition = pd.read_csv(reports / "composition_points.csv")
+    incremental = pd.read_csv(reports / "incremental_points.csv")
+    base = composition.query("variant == 'base'")["identity"].tolist()
+    assert base == incremental.query("step == 'base'")["identity"].tolist()
+    assert incremental.query("step == 'base'")["reused"].all()  # trained by composition
+    selected = json.loads((reports / "incremental_selected.json").read_text())
+    assert set(selected) == {"selected", "threshold"}
+    # quality 4 + composition 3 (base, halve each of its two groups) + incremental 1 new
+    assert len(_stored(project)) == 4 + 3 + 1
+
+    # Again: every point is reused.
+    stored = _stored(project)
+    _kedro(project)
+    assert _stored(project) == stored
+    assert pd.read_csv(reports / "quality_points.csv")["reused"].all()
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    by_id = {r.info.run_id: r for r in runs}
+    experiments = {r.data.tags.get("sail.instance"): r for r in runs
+                   if r.data.tags.get("sail.instance", "").startswith("selection_")
+                   and "." not in r.data.tags["sail.instance"]}
+    assert {"selection_quality", "selection_composition", "selection_incremental"} <= set(
+        experiments)
+    points = [r for r in runs if r.data.tags.get("sail.instance", "").startswith(
+        "selection_quality.")]
+    assert len(points) >= 4
+    for point in points:
+        parent = by_id[point.data.tags["mlflow.parentRunId"]]
+        assert parent.data.tags["sail.instance"] == "selection_quality"
+        assert point.data.tags["mlflow.runName"].startswith("quality: ")
+        assert "sft/average" in point.data.metrics
