@@ -320,3 +320,45 @@ def test_quality_scores_every_source_and_builds_the_pool_from_kept_captions(
     assert funnel["recaption", "input"] == len(train)
     assert funnel["recaption", "kept"] == len(train) - 6
     assert "| recaption |" in out["quality_statistics"]
+
+
+def test_a_users_llava_set_joins_a_mixture_and_its_bad_rows_are_counted(
+        tmp_path, small_world, world_tokenizer):
+    """A user's LLaVA JSON named in `sft.candidates` and used in a mixture: its good rows are
+    drawn, its broken ones rejected with their reasons in the accounting."""
+    import io
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "blue").save(buffer, format="PNG")
+    (folder / "blue.png").write_bytes(buffer.getvalue())
+    good = [{"id": f"g{i}", "image": "blue.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat colour is the image?"},
+        {"from": "gpt", "value": "blue"}]} for i in range(60)]
+    bad = [{"id": "gone", "image": "nope.png", "conversations": good[0]["conversations"]},
+           {"id": "empty", "conversations": [{"from": "human", "value": "Hi"},
+                                             {"from": "gpt", "value": ""}]},
+           {"id": "order", "conversations": [{"from": "gpt", "value": "Hi"}]}]
+    (folder / "set.json").write_text(json.dumps(good + bad))
+    base = micro_params().sft.mixtures.instruction.sources
+    project = micro_params(sft={
+        "candidates": {"mine": {"path": str(folder / "set.json"), "group": "general"}},
+        "mixtures": {"instruction": {"sources": {**base, "multi_turn": base["multi_turn"] - 0.1,
+                                                 "mine": 0.1}}}})
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    out = run_in_memory(sft(project).only_nodes_with_tags("sft_data"), project, tmp_path, {
+        "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
+        "world_conversations": small_world.conversations, "world_probes": small_world.probes,
+        "tokenizer": str(tmp_path / "tokenizer")})
+    instruction = pd.read_parquet(out["instruction_train"])
+    assert (instruction["source"] == "mine").sum() == round(
+        0.1 * project.sft.mixtures.instruction.size)
+    mine = out["sft_candidate_accounting"].set_index("set").loc["mine"]
+    assert mine["source"] == "user" and mine["rows"] == 63 and mine["rejected"] == 3
+    assert mine["kept_train"] + mine["kept_heldout"] == 60 and mine["kept_heldout"] > 0
+    assert (mine["rejected_image_missing"], mine["rejected_empty_assistant_turn"],
+            mine["rejected_role_order"]) == (1, 1, 1)

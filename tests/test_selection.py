@@ -209,7 +209,11 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     monkeypatch.setattr("sail_pipeline.pipelines.selection.pipeline.last_validated",
                         lambda: project)
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")
-    out = run_in_memory(selection(), project, tmp_path, {
+    # The sets the SFT mixtures use are the sft pipeline's; a run after `make run` finds them.
+    from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
+
+    pipeline = candidate_pipeline(project.selection.candidate_names()) + selection()
+    out = run_in_memory(pipeline, project, tmp_path, {
         "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
         "world_conversations": small_world.conversations, "world_probes": small_world.probes,
         "tokenizer": str(tmp_path / "tokenizer"), "advance_model": {"hf_dir": "/advance/hf"},

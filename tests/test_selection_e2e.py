@@ -59,11 +59,14 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
                    and "." not in r.data.tags["sail.instance"]}
     assert {"selection_quality", "selection_composition", "selection_incremental"} <= set(
         experiments)
-    points = [r for r in runs if r.data.tags.get("sail.instance", "").startswith(
-        "selection_quality.")]
+    points = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("quality: ")]
     assert len(points) >= 4
     for point in points:
+        assert point.data.tags["sail.instance"].startswith("selection_quality.")
         parent = by_id[point.data.tags["mlflow.parentRunId"]]
         assert parent.data.tags["sail.instance"] == "selection_quality"
-        assert point.data.tags["mlflow.runName"].startswith("quality: ")
         assert "sft/average" in point.data.metrics
+    # The trainer's run of a point that trained is the point's child.
+    stages = [r for r in runs if r.data.tags.get("sail.stage") == "knowledge"
+              and r.data.tags.get("sail.instance", "").startswith("selection_quality.")]
+    assert stages and all(by_id[r.data.tags["mlflow.parentRunId"]] in points for r in stages)

@@ -272,7 +272,7 @@ def test_a_mixture_leaves_out_rows_its_stage_cannot_hold_and_fails_on_an_empty_s
 
 
 def test_bad_sft_configuration_fails_at_start_naming_the_key(tmp_path):
-    with pytest.raises(InvalidParameters, match=r"sft.mixtures.knowledge.sources.*sum to 1"):
+    with pytest.raises(InvalidParameters, match=r"sft.mixtures.knowledge.sources.*sum to 1.2, not 1"):
         micro_params(sft={"mixtures": {"knowledge": {"sources": {"probes": 0.5,
                                                                  "general_vqa": 0.4}}}})
     base = micro_params().sft.mixtures.knowledge.sources

@@ -148,8 +148,9 @@ def test_deepspeed_configs_load_by_name_and_a_bad_name_fails_before_training():
         "offload_param"]["device"] == "cpu"
     with pytest.raises(FileNotFoundError, match="zero9.*known: .*zero2"):
         load_deepspeed_config("zero9", CONF_DEEPSPEED)
-    params = {"sft": {s: {"steps": 5, "lr": 1e-3} for s in ("knowledge", "instruction",
-                                                             "preference")}}
+    stages = ("knowledge", "instruction", "preference")
+    params = {"sft": {s: {"steps": 5, "lr": 1e-3} for s in stages}
+              | {"mixtures": {s: {"size": 10, "sources": {"probes": 1.0}} for s in stages}}}
     params["sft"]["instruction"]["deepspeed"] = "zero9"
     with pytest.raises(InvalidParameters, match="sft.instruction.deepspeed"):
         validate_project(params, deepspeed_dir=CONF_DEEPSPEED)

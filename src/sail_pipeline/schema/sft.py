@@ -114,9 +114,9 @@ class MixtureParams(StrictModel):
                              f"to leave it out")
         total = sum(sources.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ValueError(f"proportions must sum to 1, not {total:.6g} (an override merges "
-                             f"into the base mixture's sources: give the ones to drop `null`): "
-                             f"{sources}")
+            raise ValueError(f"proportions sum to {total:.6g}, not 1: {sources} (an override "
+                             f"merges into the base mixture's sources: give the ones to drop "
+                             f"`null`)")
         return sources
 
 

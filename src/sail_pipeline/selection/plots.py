@@ -19,6 +19,9 @@ def quality_figure(stats: pd.DataFrame, taus: pd.DataFrame):
         curves.errorbar(group["size"], group["mean"], yerr=group["std"].fillna(0), marker="o",
                         capsize=3, label=candidate)
     curves.set_xscale("log")
+    sizes = sorted(stats["size"].unique())
+    curves.set_xticks(sizes, [str(n) for n in sizes])
+    curves.minorticks_off()
     curves.set_xlabel("rows of the candidate (log)")
     curves.set_ylabel("benchmark average after SFT (mean ± sd over seeds)")
     curves.set_title("Quality evaluation: each candidate alone")
@@ -29,7 +32,9 @@ def quality_figure(stats: pd.DataFrame, taus: pd.DataFrame):
     grid.set_yticks(range(len(labels)), labels)
     for i in range(len(labels)):
         for j in range(len(labels)):
-            grid.text(j, i, f"{float(taus.iloc[i, j]):.2f}", ha="center", va="center")
+            tau = float(taus.iloc[i, j])
+            grid.text(j, i, f"{tau:.2f}", ha="center", va="center",
+                      color="white" if abs(tau) > 0.5 else "black")
     grid.set_title("Rank stability: Kendall's τ between sizes")
     figure.colorbar(image, ax=grid, fraction=0.046)
     figure.tight_layout()

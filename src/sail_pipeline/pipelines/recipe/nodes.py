@@ -33,8 +33,8 @@ def train_all_in_one(train: str, evaluation: str, previous: dict, sft: Any,
     """`sft.schedule: all_in_one`: one stage on every SFT mixture at once, with the budgets of
     all the SFT stages (the first stage's other settings)."""
     settings = sft.all_in_one()
-    log.info("all_in_one: %s trains the union of the SFT mixtures for %d tokens", stage,
-             settings.tokens)
+    budget = {k: getattr(settings, k) for k in ("tokens", "steps") if getattr(settings, k)}
+    log.info("all_in_one: %s trains the union of the SFT mixtures, budget %s", stage, budget)
     return train_next_stage(train, evaluation, previous, settings, runtime, workdir, stage=stage)
 
 

@@ -25,7 +25,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     # The sets the SFT mixtures use are the `sft` pipeline's (made by `make run`); this one
     # builds only the others (the planted harmful sets, by default), so each file has one maker.
     made_by_sft = set(project.sft.candidate_names()) if project.sft is not None else set()
-    return candidate_pipeline([n for n in names if n not in made_by_sft]) + Pipeline([
+    # Tagged with every experiment, so that `--tags=selection_quality` makes them too.
+    tags = ["selection", *(f"selection_{e}" for e in selection.experiments)]
+    return candidate_pipeline([n for n in names if n not in made_by_sft], tags) + Pipeline([
         node(experiment_node(experiment, names),
              ["params:selection", "params:sft", "params:runtime", "advance_model", "benchmark",
               "knowledge_eval", "selection_store", *(f"sft_candidate_{n}" for n in names)],
