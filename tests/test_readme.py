@@ -33,6 +33,8 @@ NOT_RUN = {
     "tests/test_scaling_e2e.py runs a micro point alone",
     "git add dvc.lock": "commits to the repository; tests/test_scaling_e2e.py does it in a copy",
     "for n in ": "queues the default sweep; tests/test_scaling_e2e.py queues the micro one",
+    "for s in ": "three SFT runs and evaluations; tests/test_pipeline_e2e.py runs the SFT",
+    "python tools/seed_table.py": "reads that loop's CSVs; tests/test_seed_table.py runs it",
     "dvc queue start": "runs the queue; tests/test_scaling_e2e.py runs the micro one",
 }
 
