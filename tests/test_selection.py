@@ -4,6 +4,7 @@ for real on the micro world)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sail_pipeline.schema.selection import (
     IncrementalParams,
     QualityParams,
 )
-from sail_pipeline.selection import experiments, point
+from sail_pipeline.selection import point
 from sail_pipeline.selection.experiments import (
     AVERAGE,
     SelectionSizeError,
@@ -195,7 +196,7 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     calls: list[str] = []
 
     def fake_point(label, table, seed, train, evaluation, start, runtime, store):
-        identity = experiments.hashlib.sha256(
+        identity = hashlib.sha256(
             ("|".join(table["id"]) + str(seed)).encode()).hexdigest()[:8]
         reused = identity in calls
         calls.append(identity)

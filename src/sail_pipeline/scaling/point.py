@@ -164,7 +164,6 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
               shared: SharedInputs, runtime: RuntimeParams, preset: str, store: str | Path,
               point_id: str) -> dict[str, Any]:
     """Train and evaluate one point into `store/<point_id>/`; returns its result."""
-    final = Path(store) / point_id
     work = Path(store) / f"{point_id}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     runtime = runtime.model_copy(update={"seed": point.seed})
@@ -226,12 +225,19 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
                    for stage, s in stage_summaries.items()},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    return publish(work, store, point_id, result, point.label)
+
+
+def publish(work: Path, store: str | Path, point_id: str, result: dict[str, Any],
+            label: str) -> dict[str, Any]:
+    """Write `result` into the point's `.partial` folder and rename it into the store, so a
+    killed run never leaves a half point that looks finished; the stored result wins when
+    another process finished the same point first (it is as good as ours)."""
     (work / RESULT_FILE).write_text(json.dumps(result, indent=2))
     try:
-        os.replace(work, final)
+        os.replace(work, Path(store) / point_id)
     except OSError:
-        # Another process finished the same point first: its result is as good as ours.
-        log.warning("point %s finished twice; keeping the first", point.label)
+        log.warning("point %s finished twice; keeping the first", label)
         shutil.rmtree(work, ignore_errors=True)
         return stored_result(store, point_id) or result
     return result

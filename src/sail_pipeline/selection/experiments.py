@@ -12,7 +12,6 @@ base and the incremental search's base are the same table (and the same stored p
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from sail_pipeline.schema.selection import (
     IncrementalParams,
     QualityParams,
 )
-from sail_pipeline.sft_data.mixture import row_counts
+from sail_pipeline.sft_data.mixture import row_counts, stable_int
 
 AVERAGE = "sft/average"
 # label, table, seed -> the point's result ({"scores": {...}, ...})
@@ -37,8 +36,7 @@ class SelectionSizeError(ValueError):
 
 
 def _stream(source: str, seed: int) -> np.random.Generator:
-    tag = int(hashlib.sha256(source.encode()).hexdigest()[:8], 16)
-    return np.random.default_rng([seed, tag])
+    return np.random.default_rng([seed, stable_int(source)])
 
 
 def compose(tables: dict[str, pd.DataFrame], counts: dict[str, int], seed: int,

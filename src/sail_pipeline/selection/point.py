@@ -26,13 +26,13 @@ from sail_pipeline.scaling.point import (
     code_version,
     evaluate_checkpoint,
     path_digest,
+    publish,
     stored_result,
 )
 from sail_pipeline.schema import PointEvaluationParams, RuntimeParams, TrainParams, result_settings
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
 SFT_STAGE = "knowledge"  # the stage registry's entry a point trains as (everything trains)
 
 
@@ -75,7 +75,6 @@ def run_sft_point(label: str, table: pd.DataFrame, seed: int, train: TrainParams
     stored = stored_result(store, point_id)
     if stored is not None:
         return stored | {"reused": True}
-    final = Path(store) / point_id
     work = Path(store) / f"{point_id}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -99,11 +98,4 @@ def run_sft_point(label: str, table: pd.DataFrame, seed: int, train: TrainParams
                          "eval_seconds": eval_seconds,
                          "total_seconds": time.perf_counter() - started},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (work / RESULT_FILE).write_text(json.dumps(result, indent=2))
-    try:
-        os.replace(work, final)
-    except OSError:
-        log.warning("point %s finished twice; keeping the first", label)
-        shutil.rmtree(work, ignore_errors=True)
-        return (stored_result(store, point_id) or result) | {"reused": False}
-    return result | {"reused": False}
+    return publish(work, store, point_id, result, label) | {"reused": False}

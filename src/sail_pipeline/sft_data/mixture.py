@@ -80,20 +80,20 @@ def mix(stage: str, split: str, mixture: MixtureParams, size: int,
                               f"{max_seq_len}); drop the source or fix the set")
         # One stream per (seed, stage, source): adding a source leaves the others' rows as
         # they were.
-        rng = np.random.default_rng([seed, _stable(stage), _stable(split), offset,
-                                     _stable(source)])
+        rng = np.random.default_rng([seed, stable_int(stage), stable_int(split), offset,
+                                     stable_int(source)])
         drawn = draw(source, fits, n, rng)
         parts.append(drawn)
         lines.append(MixtureLine(stage, split, source, groups[source], mixture.sources[source],
                                  len(drawn), len(fits), len(table) - len(fits),
                                  max(0, len(drawn) - len(fits)), int(drawn["n_tokens"].sum())))
     rows = pd.concat(parts, ignore_index=True)
-    rows = rows.sample(frac=1.0, random_state=np.random.default_rng([seed, _stable(stage)]))
+    rows = rows.sample(frac=1.0, random_state=np.random.default_rng([seed, stable_int(stage)]))
     return rows[[*CANDIDATE_COLUMNS, "source", "n_tokens"]].reset_index(drop=True), lines
 
 
-def _stable(text: str) -> int:
-    """A small int from a string that, unlike hash(), is the same in every process."""
+def stable_int(text: str) -> int:
+    """A 32-bit int from a string that, unlike hash(), is the same in every process."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 

@@ -6,7 +6,6 @@ Entries a reader cannot turn into a conversation are not dropped: they come back
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline.schema import CandidateSetParams
+from sail_pipeline.sft_data.mixture import stable_int
 from sail_pipeline.sft_data.validate import CANDIDATE_COLUMNS, Rejection
 
 _LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -37,8 +37,7 @@ def read_user_set(name: str, spec: CandidateSetParams) -> tuple[pd.DataFrame, pd
 def held_out(ids: pd.Series, one_in: int = 20) -> pd.Series:
     """Which rows of a user's set are held out: one in `one_in`, by a hash of the id (stable
     across runs and machines, and unchanged when rows are added)."""
-    return ids.map(lambda i: int(hashlib.sha256(str(i).encode()).hexdigest()[:8], 16)
-                   % one_in == 0).astype(bool)
+    return ids.map(lambda i: stable_int(str(i)) % one_in == 0).astype(bool)
 
 
 def _read_parquet(name: str, path: Path) -> pd.DataFrame:
