@@ -44,6 +44,36 @@ def test_gpu_environment_names_a_missing_environment_variable(monkeypatch):
         _gpu_params()
 
 
+def test_kedro_run_on_gpu_without_the_variable_prints_the_fix_not_a_traceback(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SAIL_LLM_PATH", "SAIL_VIT_PATH")}
+    outcome = subprocess.run([str(Path(sys.executable).parent / "kedro"), "run", "--env", "gpu",
+                              "--pipelines=backbones"], cwd=PROJECT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert outcome.returncode == 2
+    assert "Traceback" not in outcome.stdout + outcome.stderr
+    assert outcome.stderr.strip().splitlines() == [
+        "MissingEnvironmentVariable: SAIL_LLM_PATH is not set, and the configuration reads it "
+        "(${env:SAIL_LLM_PATH}): e.g. `export SAIL_LLM_PATH=/path/to/model` before "
+        "`kedro run --env gpu`"]
+
+
+def test_a_bug_keeps_its_traceback_and_a_user_error_is_found_through_its_causes():
+    from sail_pipeline.errors import UserError, explain
+    from sail_pipeline.schema import InvalidParameters
+
+    try:
+        try:
+            raise InvalidParameters("invalid parameters:\n  a.b: bad")
+        except InvalidParameters as inner:
+            raise RuntimeError("wrapped by the framework") from inner
+    except RuntimeError as outer:
+        assert explain(outer) == "InvalidParameters: invalid parameters:\n  a.b: bad"
+    assert explain(KeyError("a bug")) is None
+    assert issubclass(InvalidParameters, UserError | ValueError)
+
+
 def test_gpu_mfu_benchmark_runs_its_code_path_on_cpu():
     result = subprocess.run(
         [sys.executable, str(PROJECT / "benchmarks/gpu_mfu.py"), "--device", "cpu", "--preset",

@@ -141,6 +141,32 @@ def test_compare_variants_shifted_and_identical():
     assert none["common_n"] == [] and math.isnan(none["mean_diff"]) and none["note"]
 
 
+def test_curvature_difference_tells_a_linear_curve_from_a_logarithmic_one():
+    # Same start and end, different shape: linear in N bends upward against ln N.
+    linear = sweep("linear", lambda n: 0.2 + 0.3 * (n - 1000) / 15000, noise=0.01, rng_seed=7)
+    logarithmic = sweep("log", lambda n: 0.2 + 0.3 * math.log(n / 1000) / math.log(16),
+                        noise=0.01, rng_seed=8)
+    shifted_log = sweep("log2", lambda n: 0.5 + 0.3 * math.log(n / 1000) / math.log(16),
+                        noise=0.01, rng_seed=9)
+    points = pd.concat([linear, logarithmic, shifted_log], ignore_index=True)
+    bent = compare_variants(points, "linear", "log", "m", n_boot=N_BOOT, seed=0)
+    assert bent["curvature_diff_lo"] > 0
+    # A level shift is not a change of shape.
+    level = compare_variants(points, "log2", "log", "m", n_boot=N_BOOT, seed=0)
+    assert level["diff_lo"] > 0 and level["curvature_diff_lo"] < 0 < level["curvature_diff_hi"]
+    claim = {"claim": "linear bends more", "kind": "difference", "variant_a": "linear",
+             "variant_b": "log", "expected": 1, "metric": "m", "measure": "curvature_diff"}
+    fits = fit_sweep(points, ["m"], n_boot=N_BOOT)
+    report = reproduction_report(points, fits, [bent], [claim], {}, [])
+    line = next(x for x in report.splitlines() if x.startswith("| linear bends more"))
+    assert "curvature difference" in line and "| reproduced |" in line
+    two_sizes = points[points["n"] <= 2000]
+    assert math.isnan(compare_variants(two_sizes, "linear", "log", "m",
+                                       n_boot=N_BOOT)["curvature_diff"])
+    with pytest.raises(ValueError, match="measure must be one of"):
+        reproduction_report(points, fits, [bent], [claim | {"measure": "bend"}], {}, [])
+
+
 @pytest.mark.parametrize(("lo", "hi", "sign", "expected"), [
     (0.1, 0.3, 1, "reproduced"),
     (-0.3, -0.1, 1, "not reproduced"),

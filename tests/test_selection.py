@@ -20,7 +20,10 @@ from sail_pipeline.schema.selection import (
 )
 from sail_pipeline.selection import point
 from sail_pipeline.selection.experiments import (
+    ALL_IN_ONE,
     AVERAGE,
+    CURRICULUM,
+    Phase,
     SelectionSizeError,
     check_sizes,
     compose,
@@ -31,6 +34,9 @@ from sail_pipeline.selection.experiments import (
     run_composition,
     run_incremental,
     run_quality,
+    run_schedule,
+    schedule_counts,
+    schedule_tables,
 )
 from tests.test_pipelines import micro_params, run_in_memory
 
@@ -146,6 +152,44 @@ def test_every_table_is_checked_against_its_sources_before_training():
     assert "selection.incremental.rows_per_candidate: probes has 400 rows, 450" in message
 
 
+def test_schedule_splits_one_draw_across_the_stages_and_all_in_one_is_their_union():
+    project = micro_params()
+    mixtures = {stage: getattr(project.sft.mixtures, stage)
+                for stage in ("knowledge", "instruction", "preference")}
+    world = _world(400)
+    counts = schedule_counts(130, mixtures)
+    assert sum(sum(c.values()) for c in counts.values()) == 130
+    assert [sum(c.values()) for c in counts.values()] == [100, 20, 10]  # 2000 : 400 : 200
+    small, large = (schedule_tables(n, mixtures, world, seed=3) for n in (130, 260))
+    ids = [set(t["id"]) for t in small.values()]
+    assert sum(len(i) for i in ids) == 130 == len(set().union(*ids))  # no row twice
+    union = set().union(*ids)
+    assert union <= set().union(*(set(t["id"]) for t in large.values()))  # nested in size
+    assert schedule_tables(130, mixtures, world, seed=3)["knowledge"].equals(small["knowledge"])
+    assert set(schedule_tables(130, mixtures, world, seed=4)["knowledge"]["id"]) != ids[0]
+    stage_train = {stage: project.selection.train for stage in mixtures}
+    seen = []
+
+    def train(label, phases, seed):
+        seen.append((label, [p.stage for p in phases], [len(p.table) for p in phases]))
+        return {"scores": {AVERAGE: 1.0}, "identity": label}
+
+    from sail_pipeline.schema.selection import ScheduleParams
+
+    points = run_schedule(ScheduleParams(sizes=[130, 260, 520]), [0, 1], mixtures, stage_train,
+                          world, train)
+    assert len(points) == 12 and set(points["variant"]) == {CURRICULUM, ALL_IN_ONE}
+    assert seen[0] == ("curriculum n=130 seed=0", ["knowledge", "instruction", "preference"],
+                       [100, 20, 10])
+    assert seen[1] == ("all_in_one n=130 seed=0", ["knowledge"], [130])
+    with pytest.raises(InvalidParameters, match="selection.schedule.sizes"):
+        micro_params(selection={"schedule": {"sizes": [10, 20]}})
+    with pytest.raises(SelectionSizeError, match="selection.schedule.sizes: the largest size"):
+        check_sizes(project.selection.quality, project.selection.composition,
+                    project.selection.incremental, {n: 30 for n in world},
+                    ScheduleParams(sizes=[100, 200, 400]), mixtures)
+
+
 def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_path,
                                                                         monkeypatch):
     trained: list[str] = []
@@ -165,15 +209,24 @@ def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_pat
                              str(tmp_path / "eval.parquet"))
     project = micro_params()
     table = _world(20)["probes"].assign(source="probes")
-    args = (project.selection.train, project.selection.evaluation, start, project.runtime,
-            tmp_path / "store")
-    first = point.run_sft_point("a", table, 0, *args)
-    second = point.run_sft_point("a", table, 0, *args)
+    args = (project.selection.evaluation, start, project.runtime, tmp_path / "store")
+
+    def one(rows: pd.DataFrame) -> list[Phase]:
+        return [Phase("knowledge", project.selection.train, rows)]
+
+    first = point.run_sft_point("a", one(table), 0, *args)
+    second = point.run_sft_point("a", one(table), 0, *args)
     assert not first["reused"] and second["reused"] and len(trained) == 1
     assert second["scores"] == {"sft/average": 42.0}
-    point.run_sft_point("a", table.iloc[1:], 0, *args)  # another table
-    point.run_sft_point("a", table, 1, *args)            # another seed
+    point.run_sft_point("a", one(table.iloc[1:]), 0, *args)  # another table
+    point.run_sft_point("a", one(table), 1, *args)            # another seed
     assert len(trained) == 3
+    # The same rows in two phases are another point, trained phase after phase.
+    two = [Phase("knowledge", project.selection.train, table.iloc[:10]),
+           Phase("instruction", project.sft.instruction, table.iloc[10:])]
+    result = point.run_sft_point("b", two, 0, *args)
+    assert not result["reused"] and len(trained) == 5
+    assert result["stages"] == ["knowledge", "instruction"] and result["rows"] == 20
     assert not list((tmp_path / "store").glob("*.partial-*"))
 
 
@@ -195,15 +248,23 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
         "candidates": ["wrong_answers", "multi_turn"]}})
     calls: list[str] = []
 
-    def fake_point(label, table, seed, train, evaluation, start, runtime, store):
-        identity = hashlib.sha256(
-            ("|".join(table["id"]) + str(seed)).encode()).hexdigest()[:8]
+    schedule_rows: dict[tuple[int, str], list[set[str]]] = {}
+
+    def fake_point(label, phases, seed, evaluation, start, runtime, store):
+        table = pd.concat([p.table for p in phases])
+        identity = hashlib.sha256(("|".join(f"{p.stage}:{'|'.join(p.table['id'])}"
+                                            for p in phases) + str(seed)).encode()
+                                  ).hexdigest()[:8]
         reused = identity in calls
         calls.append(identity)
         harm = table["source"].isin(HARMFUL_CANDIDATES).mean()
         chats = (table["source"] == "multi_turn").mean()
-        return {"scores": {AVERAGE: 40.0 - 30 * harm + 5 * chats + seed * 0.1},
-                "identity": identity,
+        score = 40.0 - 30 * harm + 5 * chats + seed * 0.1
+        if label.startswith((CURRICULUM, ALL_IN_ONE)):
+            schedule_rows.setdefault((seed, label.split()[1]), []).append(set(table["id"]))
+            # A planted truth: the curriculum is linear in the rows, all-in-one logarithmic.
+            score = (40 + 0.5 * len(table)) if len(phases) > 1 else 10 + 8 * np.log(len(table))
+        return {"scores": {AVERAGE: score}, "identity": identity,
                 "reused": reused, "timing": {"total_seconds": 0.0}}
 
     monkeypatch.setattr(nodes, "run_sft_point", fake_point)
@@ -213,7 +274,8 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     # The sets the SFT mixtures use are the sft pipeline's; a run after `make run` finds them.
     from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
 
-    pipeline = candidate_pipeline(project.selection.candidate_names()) + selection()
+    pipeline = candidate_pipeline(list(dict.fromkeys([
+        *project.selection.candidate_names(), *project.sft.candidate_names()]))) + selection()
     out = run_in_memory(pipeline, project, tmp_path, {
         "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
         "world_conversations": small_world.conversations, "world_probes": small_world.probes,
@@ -228,4 +290,17 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     incremental_base = out["selection_incremental_points"].query("step == 'base'")
     assert list(composition_base["identity"]) == list(incremental_base["identity"])
     assert len(out["selection_quality_points"]) == 2 * 2 * 3
+    # Curriculum vs all-in-one: both schedules at every size and seed, on the same rows.
+    points = out["selection_schedule_points"]
+    assert len(points) == 2 * 3 * 3
+    assert set(points.query("variant == 'curriculum'")["stages"]) == {
+        "knowledge+instruction+preference"}
+    assert set(points.query("variant == 'all_in_one'")["stages"]) == {"knowledge"}
+    for rows in schedule_rows.values():
+        assert len(rows) == 2 and rows[0] == rows[1]
+    report = out["selection_schedule_report"]
+    assert report.startswith("# SFT schedule: curriculum vs all-in-one")
+    verdicts = {line.split("|")[1].strip(): line.split("|")[3].strip()
+                for line in report.splitlines() if line.startswith("| The curriculum")}
+    assert list(verdicts.values()) == ["reproduced", "reproduced"], verdicts
     assert set(out["selection_quality_tau"].columns) >= {"size", 20, 40}

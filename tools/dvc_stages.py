@@ -41,7 +41,11 @@ STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", 
 # Libraries of the experiment pipelines, and the stages that run them (the registry imports
 # every pipeline, so without this every stage would depend on every experiment's code).
 LIBRARIES = {f"{PACKAGE}.scaling": ("scaling", "selection"),
-             f"{PACKAGE}.selection": ("selection",)}
+             f"{PACKAGE}.selection": ("scaling", "selection")}
+# Inputs a stage reads when they exist and does without when not: not a dependency, or
+# `dvc repro scaling` would first run the whole selection stage (the sweep's report adds the
+# schedule experiment's verdict only when that has run).
+OPTIONAL_INPUTS = {"scaling": ("selection_schedule_points",)}
 # Imported by every `kedro run` before any pipeline: the project's settings and registry.
 GLUE = (f"{PACKAGE}.settings", f"{PACKAGE}.pipeline_registry", f"{PACKAGE}.__main__")
 CONFIG_DEPS = ("conf/base/catalog.yml", "conf/base/globals.yml", "conf/base/deepspeed",
@@ -272,8 +276,8 @@ def build() -> dict:
         # that whole folder: the weights beside the pointer are what the stage reads.
         data_deps = set()
         for name in pipeline.inputs():
-            path = None if name.startswith("params:") or name in folders else \
-                dataset_path(catalog, name)
+            path = None if name.startswith("params:") or name in folders or \
+                name in OPTIONAL_INPUTS.get(stage, ()) else dataset_path(catalog, name)
             if path:
                 data_deps.add(_within(path, every_folder) or path)
         # every dataset the pipeline writes, those its own later nodes read included

@@ -26,6 +26,7 @@ from mlflow.pyfunc import PythonModel  # noqa: E402
 PythonModel._skip_type_hint_validation = True
 
 from sail_pipeline.context import ProjectContext  # noqa: E402
+from sail_pipeline.errors import MissingEnvironmentVariable  # noqa: E402
 from sail_pipeline.hooks import (  # noqa: E402
     CredentialsHook,
     DryRunHook,
@@ -39,8 +40,9 @@ def _env(name: str, default: str | None = None) -> str:
     """`${env:NAME}` in parameters: machine-specific paths stay out of the tracked config."""
     value = os.environ.get(name, default)
     if value is None:
-        raise ValueError(f"environment variable {name} is not set; the configuration reads it "
-                         f"(e.g. `export {name}=/path/to/model` before `kedro run --env gpu`)")
+        raise MissingEnvironmentVariable(
+            f"{name} is not set, and the configuration reads it (${{env:{name}}}): e.g. "
+            f"`export {name}=/path/to/model` before `kedro run --env gpu`")
     return value
 
 

@@ -387,21 +387,36 @@ def _cells(points: pd.DataFrame, variant: str, metric: str) -> dict[int, np.ndar
     return {int(k): g[metric].to_numpy(dtype=float) for k, g in part.groupby("n")}
 
 
+def _curvatures(cells: dict[int, np.ndarray], common: list[int], boot: list[np.ndarray]
+                ) -> tuple[float, np.ndarray]:
+    """The quadratic coefficient c of y = a + b·x + c·x², x = ln N centred: 0 on a log-linear
+    curve, > 0 on one that bends upward towards linear in N (y = a + k·N is convex in ln N),
+    < 0 on one that saturates. (point estimate, one value per bootstrap row of `boot`)."""
+    x = np.concatenate([np.full(cells[k].size, math.log(k)) for k in common])
+    xc = x - x.mean()
+    design = np.column_stack([np.ones_like(xc), xc, xc ** 2])
+    solve = np.linalg.pinv(design)
+    point = np.concatenate([cells[k] for k in common])
+    return float((solve @ point)[2]), np.hstack(boot) @ solve[2]
+
+
 def compare_variants(points: pd.DataFrame, variant_a: str, variant_b: str, metric: str,
                      n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """variant_a − variant_b on `metric`, paired by N.
 
     `per_n` holds the difference of the seed means at each N present in both; `mean_diff` is
     their mean (each N weighs the same). The slopes are log-linear fits on the points at the
-    common N only, so both cover the same range. Intervals come from one bootstrap that
+    common N only, so both cover the same range; `curvature_diff` (3 or more common N) is the
+    difference of their bends in ln N (see `_curvatures`): the shape, apart from the level. Intervals come from one bootstrap that
     resamples seeds within each (variant, N) cell, so the design over N stays fixed; a cell
     with a single seed contributes no seed noise, which the `note` then says.
     """
     out: dict = {"variant_a": variant_a, "variant_b": variant_b, "metric": metric,
                  "common_n": [], "mean_diff": float("nan"), "diff_lo": float("nan"),
                  "diff_hi": float("nan"), "slope_diff": float("nan"),
-                 "slope_diff_lo": float("nan"), "slope_diff_hi": float("nan"), "per_n": {},
-                 "level": level, "note": ""}
+                 "slope_diff_lo": float("nan"), "slope_diff_hi": float("nan"),
+                 "curvature_diff": float("nan"), "curvature_diff_lo": float("nan"),
+                 "curvature_diff_hi": float("nan"), "per_n": {}, "level": level, "note": ""}
     if metric not in points.columns:
         out["note"] = f"metric {metric!r} not in the points"
         return out
@@ -443,5 +458,11 @@ def compare_variants(points: pd.DataFrame, variant_a: str, variant_b: str, metri
         lo, hi = _interval(slopes["a"][1] - slopes["b"][1], level)
         out.update(slope_diff=slopes["a"][0] - slopes["b"][0], slope_diff_lo=float(lo),
                    slope_diff_hi=float(hi))
+    if len(common) >= 3:
+        bends = {name: _curvatures(cells, common, boot[name])
+                 for name, cells in (("a", cells_a), ("b", cells_b))}
+        lo, hi = _interval(bends["a"][1] - bends["b"][1], level)
+        out.update(curvature_diff=bends["a"][0] - bends["b"][0], curvature_diff_lo=float(lo),
+                   curvature_diff_hi=float(hi))
     out["note"] = "; ".join(notes)
     return out

@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema import SCALING_VARIANTS, ScalingParams, ScalingVariant
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 POOL_COLUMNS = ["pool", "id", "caption"]
 
 
-class PoolTooSmall(ValueError):
+class PoolTooSmall(UserError, ValueError):
     """The grid asks for more pairs than a variant's pool has."""
 
 

@@ -82,14 +82,16 @@ def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def build(results: list[dict[str, Any]], missing: list[str], params: ScalingParams,
-          accounting: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame,
-                                             dict[str, Any], str, dict]:
+          accounting: pd.DataFrame | None, schedule_points: pd.DataFrame | None = None
+          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any], str, dict]:
     """(points, fits, comparisons, figures by file name, the report's markdown, the flat
-    metrics)."""
+    metrics). `schedule_points`, when the selection pipeline's `schedule` experiment has run,
+    adds its curriculum vs all-in-one verdict to the report."""
     points = points_table(results)
+    schedule_section = _schedule_section(schedule_points, params.bootstrap)
     if points.empty:
         text = ("# Reproduction report\n\nNo point of the sweep has finished. Missing:\n\n"
-                + "\n".join(f"- {name}" for name in missing) + "\n")
+                + "\n".join(f"- {name}" for name in missing) + "\n" + schedule_section)
         return points, pd.DataFrame(), pd.DataFrame(), {}, text, {}
     metrics = sorted(c for c in points.columns if "/" in c)
     fits = fit_sweep(points, metrics, n_boot=params.bootstrap)
@@ -115,9 +117,17 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
             "evaluation": points["seconds_evaluation"].sum(),
             "per point (mean)": points["seconds_total"].mean()}
     text = reproduction_report(points, fits, comparisons, claims, links, missing, wall)
-    text += _pools_section(accounting)
+    text += _pools_section(accounting) + schedule_section
     _log_fit(fits, len(points), len(missing))
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
+
+
+def _schedule_section(points: pd.DataFrame | None, n_boot: int) -> str:
+    if points is None or points.empty:
+        return ""
+    from sail_pipeline.selection import schedule  # matplotlib and the selection code: lazily
+
+    return schedule.as_section(schedule.analyse(points, n_boot=n_boot)[2])
 
 
 def _pools_section(accounting: pd.DataFrame | None) -> str:

@@ -147,13 +147,24 @@ def _comparison(comparisons: list[dict], a: str, b: str, metric: str) -> tuple[d
     return None
 
 
+# A difference claim's measure -> (its name in the report, its value and CI keys).
+MEASURES = {
+    "mean_diff": ("mean difference", ("mean_diff", "diff_lo", "diff_hi")),
+    "slope_diff": ("slope difference", ("slope_diff", "slope_diff_lo", "slope_diff_hi")),
+    "curvature_diff": ("curvature difference (per (ln N)²)",
+                       ("curvature_diff", "curvature_diff_lo", "curvature_diff_hi")),
+}
+
+
 def _difference_claim(claim: dict, comparisons: list[dict]) -> tuple[str, str, str]:
     a, b, metric = claim["variant_a"], claim["variant_b"], claim["metric"]
     expected = int(claim["expected"])
-    # A claim may be about the difference of slopes rather than of levels.
-    slope = claim.get("measure", "mean_diff") == "slope_diff"
-    keys = ("slope_diff", "slope_diff_lo", "slope_diff_hi") if slope else (
-        "mean_diff", "diff_lo", "diff_hi")
+    # A claim may be about the difference of slopes, or of bends, rather than of levels.
+    measure = claim.get("measure", "mean_diff")
+    if measure not in MEASURES:
+        raise ValueError(f"claim {claim.get('claim')!r}: measure must be one of "
+                         f"{sorted(MEASURES)}, got {measure!r}")
+    what, keys = MEASURES[measure]
     found = _comparison(comparisons, a, b, metric)
     if found is None:
         return "not measured", "inconclusive", f"no comparison of {a} with {b} on {metric}"
@@ -161,7 +172,6 @@ def _difference_claim(claim: dict, comparisons: list[dict]) -> tuple[str, str, s
     value, lo, hi = (sign * float(comp[k]) for k in keys)
     if sign < 0:
         lo, hi = hi, lo
-    what = "slope difference" if slope else "mean difference"
     common = [int(n) for n in comp.get("common_n", [])]
     measured = (f"{a} − {b}: {what} {_ci(value, lo, hi, signed=True)} over "
                 f"{len(common)} common N")
@@ -184,13 +194,15 @@ def _hms(seconds: float) -> str:
 
 def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: list[dict],
                         claims: list[dict], figures: dict[str, str], missing: list[str],
-                        wall: dict | None = None) -> str:
+                        wall: dict | None = None,
+                        title: str = "Scaling sweep: reproduction report") -> str:
     """The markdown report of a sweep.
 
     `claims`: dicts with `claim` (text), `kind` ("slope" or "difference"), `metric`,
     `expected` (+1, −1, or 0 for "does not help"), and `variant` (slope) or `variant_a`,
     `variant_b` (difference, a − b). Optional: `r2_goal` for a slope claim (default 0.9;
-    None to judge the sign only) and `measure` = "slope_diff" for a difference of slopes.
+    None to judge the sign only) and, for a difference claim, `measure`: "mean_diff" (the
+    default), "slope_diff" or "curvature_diff" (see `MEASURES`).
     `figures`: name -> path relative to the report. `missing`: names of unfinished points.
     `wall`: step name -> seconds.
     """
@@ -199,7 +211,7 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     variants = [str(v) for v in pd.unique(points["variant"])] if len(points) else []
     sizes = sorted({int(n) for n in points["n"]}) if len(points) else []
     seeds = sorted({int(s) for s in points["seed"]}) if len(points) else []
-    lines = ["# Scaling sweep: reproduction report", "",
+    lines = [f"# {title}", "",
              f"- variants ({len(variants)}): {', '.join(variants) or 'none'}",
              f"- sizes N ({len(sizes)}): {', '.join(size_label(n) for n in sizes) or 'none'}",
              f"- seeds ({len(seeds)}): {', '.join(str(s) for s in seeds) or 'none'}",
@@ -251,8 +263,9 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     if comparisons:
         lines += ["", "## Comparisons", "",
                   f"a − b at equal N: the mean over the common N of the seed-mean differences, "
-                  f"and the difference of log-linear slopes; {pct} CIs from resampling seeds "
-                  "within each (variant, N).", ""]
+                  f"the difference of log-linear slopes, and of bends in ln N (the x² "
+                  f"coefficient; > 0: a bends upward more than b); {pct} CIs from resampling "
+                  "seeds within each (variant, N).", ""]
         rows = []
         for comp in comparisons:
             per_n = ", ".join(f"{size_label(int(n))}: {_num(d, signed=True)}"
@@ -262,9 +275,12 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
                          _ci(comp["mean_diff"], comp["diff_lo"], comp["diff_hi"], signed=True),
                          _ci(comp["slope_diff"], comp["slope_diff_lo"], comp["slope_diff_hi"],
                              signed=True),
+                         _ci(comp.get("curvature_diff", math.nan),
+                             comp.get("curvature_diff_lo", math.nan),
+                             comp.get("curvature_diff_hi", math.nan), signed=True),
                          per_n or "n/a", comp.get("note", "")])
         lines += _table(["a − b", "metric", "common N", "mean diff [CI]", "slope diff [CI]",
-                         "per N", "note"], rows)
+                         "bend diff [CI]", "per N", "note"], rows)
 
     if figures:
         lines += ["", "## Figures"]

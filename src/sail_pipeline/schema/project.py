@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema.base import StrictModel
 from sail_pipeline.schema.captioning import CaptioningParams
 from sail_pipeline.schema.curation import CurationParams
@@ -119,6 +120,9 @@ class ProjectParams(StrictModel):
         if unknown:
             raise ValueError(f"selection: unknown candidate set(s) {unknown}; known: {known} "
                              f"(your own go in sft.candidates)")
+        if "schedule" in self.selection.experiments and self.sft is None:
+            raise ValueError("selection.experiments: `schedule` trains the curriculum of "
+                             "`sft` (its mixtures and stage settings), and there is no `sft`")
         return self
 
     @model_validator(mode="after")
@@ -133,7 +137,7 @@ class ProjectParams(StrictModel):
         return self
 
 
-class InvalidParameters(ValueError):
+class InvalidParameters(UserError, ValueError):
     pass
 
 

@@ -16,7 +16,16 @@ from sail_pipeline.schema.scaling import PointEvaluationParams
 from sail_pipeline.schema.sft import MixtureParams
 from sail_pipeline.schema.training import TrainParams
 
-Experiment = Literal["quality", "composition", "incremental"]
+Experiment = Literal["quality", "composition", "incremental", "schedule"]
+EXPERIMENTS: tuple[str, ...] = Experiment.__args__  # type: ignore[attr-defined]
+
+
+def _increasing(sizes: list[int], fewest: int, why: str) -> list[int]:
+    if len(sizes) < fewest or sizes[0] <= 0 or any(
+            b <= a for a, b in zip(sizes, sizes[1:], strict=False)):
+        raise ValueError(f"give at least {fewest} positive, increasing sizes ({why}); got "
+                         f"{sizes}")
+    return sizes
 
 
 class QualityParams(StrictModel):
@@ -27,12 +36,25 @@ class QualityParams(StrictModel):
 
     @field_validator("sizes")
     @classmethod
-    def _increasing(cls, sizes: list[int]) -> list[int]:
-        if len(sizes) < 2 or any(b <= a for a, b in zip(sizes, sizes[1:], strict=False)) \
-                or sizes[0] <= 0:
-            raise ValueError("give at least two positive, increasing sizes (the ranking's "
-                             "stability is measured across them)")
-        return sizes
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        return _increasing(sizes, 2, "the ranking's stability is measured across them")
+
+
+class ScheduleParams(StrictModel):
+    """Curriculum vs all-in-one SFT at rising data sizes, from the same checkpoint.
+
+    A size is the SFT rows in all. The curriculum splits them across its stages as
+    `sft.mixtures`' sizes do and draws each stage's rows from its mixture's sources; all-in-one
+    trains one stage on the same rows, shuffled. Each stage passes over its rows once, with its
+    `sft.<stage>` settings (all-in-one: the first stage's), so the data is all that changes.
+    """
+
+    sizes: list[int] = Field(..., description="SFT rows in all, increasing")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, sizes: list[int]) -> list[int]:
+        return _increasing(sizes, 3, "a curve's shape needs 3; SAIL-VL's claim wants 4 or more")
 
 
 class CompositionParams(StrictModel):
@@ -54,7 +76,7 @@ class IncrementalParams(StrictModel):
 
 class SelectionParams(StrictModel):
     experiments: list[Experiment] = Field(
-        default_factory=lambda: ["quality", "composition", "incremental"])
+        default_factory=lambda: list(EXPERIMENTS))
     seeds: list[int]
     # Every point's SFT: one pass over its table by default (`epochs: 1`), from the
     # pretrained checkpoint (`advance_model`).
@@ -63,6 +85,7 @@ class SelectionParams(StrictModel):
     quality: QualityParams
     composition: CompositionParams
     incremental: IncrementalParams
+    schedule: ScheduleParams
 
     @field_validator("seeds")
     @classmethod

@@ -3,7 +3,9 @@
 - quality: train on `size` rows of each candidate alone, at every size, and rank;
 - composition: halve (or drop) one group of a base mixture at a time;
 - incremental (Individual Select): add candidates to a base pool one at a time, keeping one
-  when the average rises by more than a threshold (default: the base's seed noise).
+  when the average rises by more than a threshold (default: the base's seed noise);
+- schedule: the curriculum (its stages in order) against all-in-one (one stage on the same
+  rows, shuffled) at rising SFT data sizes, both curves fitted.
 
 Tables are built so that shared inputs are identical: a source's rows come from one
 permutation per (source, seed), and a table is its sources' first rows, so the composition's
@@ -12,26 +14,44 @@ base and the incremental search's base are the same table (and the same stored p
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema import GROUPS
 from sail_pipeline.schema.selection import (
     CompositionParams,
     IncrementalParams,
     QualityParams,
+    ScheduleParams,
 )
+from sail_pipeline.schema.sft import MixtureParams
+from sail_pipeline.schema.training import TrainParams
 from sail_pipeline.sft_data.mixture import row_counts, stable_int
 
 AVERAGE = "sft/average"
-# label, table, seed -> the point's result ({"scores": {...}, ...})
-Train = Callable[[str, pd.DataFrame, int], dict]
+CURRICULUM, ALL_IN_ONE = "curriculum", "all_in_one"
 
 
-class SelectionSizeError(ValueError):
+@dataclass(frozen=True, eq=False)
+class Phase:
+    """One stage of a point's SFT: the registry stage it trains as, its settings, its rows."""
+
+    stage: str
+    train: TrainParams
+    table: pd.DataFrame
+
+
+# label, table (one stage with `selection.train`) or phases (in order), seed -> the point's
+# result ({"scores": {...}, ...})
+Train = Callable[[str, "pd.DataFrame | list[Phase]", int], dict]
+
+
+class SelectionSizeError(UserError, ValueError):
     """An experiment asks a candidate for more rows than it has (raised before training)."""
 
 
@@ -46,17 +66,24 @@ def compose(tables: dict[str, pd.DataFrame], counts: dict[str, int], seed: int,
     Prefixes of one permutation make tables nested: halving a group keeps a subset of the
     base's rows, and a base plus a candidate contains the base.
     """
-    parts = []
-    for source in sorted(counts):
-        n, table = counts[source], tables[source]
-        if n > len(table):
-            raise SelectionSizeError(f"selection.{key}: {source} has {len(table)} rows, "
-                                     f"{n} were asked for")
-        if n:
-            order = _stream(source, seed).permutation(len(table))[:n]
-            parts.append(table.iloc[np.sort(order)].assign(source=source))
+    return _shuffled([_rows(tables, source, 0, counts[source], seed, key)
+                      for source in sorted(counts) if counts[source]], seed)
+
+
+def _rows(tables: dict[str, pd.DataFrame], source: str, start: int, stop: int, seed: int,
+          key: str) -> pd.DataFrame:
+    """Rows start..stop of `source`'s seeded permutation, in table order, ids made unique."""
+    table = tables[source]
+    if stop > len(table):
+        raise SelectionSizeError(f"selection.{key}: {source} has {len(table)} rows, "
+                                 f"{stop} were asked for")
+    order = _stream(source, seed).permutation(len(table))[start:stop]
+    rows = table.iloc[np.sort(order)].assign(source=source)
+    return rows.assign(id=source + "/" + rows["id"].astype(str))
+
+
+def _shuffled(parts: list[pd.DataFrame], seed: int) -> pd.DataFrame:
     rows = pd.concat(parts, ignore_index=True)
-    rows = rows.assign(id=rows["source"] + "/" + rows["id"].astype(str))
     return rows.sample(frac=1.0, random_state=np.random.default_rng([seed, len(rows)])
                        ).reset_index(drop=True)
 
@@ -73,7 +100,9 @@ def quality_points(params: QualityParams, seeds: list[int]) -> list[tuple[str, i
 
 
 def check_sizes(quality: QualityParams, composition: CompositionParams,
-                incremental: IncrementalParams, rows: dict[str, int]) -> None:
+                incremental: IncrementalParams, rows: dict[str, int],
+                schedule: ScheduleParams | None = None,
+                mixtures: dict[str, MixtureParams] | None = None) -> None:
     """Every table an experiment will draw fits its sources (checked before anything trains)."""
     problems = []
     short = {c: rows[c] for c in quality.candidates if rows[c] < quality.sizes[-1]}
@@ -87,6 +116,10 @@ def check_sizes(quality: QualityParams, composition: CompositionParams,
                 problems.append(f"selection.{key}.size: {source} would give {n} rows of its "
                                 f"{rows[source]}")
     base = row_counts(incremental.base.size, incremental.base.sources)
+    for source, n in (schedule_totals(schedule.sizes[-1], mixtures) if schedule else {}).items():
+        if n > rows[source]:
+            problems.append(f"selection.schedule.sizes: the largest size, {schedule.sizes[-1]}, "
+                            f"draws {n} rows of {source}, which has {rows[source]}")
     for candidate in incremental.candidates:
         wanted = base.get(candidate, 0) + incremental.rows_per_candidate
         if wanted > rows[candidate]:
@@ -231,3 +264,70 @@ def run_incremental(params: IncrementalParams, seeds: list[int],
             selected.append(candidate)
     return (pd.DataFrame(points), pd.DataFrame([s.__dict__ for s in trajectory]), selected,
             threshold)
+
+
+# --- schedule: curriculum vs all-in-one -------------------------------------------------------
+
+def schedule_counts(size: int, mixtures: dict[str, MixtureParams]) -> dict[str, dict[str, int]]:
+    """stage -> source -> rows: `size` split across the stages as the mixtures' sizes are,
+    then each stage's share across its sources."""
+    total = sum(m.size for m in mixtures.values())
+    stages = row_counts(size, {stage: m.size / total for stage, m in mixtures.items()})
+    return {stage: row_counts(stages[stage], mixtures[stage].sources) for stage in mixtures}
+
+
+def schedule_totals(size: int, mixtures: dict[str, MixtureParams]) -> dict[str, int]:
+    """source -> rows over every stage at `size`."""
+    totals: Counter[str] = Counter()
+    for counts in schedule_counts(size, mixtures).values():
+        totals.update(counts)
+    return dict(totals)
+
+
+def schedule_tables(size: int, mixtures: dict[str, MixtureParams],
+                    tables: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+    """stage -> its rows, in stage order. A source used by several stages gives each stage the
+    next rows of one seeded permutation, so no row appears twice and the stages' union (the
+    all-in-one table) is a prefix of every source: the tables at a larger size contain it."""
+    taken: Counter[str] = Counter()
+    out = {}
+    for stage, counts in schedule_counts(size, mixtures).items():
+        parts = []
+        for source in sorted(counts):
+            if counts[source]:
+                parts.append(_rows(tables, source, taken[source], taken[source] + counts[source],
+                                   seed, "schedule.sizes"))
+                taken[source] += counts[source]
+        out[stage] = _shuffled(parts, seed) if parts else pd.DataFrame()
+    return out
+
+
+def schedule_phases(size: int, seed: int, mixtures: dict[str, MixtureParams],
+                    stage_train: dict[str, TrainParams], tables: dict[str, pd.DataFrame]
+                    ) -> dict[str, list[Phase]]:
+    """{"curriculum": one phase per stage with rows, "all_in_one": one phase on their union
+    (the first stage's settings)}."""
+    per_stage = {stage: table for stage, table in
+                 schedule_tables(size, mixtures, tables, seed).items() if len(table)}
+    first = next(iter(mixtures))
+    return {CURRICULUM: [Phase(stage, stage_train[stage], table)
+                         for stage, table in per_stage.items()],
+            ALL_IN_ONE: [Phase(first, stage_train[first],
+                               _shuffled(list(per_stage.values()), seed))]}
+
+
+def run_schedule(params: ScheduleParams, seeds: list[int], mixtures: dict[str, MixtureParams],
+                 stage_train: dict[str, TrainParams], tables: dict[str, pd.DataFrame],
+                 train: Train) -> pd.DataFrame:
+    """One point per (schedule, size, seed), in the columns the scaling fit reads (`variant`,
+    `n`, `seed`, the scores)."""
+    results = []
+    for size in params.sizes:
+        for seed in seeds:
+            for variant, phases in schedule_phases(size, seed, mixtures, stage_train,
+                                                   tables).items():
+                result = train(f"{variant} n={size} seed={seed}", phases, seed)
+                results.append(_row(result, variant=variant, n=size, seed=seed,
+                                    stages="+".join(p.stage for p in phases),
+                                    seconds=result.get("timing", {}).get("total_seconds")))
+    return pd.DataFrame(results)

@@ -1,10 +1,12 @@
-"""One selection point: a short SFT from a fixed checkpoint on one table, then evaluation.
+"""One selection point: a short SFT from a fixed checkpoint, then evaluation.
 
-A point's identity hashes its table (the rows' ids and messages and image digests), its
-training and evaluation settings, its seed, the checkpoint and benchmark it starts from and
-the code that trains and evaluates. A point whose identity is in the store is loaded, not
-trained: the base mixture that composition and incremental evaluation share trains once.
-Each point trains in a `.partial` folder renamed when it ends. No Kedro here.
+A point's SFT is one or more phases (a stage each, the next starting from the last one's
+weights): one for most experiments, the curriculum's stages for `schedule`. Its identity
+hashes each phase's table (the rows' ids and messages and image digests) and settings, its
+evaluation settings, its seed, the checkpoint and benchmark it starts from and the code that
+trains and evaluates. A point whose identity is in the store is loaded, not trained: the base
+mixture that composition and incremental evaluation share trains once. Each point trains in a
+`.partial` folder renamed when it ends. No Kedro here.
 """
 
 from __future__ import annotations
@@ -29,12 +31,10 @@ from sail_pipeline.scaling.point import (
     publish,
     stored_result,
 )
-from sail_pipeline.schema import PointEvaluationParams, RuntimeParams, TrainParams, result_settings
+from sail_pipeline.schema import PointEvaluationParams, RuntimeParams, result_settings
+from sail_pipeline.selection.experiments import Phase
 
 log = logging.getLogger(__name__)
-
-SFT_STAGE = "knowledge"  # the stage registry's entry a point trains as (everything trains)
-
 
 @dataclass(frozen=True)
 class StartPoint:
@@ -58,20 +58,23 @@ def table_identity(table: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def point_identity(table: pd.DataFrame, seed: int, train: TrainParams,
-                   evaluation: PointEvaluationParams, start: StartPoint) -> str:
-    payload = {"table": table_identity(table), "seed": seed, "train": result_settings(train),
-               "evaluation": result_settings(evaluation), "start": start.digests(),
-               "code": code_version()}
+def point_identity(phases: list[Phase], seed: int, evaluation: PointEvaluationParams,
+                   start: StartPoint) -> str:
+    payload = {"phases": [{"stage": p.stage, "table": table_identity(p.table),
+                           "train": result_settings(p.train)} for p in phases],
+               "seed": seed, "evaluation": result_settings(evaluation),
+               "start": start.digests(), "code": code_version()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
 
-def run_sft_point(label: str, table: pd.DataFrame, seed: int, train: TrainParams,
+def run_sft_point(label: str, phases: list[Phase], seed: int,
                   evaluation: PointEvaluationParams, start: StartPoint, runtime: RuntimeParams,
                   store: str | Path) -> dict[str, Any]:
     """The point's result, from the store when its identity is there, else trained now."""
-    point_id = point_identity(table, seed, train, evaluation, start)
+    if not phases:
+        raise ValueError(f"{label}: a point needs at least one phase")
+    point_id = point_identity(phases, seed, evaluation, start)
     stored = stored_result(store, point_id)
     if stored is not None:
         return stored | {"reused": True}
@@ -79,23 +82,33 @@ def run_sft_point(label: str, table: pd.DataFrame, seed: int, train: TrainParams
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.perf_counter()
-    table_path = work / "train.parquet"
-    table.drop(columns=[c for c in ("source", "n_tokens") if c in table.columns]).to_parquet(
-        table_path, index=False)
-    log.info("%s: training %d rows (identity %s)", label, len(table), point_id)
-    trained = training_node.train(SFT_STAGE, train, runtime.model_copy(update={"seed": seed}),
-                                  str(work / "sft"), str(table_path), start.eval_table,
-                                  init_from=start.hf_dir)
-    scores, eval_seconds = evaluate_checkpoint(trained["hf_dir"], start.benchmark, work / "eval",
-                                     evaluation, "sft")
-    shutil.rmtree(work / "sft" / "hf", ignore_errors=True)  # the scores are what is reused
-    table_path.unlink()
-    summary = trained["summary"]
-    result = {"identity": point_id, "label": label, "seed": seed, "rows": len(table),
-              "tokens": int(table["n_tokens"].sum()) if "n_tokens" in table else None,
+    weights, train_seconds, summary = start.hf_dir, 0.0, {}
+    for k, phase in enumerate(phases):
+        table_path = work / f"train_{k}.parquet"
+        phase.table.drop(columns=[c for c in ("source", "n_tokens") if c in phase.table.columns]
+                         ).to_parquet(table_path, index=False)
+        log.info("%s: %s, training %d rows (identity %s)", label, phase.stage, len(phase.table),
+                 point_id)
+        trained = training_node.train(phase.stage, phase.train,
+                                      runtime.model_copy(update={"seed": seed}),
+                                      str(work / f"sft_{k}_{phase.stage}"), str(table_path),
+                                      start.eval_table, init_from=weights)
+        if k:  # the previous phase's weights are read; only the last one's are evaluated
+            shutil.rmtree(weights, ignore_errors=True)
+        weights, summary = trained["hf_dir"], trained["summary"]
+        train_seconds += float(summary["wall_seconds"])
+        table_path.unlink()
+    scores, eval_seconds = evaluate_checkpoint(weights, start.benchmark, work / "eval",
+                                               evaluation, "sft")
+    for folder in work.glob("sft_*"):  # the scores are what is reused
+        shutil.rmtree(folder / "hf", ignore_errors=True)
+    rows = sum(len(p.table) for p in phases)
+    tokens = [int(p.table["n_tokens"].sum()) for p in phases if "n_tokens" in p.table]
+    result = {"identity": point_id, "label": label, "seed": seed, "rows": rows,
+              "stages": [p.stage for p in phases],
+              "tokens": sum(tokens) if len(tokens) == len(phases) else None,
               "scores": scores, "loss_after": summary.get("eval_loss_after"),
-              "timing": {"train_seconds": float(summary["wall_seconds"]),
-                         "eval_seconds": eval_seconds,
+              "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                          "total_seconds": time.perf_counter() - started},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return publish(work, store, point_id, result, label) | {"reused": False}

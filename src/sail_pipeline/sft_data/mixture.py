@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema import CANDIDATES, MixtureParams
 from sail_pipeline.sft_data.validate import CANDIDATE_COLUMNS
 
 
-class EmptySource(ValueError):
+class EmptySource(UserError, ValueError):
     """A mixture asks for rows of a set that has none it can use."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema import CandidateSetParams
 from sail_pipeline.sft_data.mixture import stable_int
 from sail_pipeline.sft_data.validate import CANDIDATE_COLUMNS, Rejection
@@ -20,7 +21,7 @@ _LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant"
                 "system": "system"}
 
 
-class CandidateSetError(ValueError):
+class CandidateSetError(UserError, ValueError):
     """A set that cannot be read at all (no file, not JSON, not a table): names the file."""
 
 

@@ -106,7 +106,8 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     """The fit over `points`: results that are missing or stale are named, not guessed."""
 
     def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame | None,
-                    *results: dict[str, Any] | None) -> tuple:
+                    schedule_points: pd.DataFrame | None, *results: dict[str, Any] | None
+                    ) -> tuple:
         if dry_run.active():
             commands = sweep_commands(points, dry_run.run_env())
             print("\n".join(commands))  # one line per command, for a scheduler's array file
@@ -127,7 +128,7 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         if missing:
             log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
                         ", ".join(missing))
-        return report.build(finished, missing, params, accounting)
+        return report.build(finished, missing, params, accounting, schedule_points)
 
     fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
     return fit_scaling

@@ -1,6 +1,6 @@
 """`kedro run --pipelines=selection`: the candidate sets the experiments draw from that the
 `sft` pipeline does not make, then one node per experiment in `selection.experiments`
-(`--tags=selection_quality` runs one).
+(`--tags=selection_quality` runs one; `selection_schedule` is curriculum vs all-in-one).
 
 Every point is a short SFT from `advance_model`, stored by identity in `selection_store`, so
 the base mixture that composition and incremental evaluation share trains once, and a
@@ -13,18 +13,18 @@ from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.selection.nodes import OUTPUTS, experiment_node
 from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
 
-EXPERIMENTS = ("quality", "composition", "incremental")
-
 
 def create_pipeline(**kwargs) -> Pipeline:
     project = last_validated()
     selection = project.selection if project is not None else None
     if selection is None:
         return Pipeline([])
-    names = selection.candidate_names()
+    made_by_sft = project.sft.candidate_names() if project.sft is not None else []
+    # `schedule` draws the curriculum's stages from the SFT mixtures' sets.
+    names = list(dict.fromkeys([*selection.candidate_names(), *(
+        made_by_sft if "schedule" in selection.experiments else [])]))
     # The sets the SFT mixtures use are the `sft` pipeline's (made by `make run`); this one
     # builds only the others (the planted harmful sets, by default), so each file has one maker.
-    made_by_sft = set(project.sft.candidate_names()) if project.sft is not None else set()
     # Tagged with every experiment, so that `--tags=selection_quality` makes them too.
     tags = ["selection", *(f"selection_{e}" for e in selection.experiments)]
     return candidate_pipeline([n for n in names if n not in made_by_sft], tags) + Pipeline([

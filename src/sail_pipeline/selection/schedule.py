@@ -1,0 +1,63 @@
+"""Curriculum vs all-in-one: the SFT data-size curves of both schedules, fitted, and the
+paper's two claims judged on them. The same section goes into the schedule experiment's report
+and into the scaling sweep's `reproduction.md`.
+
+SAIL-VL says the curriculum (1) beats all-in-one SFT on the same data and (2) turns the SFT
+scaling curve from logarithmic into near-linear. (2) is a claim about shape: a log-linear curve
+is straight against ln N and a linear one bends upward, so it is judged on the difference of
+the two curves' bends in ln N (`scaling.fit._curvatures`), whatever their levels.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sail_pipeline.scaling.fit import bands_for, compare_variants, fit_sweep
+from sail_pipeline.scaling.plots import plot_metric
+from sail_pipeline.scaling.reproduction import reproduction_report
+from sail_pipeline.selection.experiments import ALL_IN_ONE, AVERAGE, CURRICULUM
+
+TITLE = "SFT schedule: curriculum vs all-in-one"
+FIGURE = "selection/schedule.png"  # beside reproduction.md, as the catalog places it
+CLAIMS = (
+    {"claim": "The curriculum beats all-in-one SFT on the same data", "kind": "difference",
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": 1, "metric": AVERAGE},
+    {"claim": "The curriculum turns the SFT data-scaling curve from logarithmic towards linear "
+              "(it bends upward in ln N more than all-in-one's)", "kind": "difference",
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": 1, "metric": AVERAGE,
+     "measure": "curvature_diff"},
+    {"claim": "More SFT data helps the curriculum (score = a + b ln N, b > 0)", "kind": "slope",
+     "variant": CURRICULUM, "expected": 1, "metric": AVERAGE},
+    {"claim": "More SFT data helps all-in-one (score = a + b ln N, b > 0)", "kind": "slope",
+     "variant": ALL_IN_ONE, "expected": 1, "metric": AVERAGE},
+)
+
+
+def metrics_of(points: pd.DataFrame) -> list[str]:
+    return sorted(c for c in points.columns if c.startswith("sft/"))
+
+
+def analyse(points: pd.DataFrame, n_boot: int = 2000) -> tuple[pd.DataFrame, list[dict], str]:
+    """(the fit table, the comparisons, the report's markdown) of the schedule points."""
+    metrics = metrics_of(points)
+    fits = fit_sweep(points, metrics, n_boot=n_boot)
+    comparisons = [compare_variants(points, CURRICULUM, ALL_IN_ONE, metric, n_boot=n_boot)
+                   for metric in metrics]
+    wall = {f"{len(points)} points, their own time": float(points["seconds"].sum())} \
+        if "seconds" in points and points["seconds"].notna().all() else None
+    text = reproduction_report(points, fits, comparisons, list(CLAIMS),
+                               {AVERAGE: FIGURE}, [], wall, title=TITLE)
+    return fits, comparisons, text
+
+
+def figure(points: pd.DataFrame, fits: pd.DataFrame, n_boot: int = 2000) -> Figure:
+    return plot_metric(points, fits, AVERAGE, bands_for(points, AVERAGE, n_boot=n_boot),
+                       title=f"{TITLE}: {AVERAGE} against SFT rows")
+
+
+def as_section(report: str) -> str:
+    """The report one heading level down, to follow another report's sections (its figure link
+    holds: both reports are in 08_reporting/)."""
+    lines = [("#" + line) if line.startswith("#") else line for line in report.splitlines()]
+    return "\n" + "\n".join(lines) + "\n"
