@@ -1,6 +1,6 @@
 """`kedro run --pipelines=selection` end to end on the micro world (conf/micro: one seed, a
-few rows per point), in a copy of the project after `kedro run`: every experiment writes its
-tables and figure, the base mixture composition and incremental evaluation share trains once,
+few rows per point), in a copy of the project after `kedro run`: every experiment (curriculum
+vs all-in-one included) writes its tables and figure, the base mixture composition and incremental evaluation share trains once,
 a re-run trains nothing, and MLflow holds one run per experiment with a child per point."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
     project = project_copy
     _kedro(project)
     reports = project / "data/08_reporting/selection"
-    for name in ("quality", "composition", "incremental"):
+    for name in ("quality", "composition", "incremental", "schedule"):
         assert (reports / f"{name}.png").stat().st_size > 1000
     quality = pd.read_csv(reports / "quality_points.csv")
     assert len(quality) == 2 * 2  # two candidates, two sizes, one seed
@@ -42,8 +42,18 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
     assert incremental.query("step == 'base'")["reused"].all()  # trained by composition
     selected = json.loads((reports / "incremental_selected.json").read_text())
     assert set(selected) == {"selected", "threshold"}
+    # Curriculum vs all-in-one at 3 sizes: the curriculum's 3 stages trained one after another.
+    schedule = pd.read_csv(reports / "schedule_points.csv")
+    assert len(schedule) == 2 * 3
+    assert set(schedule["stages"]) == {"knowledge+instruction+preference", "knowledge"}
+    report = (project / "data/08_reporting/selection_schedule.md").read_text()
+    assert "The curriculum beats all-in-one SFT on the same data" in report
+    stored = [json.loads((project / "data/06_models/selection" / i / "result.json").read_text())
+              for i in schedule["identity"]]
+    assert sorted(len(r["stages"]) for r in stored) == [1, 1, 1, 3, 3, 3]
     # quality 4 + composition 3 (base, halve each of its two groups) + incremental 1 new
-    assert len(_stored(project)) == 4 + 3 + 1
+    # + schedule 6
+    assert len(_stored(project)) == 4 + 3 + 1 + 6
 
     # Again: every point is reused.
     stored = _stored(project)
@@ -57,8 +67,8 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
     experiments = {r.data.tags.get("sail.instance"): r for r in runs
                    if r.data.tags.get("sail.instance", "").startswith("selection_")
                    and "." not in r.data.tags["sail.instance"]}
-    assert {"selection_quality", "selection_composition", "selection_incremental"} <= set(
-        experiments)
+    assert {"selection_quality", "selection_composition", "selection_incremental",
+            "selection_schedule"} <= set(experiments)
     points = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("quality: ")]
     assert len(points) >= 4
     for point in points:

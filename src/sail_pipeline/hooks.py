@@ -1,5 +1,5 @@
-"""The project's Kedro hooks: validation at start, credentials, dry runs, dvc.lock, MLflow
-lineage."""
+"""The project's Kedro hooks: validation at start, credentials, dry runs, output locks,
+dvc.lock, MLflow lineage."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.io import DryRunDataset
+from sail_pipeline.run_lock import OutputLocks
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -71,6 +72,40 @@ class DryRunHook:
             if dataset is not None:
                 catalog[name] = DryRunDataset(dataset)
         log.info("dry run: nothing under data/ will be written")
+
+
+class OutputLockHook:
+    """A run locks every dataset it writes before its first node (`sail_pipeline.run_lock`);
+    first of the run's hooks, so a refused run starts no MLflow run. Not on a dry run, which
+    writes nothing."""
+
+    def __init__(self) -> None:
+        self._locks: OutputLocks | None = None
+        self._dry_run = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._dry_run = context.project_params.runtime.launcher.dry_run
+        self._locks = OutputLocks(Path(context.project_path) / context.config_loader[
+            "globals"]["data"])
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if self._locks is None or self._dry_run:
+            return
+        count = self._locks.acquire(pipeline.all_outputs())
+        log.info("locked the %d datasets this run writes (%s)", count, self._locks.folder)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if self._locks is not None:
+            self._locks.release()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Any,
+                          catalog: Any) -> None:
+        if self._locks is not None:
+            self._locks.release()
 
 
 class DvcLockHook:

@@ -31,6 +31,7 @@ from sail_pipeline.hooks import (  # noqa: E402
     CredentialsHook,
     DryRunHook,
     DvcLockHook,
+    OutputLockHook,
     TrackingHook,
     ValidateParametersHook,
 )
@@ -50,8 +51,8 @@ CONTEXT_CLASS = ProjectContext
 # kedro-mlflow's hook is registered as TrackingHook, which extends it with lineage.
 # (Kedro matches the distribution name as its metadata spells it: kedro_mlflow.)
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
-HOOKS = (ValidateParametersHook(), CredentialsHook(), DryRunHook(), DvcLockHook(),
-         TrackingHook())
+HOOKS = (ValidateParametersHook(), CredentialsHook(), DryRunHook(), OutputLockHook(),
+         DvcLockHook(), TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
