@@ -72,8 +72,14 @@ class ProjectParams(StrictModel):
             return raw
         base = {k: v for k, v in raw.items() if k != "variants"}
         merged = {}
+        if not isinstance(raw["variants"], dict):
+            raise ValueError(f"variants: give a mapping of name -> overrides (got "
+                             f"{raw['variants']!r})")
         for name, overrides in raw["variants"].items():
-            merged[name] = deep_merge(base, overrides if isinstance(overrides, dict) else {})
+            if overrides is not None and not isinstance(overrides, dict):
+                raise ValueError(f"variants.{name}: give a mapping of overrides, e.g. "
+                                 f"{{sft: {{knowledge: {{lr: 5.0e-4}}}}}} (got {overrides!r})")
+            merged[name] = deep_merge(base, overrides or {})
         return base | {"variants": merged}
 
     @field_validator("variants")
@@ -190,5 +196,7 @@ def validate_parameters(params: dict[str, Any]) -> ProjectParams:
             key = ".".join(str(part) for part in item["loc"])
             got = f" (got {item['input']!r})" if "input" in item and not isinstance(
                 item["input"], dict) else ""
-            lines.append(f"{key}: {item['msg']}{got}")
+            # A check across keys has no location; its message starts with the key it names.
+            lines.append(f"{key}: {item['msg']}{got}" if key else
+                         item["msg"].removeprefix("Value error, "))
         raise InvalidParameters(format_problems(lines)) from None
