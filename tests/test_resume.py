@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
-from sail_pipeline.training.config import RunConfig, load_deepspeed_config
+from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
 from sail_pipeline.training.launcher import build_command, rank_environment
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -57,9 +57,12 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
         return RunConfig(
             kind="vlm", stage=name, output_dir=str(tmp_path / name),
             train_data=str(tmp_path / "train.parquet"), tokenizer_path=str(tmp_path / "tokenizer"),
+            eval_data=str(tmp_path / "train.parquet"),
             train=TrainParams(steps=14, lr=1e-3, micro_batch_size=2, grad_accum=2,
-                              max_seq_len=256, log_every=1, save_every=4, eval_samples=0,
+                              max_seq_len=256, log_every=1, save_every=4, eval_samples=4,
                               loss_norm="square"),
+            tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / name}.db",
+                                    run_name=name),
             runtime=RuntimeParams(threads=1, seed=3, peak_tflops=1.0),
             deepspeed_config=load_deepspeed_config("zero1", PROJECT / "conf/base/deepspeed"))
 
@@ -113,3 +116,36 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["mask_mismatches"] == 0 and summary["padding_fraction"] < 0.2
     assert not (tmp_path / "killed" / "checkpoints").exists()
+
+    # The summary and the MLflow run say what an uninterrupted run says: the "before"
+    # evaluation happened in the killed process, and is carried in the checkpoint.
+    whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    assert summary["resumed_at_step"] == 8 and whole_summary["resumed_at_step"] is None
+    for key in ("eval_loss_before", "eval_loss_after", "final_train_loss"):
+        assert abs(summary[key] - whole_summary[key]) < 1e-6, key
+    # No step twice in the curve (the killed process's steps 9.. were trained again).
+    steps = [json.loads(x)["step"] for x in
+             (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+             if "train_loss" in x]
+    assert steps == list(range(1, 15))
+
+    import mlflow
+
+    def runs(name: str) -> list:
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / name}.db")
+        return mlflow.search_runs(search_all_experiments=True, output_format="list")
+
+    def history(name: str, run, key: str) -> dict[int, float]:
+        client = mlflow.MlflowClient(f"sqlite:///{tmp_path / name}.db")
+        return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+
+    (whole_run,), killed_runs = runs("whole"), runs("killed")
+    by_status = {r.info.status: r for r in killed_runs}
+    assert sorted(by_status) == ["FINISHED", "KILLED"]  # the changed config failed at start
+    finished, killed_run = by_status["FINISHED"], by_status["KILLED"]
+    assert killed_run.data.tags["sail.resumed_by_run"] == finished.info.run_id
+    assert finished.data.tags["sail.resumed_at_step"] == "8"
+    for key in ("train_loss", "eval_loss_before", "eval_loss_after", "lr"):
+        ours, theirs = history("killed", finished, key), history("whole", whole_run, key)
+        assert sorted(ours) == sorted(theirs), key
+        assert all(abs(ours[k] - theirs[k]) < 1e-6 for k in theirs), key

@@ -12,34 +12,72 @@ from sail_pipeline.training.config import TrackingConfig
 log = logging.getLogger(__name__)
 
 
+RUN_FILE = "mlflow_run.json"  # the stage's MLflow run, so that a resumed stage can close it
+
+
 class MetricLogger:
+    """metrics.jsonl, and the stage's MLflow run when tracking is on.
+
+    A stage resumed at `resumed_at` (the step of its checkpoint) continues the curve: the lines
+    the killed process wrote after that checkpoint are dropped (those steps are trained again),
+    the new MLflow run receives the kept lines first, so that its metrics are the whole run's,
+    and the killed run is closed as KILLED, tagged with the run that resumed it.
+    """
+
     def __init__(self, tracking: TrackingConfig, output_dir: Path, params: dict, enabled: bool,
-                 resumed: bool = False, inputs: dict[str, str | None] | None = None):
+                 resumed_at: int | None = None, inputs: dict[str, str | None] | None = None):
         self.enabled = enabled
         self.path = output_dir / "metrics.jsonl"
+        self._run_file = output_dir / RUN_FILE
         self._mlflow = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not resumed:  # a resumed run appends to the curve it continues
-            self.path.write_text("")
+        kept = self._kept_lines(resumed_at)
+        self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         if tracking.tracking_uri:
             import mlflow
 
             mlflow.set_tracking_uri(tracking.tracking_uri)
+            tags = dict(tracking.tags or {})
+            killed = self._killed_run() if resumed_at is not None else None
+            if resumed_at is not None:
+                tags |= {"sail.resumed_at_step": str(resumed_at)}
+                if killed:
+                    tags["sail.resumed_from_run"] = killed
             run = mlflow.start_run(
                 experiment_id=tracking.experiment_id,
                 run_name=tracking.run_name,
                 parent_run_id=tracking.parent_run_id,
                 nested=tracking.parent_run_id is not None,
-                tags=tracking.tags,
+                tags=tags,
             )
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             log_table_inputs(inputs or {})
             self._mlflow = mlflow
             self.run_id = run.info.run_id
-            log.info("logging to MLflow run %s (parent %s)", run.info.run_id,
-                     tracking.parent_run_id)
+            self._run_file.write_text(json.dumps({"run_id": run.info.run_id}))
+            _replay(kept, run.info.run_id)
+            if killed:
+                client = mlflow.MlflowClient()
+                client.set_tag(killed, "sail.resumed_by_run", run.info.run_id)
+                client.set_terminated(killed, status="KILLED")
+            log.info("logging to MLflow run %s (parent %s)%s", run.info.run_id,
+                     tracking.parent_run_id,
+                     f", resuming the killed run {killed} with its {len(kept)} logged steps"
+                     if killed else "")
+
+    def _kept_lines(self, resumed_at: int | None) -> list[dict]:
+        if resumed_at is None or not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [row for row in rows if row.get("step", 0) <= resumed_at]
+
+    def _killed_run(self) -> str | None:
+        try:
+            return json.loads(self._run_file.read_text())["run_id"]
+        except (OSError, ValueError, KeyError):
+            return None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:
@@ -53,3 +91,21 @@ class MetricLogger:
         if self._mlflow is not None:
             self._mlflow.end_run(status=status)
             self._mlflow = None
+
+
+def _replay(rows: list[dict], run_id: str) -> None:
+    """The kept lines of a resumed stage into its new MLflow run, in batches."""
+    if not rows:
+        return
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(key, float(value), now, int(row.get("step", 0))) for row in rows
+               for key, value in row.items()
+               if key != "step" and isinstance(value, int | float) and not isinstance(value, bool)]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])

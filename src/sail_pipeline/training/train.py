@@ -403,7 +403,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         log.info("%s: %s; ZeRO stage %d, %s, attention %s", cfg.stage, plan, cfg.zero_stage,
                  str(dtype).removeprefix("torch."), choose_attention(cfg.train.attn_implementation))
 
-    start_step = 0
+    start_step, carried = 0, {}
     ckpt_dir = out / "checkpoints"
     fingerprint = cfg.fingerprint()
     fingerprint_file = ckpt_dir / "fingerprint.json"
@@ -417,6 +417,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         _, client = engine.load_checkpoint(str(ckpt_dir))
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
+        # What the killed process measured before its checkpoint: the summary and the MLflow
+        # run report the whole stage, as an uninterrupted run would.
+        carried = {"before": client.get("before", {}), "seconds": client.get("seconds", 0.0)}
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
     elif rank == 0 and cfg.train.save_every:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -430,11 +433,12 @@ def run(cfg: RunConfig) -> dict[str, Any]:
               "resolved_precision": str(dtype).removeprefix("torch."),
               "rows_per_epoch": batches.tokens.rows_per_epoch if task.is_token_task else None}
     logger = MetricLogger(cfg.tracking, out, params, enabled=rank == 0,
-                          resumed=start_step > 0,
+                          resumed_at=start_step if start_step else None,
                           inputs={"training": cfg.train_data, "evaluation": cfg.eval_data})
     inner = engine.module.net if task.is_token_task else engine.module
-    before = evaluate(cfg, task, engine.module, device, dtype) if start_step == 0 else {}
-    if rank == 0 and before:
+    before = evaluate(cfg, task, engine.module, device, dtype) if start_step == 0 \
+        else carried["before"]
+    if rank == 0 and before and start_step == 0:
         logger.log({f"{k}_before": v for k, v in before.items()}, step=start_step)
         log.info("%s: before training %s", cfg.stage, _fmt(before))
 
@@ -468,8 +472,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 logger.log(metrics, step=step + 1)
                 progress.write(f"[{cfg.stage}] step {step + 1}/{total_steps} {_fmt(metrics)}")
         if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < total_steps:
-            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}",
-                                   client_state={"step": step + 1, "rng": _rng_state()})
+            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}", client_state={
+                "step": step + 1, "rng": _rng_state(), "before": before,
+                "seconds": carried.get("seconds", 0.0) + time.perf_counter() - started})
     progress.close()
 
     run_totals = totals.metrics()
@@ -480,7 +485,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "epoch_tokens": batches.tokens.epoch_tokens() if task.is_token_task else None,
         "final_train_loss": final_loss, "train_samples": len(task.train), "rejected": rejected,
         "mask_mismatches": getattr(task.train, "mask_mismatches", 0),
-        "wall_seconds": time.perf_counter() - started,
+        # Up to the checkpoint it resumed from, plus this process: the work the stage kept.
+        "wall_seconds": carried.get("seconds", 0.0) + time.perf_counter() - started,
+        "resumed_at_step": start_step or None,
         "mean_tokens_per_s": run_totals.get("tokens_per_s", 0.0),
         "padding_fraction": run_totals.get("padding_fraction"),
         "peak_memory_gib": run_totals["peak_memory_gib"],
