@@ -41,6 +41,7 @@ from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
 from sail_pipeline.training.flops import peak_tflops, training_flops
 from sail_pipeline.training.packing import BatchStats, TokenBatches
+from sail_pipeline.training.safe_checkpoint import UnreadableCheckpoint, use_safe_loading
 from sail_pipeline.training.schedule import warmup_cosine
 from sail_pipeline.training.telemetry import ThroughputWindow
 from sail_pipeline.training.tracking import MetricLogger
@@ -414,7 +415,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         if saved != fingerprint:
             raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
                                f"delete it to start {cfg.stage} afresh")
+        use_safe_loading(engine)
         _, client = engine.load_checkpoint(str(ckpt_dir))
+        if client is None:  # DeepSpeed returns (None, None) when the tag's files are missing
+            raise UnreadableCheckpoint(
+                f"{ckpt_dir} names the checkpoint {(ckpt_dir / 'latest').read_text().strip()!r}, "
+                f"whose files are missing or incomplete; delete {ckpt_dir} to start "
+                f"{cfg.stage} afresh")
         start_step = int(client["step"])
         _set_rng_state(client["rng"])
         # What the killed process measured before its checkpoint: the summary and the MLflow

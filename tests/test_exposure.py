@@ -1,0 +1,53 @@
+"""What the project exposes: servers on 127.0.0.1 unless told otherwise, no remote code, no
+pickles loaded from disk except through the allow-list of `training.safe_checkpoint`."""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sail_pipeline.captioning.local_server import serve_canned
+from sail_pipeline.schema import LauncherParams
+from sail_pipeline.training.launcher import rank_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = [p for folder in ("src", "tools", "benchmarks") for p in (ROOT / folder).rglob("*.py")]
+
+
+def _grep(pattern: str) -> list[str]:
+    regex = re.compile(pattern)
+    return [f"{p.relative_to(ROOT)}:{n}" for p in CODE
+            for n, line in enumerate(p.read_text().splitlines(), 1) if regex.search(line)]
+
+
+def test_the_local_server_listens_on_loopback_only():
+    with serve_canned() as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        try:
+            urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/nothing", timeout=5)
+        except urllib.error.HTTPError as error:  # reachable on loopback: any answer will do
+            assert error.code in (404, 405)
+
+
+def test_training_ranks_rendezvous_on_loopback_and_the_make_servers_bind_it():
+    assert rank_environment(LauncherParams())["MASTER_ADDR"] == "127.0.0.1"
+    makefile = (ROOT / "Makefile").read_text()
+    for command in ("mlflow ui", "kedro viz run"):
+        line = next(x for x in makefile.splitlines() if command in x)
+        assert "--host 127.0.0.1" in line, line
+
+
+def test_no_remote_code_and_no_unguarded_unpickling():
+    assert _grep(r"trust_remote_code\s*=\s*True") == []
+    # torch.load only in the allow-listed checkpoint reader; no pickle/joblib loads at all
+    assert _grep(r"(?<!`)\btorch\.load\(") == [
+        "src/sail_pipeline/training/safe_checkpoint.py:40"]
+    assert all("weights_only=True" in line for line in
+               (ROOT / "src/sail_pipeline/training/safe_checkpoint.py").read_text().splitlines()
+               if "torch.load(" in line)
+    assert _grep(r"\b(pickle|joblib|dill)\.loads?\(") == []
+    # Weights are written as safetensors (transformers' default, never turned off), so that
+    # what a later stage loads is never a pickle.
+    assert _grep(r"safe_serialization\s*=\s*False") == []
