@@ -105,8 +105,9 @@ def build_messy_folder(path: Path, seed: int = 0) -> dict[str, str]:
     rgba = blocks(seed + 18).convert("RGBA")
     rgba.putalpha(128)
     write("sub/18_nested_rgba.png", encoded(rgba, "PNG"), KEPT)
-    # Not an image extension: not a record at all.
+    # Not an image: a record all the same, quarantined as unsupported (never skipped).
     (path / "README.md").write_text("notes about this folder\n")
+    expected["README.md"] = "unsupported"
     return expected
 
 

@@ -75,7 +75,7 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.sft is not None:
             problems += _candidate_problems(prefix, tree)
         if tree.curation is not None:
-            problems += _format_problems(tree.curation.settings.allowed_formats,
+            problems += _format_problems(tree.curation.settings.allowed_formats or [],
                                          f"{prefix}curation.settings.allowed_formats")
     if deepspeed_dir is not None:
         from sail_pipeline.training.config import load_deepspeed_config

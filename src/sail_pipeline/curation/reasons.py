@@ -13,6 +13,8 @@ class Reason(str, Enum):
     NO_IMAGE = "no_image"
     MISSING_FILE = "missing_file"
     DUPLICATE_ID = "duplicate_id"
+    # a file in a source folder that is no image this reader opens (never skipped silently)
+    UNSUPPORTED = "unsupported"
     # validate: bytes, alt-text, then the image itself
     ZERO_BYTES = "zero_bytes"
     ALT_TEXT_NOT_UTF8 = "alt_text_not_utf8"
@@ -35,6 +37,7 @@ STAGE_OF: dict[Reason, str] = {
     Reason.NO_IMAGE: INGEST,
     Reason.MISSING_FILE: INGEST,
     Reason.DUPLICATE_ID: INGEST,
+    Reason.UNSUPPORTED: INGEST,
     Reason.ZERO_BYTES: VALIDATE,
     Reason.ALT_TEXT_NOT_UTF8: VALIDATE,
     Reason.ALT_TEXT_MISSING: VALIDATE,

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from sail_pipeline.curation.formats import readable_extensions, readable_formats
 from sail_pipeline.curation.reasons import Reason
 from sail_pipeline.schema import (
     FolderSource,
@@ -65,27 +66,61 @@ def _describe(exc: BaseException) -> str:
 
 
 def read_folder(spec: FolderSource) -> Iterator[RawRecord]:
+    """Every file under the folder is one record: an image (with its sidecar's alt-text), or
+    quarantined as `unsupported`, so that nothing in a source folder goes unaccounted for."""
     root = Path(spec.path)
     if not root.is_dir():
         yield _failed(spec.name, str(root), Reason.MISSING_FILE, f"folder {root} does not exist")
         return
-    extensions = {e.lower() for e in spec.extensions}
+    if spec.extensions is not None:
+        extensions, read = {e.lower() for e in spec.extensions}, f"{sorted(spec.extensions)}"
+    else:
+        extensions, read = readable_extensions(), "every format this machine's Pillow reads"
     candidates = root.rglob("*") if spec.recursive else root.glob("*")
     # Sorted so that "first occurrence" in dedup means the same file on every machine. Anything
     # that is not a directory counts, so a dangling symlink shows up as missing, not nowhere.
-    files = sorted(p for p in candidates if p.suffix.lower() in extensions and not p.is_dir())
+    files = sorted(p for p in candidates if not p.is_dir())
+    sidecars = {p.with_suffix(spec.alt_text_suffix) for p in files
+                if p.suffix.lower() in extensions}
     for file in files:
         source_id = file.relative_to(root).as_posix()
-        sidecar = file.with_suffix(spec.alt_text_suffix)
-        alt: bytes | None = None
-        try:
-            if sidecar.is_file():
-                alt = sidecar.read_bytes()
-        except OSError as exc:
-            yield _failed(spec.name, source_id, Reason.READER_ERROR,
-                          f"sidecar {sidecar.name}: {_describe(exc)}")
+        if file.suffix.lower() in extensions:
+            yield _folder_image(spec, file, source_id)
+        elif file in sidecars:
             continue
-        yield RawRecord(spec.name, source_id, path=str(file), alt_text_raw=alt)
+        elif file.suffix == spec.alt_text_suffix:
+            yield _failed(spec.name, source_id, Reason.UNSUPPORTED,
+                          "an alt-text sidecar with no image beside it")
+        elif spec.extensions is None and _pillow_reads(file):
+            # A format Pillow reads under a name it does not know (a SPIDER file, a PNG saved
+            # as .dat): kept for what it is, not for what it is called.
+            yield _folder_image(spec, file, source_id)
+        else:
+            yield _failed(spec.name, source_id, Reason.UNSUPPORTED,
+                          f"extension {file.suffix or '(none)'!r}, and not an image format "
+                          f"read here (read: {read})")
+
+
+def _pillow_reads(file: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(file, formats=list(readable_formats())):
+            return True  # the header only: the decode and its checks come in validation
+    except Exception:
+        return False
+
+
+def _folder_image(spec: FolderSource, file: Path, source_id: str) -> RawRecord:
+    sidecar = file.with_suffix(spec.alt_text_suffix)
+    alt: bytes | None = None
+    try:
+        if sidecar.is_file():
+            alt = sidecar.read_bytes()
+    except OSError as exc:
+        return _failed(spec.name, source_id, Reason.READER_ERROR,
+                       f"sidecar {sidecar.name}: {_describe(exc)}")
+    return RawRecord(spec.name, source_id, path=str(file), alt_text_raw=alt)
 
 
 # --- webdataset ------------------------------------------------------------------------------
@@ -134,7 +169,9 @@ def _read_shard(spec: WebDatasetSource, shard: Path) -> Iterator[RawRecord]:
 
 def _read_sample(spec: WebDatasetSource, archive: tarfile.TarFile, key: str,
                  members: dict[str, tarfile.TarInfo]) -> RawRecord:
-    image_ext = next((e for e in spec.image_extensions if e in members), None)
+    readable = spec.image_extensions if spec.image_extensions is not None else sorted(
+        e.removeprefix(".") for e in readable_extensions())
+    image_ext = next((e for e in readable if e in members), None)
     if image_ext is None:
         return _failed(spec.name, key, Reason.NO_IMAGE,
                        f"sample has no image member (members: {sorted(members)})")

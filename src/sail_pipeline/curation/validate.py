@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from sail_pipeline.curation.formats import readable_formats
 from sail_pipeline.curation.reasons import Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord
 from sail_pipeline.schema import CurationFilterParams
@@ -164,7 +165,7 @@ def check_image(data: bytes, settings: CurationFilterParams) -> ValidImage:
 
 
 def _check_image(data: bytes, settings: CurationFilterParams) -> ValidImage:
-    formats = list(settings.allowed_formats)
+    formats = list(settings.allowed_formats or readable_formats())
     with Image.open(io.BytesIO(data), formats=formats) as probe:
         image_format, mode_in = str(probe.format), probe.mode
         # The header alone gives the size: refuse a bomb before a single pixel is decoded.

@@ -14,16 +14,15 @@ SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
 class FolderSource(StrictModel):
-    """Image files under `path`; `a.jpg` takes its alt-text from `a.txt` when present."""
+    """Image files under `path`; `a.jpg` takes its alt-text from `a.txt` when present. Every
+    other file is a record too, quarantined as `unsupported`: nothing is skipped silently."""
 
     kind: Literal["folder"]
     name: SourceName
     path: str
     recursive: bool = True
-    extensions: list[str] = Field(
-        default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif",
-                                 ".tiff"]
-    )
+    # Suffixes read as images (".jpg"); null: every one this machine's Pillow reads.
+    extensions: list[str] | None = None
     alt_text_suffix: str = ".txt"
 
 
@@ -33,7 +32,8 @@ class WebDatasetSource(StrictModel):
     kind: Literal["webdataset"]
     name: SourceName
     shards: str
-    image_extensions: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
+    # Member suffixes read as the image ("jpg"), first match wins; null: every one Pillow reads.
+    image_extensions: list[str] | None = None
 
 
 class ParquetSource(StrictModel):
@@ -86,20 +86,19 @@ class CurationFilterParams(StrictModel):
     max_pixels: int = Field(64_000_000, gt=0, description="Decompression-bomb limit (w*h).")
     max_aspect_ratio: float = Field(5.0, ge=1.0, description="Longer side / shorter side.")
     alt_text_required: bool = False
-    # Only formats Pillow decodes in-process; EPS/PDF would shell out to Ghostscript.
-    allowed_formats: list[str] = Field(
-        default_factory=lambda: ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"]
-    )
+    # Pillow format names; null: every format Pillow decodes in-process (not EPS, which would
+    # shell out to Ghostscript): a valid image is never quarantined for its format.
+    allowed_formats: list[str] | None = None
     exact_dedup: bool = True
     # Hamming distance between 64-bit pHashes; null disables near-duplicate detection.
     near_duplicate_max_distance: int | None = Field(6, ge=0, le=31)
 
     @field_validator("allowed_formats")
     @classmethod
-    def _upper_case(cls, formats: list[str]) -> list[str]:
+    def _upper_case(cls, formats: list[str] | None) -> list[str] | None:
         # Whether Pillow can open them is checked when the run starts
         # (sail_pipeline.validation), so this schema does not import Pillow.
-        return [f.upper() for f in formats]
+        return None if formats is None else [f.upper() for f in formats]
 
 
 class CurationParams(StrictModel):
