@@ -9,7 +9,6 @@ an orphan alt-text sidecar, a zip) are quarantined as `unsupported`, each counte
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
