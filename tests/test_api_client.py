@@ -82,6 +82,33 @@ class Script:
                                 content_type="text/html")
         if scenario == "nochoices":
             return web.json_response({"object": "chat.completion", "choices": []})
+        if scenario == "429-bare" and n == 1:  # no Retry-After: the client's own backoff
+            return web.json_response({"error": "slow down"}, status=429)
+        if scenario == "429-date" and n == 1:  # Retry-After as an HTTP date
+            return web.json_response({"error": "slow down"}, status=429,
+                                     headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        if scenario in ("502", "504") and n == 1:
+            return web.Response(status=int(scenario), text="<html>bad gateway</html>",
+                                content_type="text/html")
+        if scenario == "null-content":
+            return web.json_response({"choices": [{"message": {"role": "assistant",
+                                                               "content": None}}]})
+        if scenario == "hang":  # accepts the request and never answers
+            await asyncio.sleep(30)
+        if scenario == "trickle":  # headers at once, then a byte every 0.2 s, for 4 s
+            response = web.StreamResponse(status=200, headers={"Content-Type":
+                                                               "application/json"})
+            await response.prepare(request)
+            for byte in b'{"choices": [{"message": {"content": "late"}}]}'[:20]:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(0.2)
+            return response
+        if scenario == "reset" and n == 1:  # the connection drops halfway through the body
+            response = web.StreamResponse(status=200, headers={"Content-Length": "500"})
+            await response.prepare(request)
+            await response.write(b'{"choices": [{"mess')
+            request.transport.close()
+            return response
         if scenario == "blank":
             return chat_reply("   ")
         return ok
@@ -231,6 +258,35 @@ def test_malformed_replies_are_retried_and_recorded(server: CannedServer, script
     assert "no choices[0].message.content" in by_scenario["nochoices"].error
     assert captioner.stats["failures"] == {"malformed": 3}
     assert captioner.stats["succeeded"] == 4
+
+
+def test_every_endpoint_fault_ends_in_a_caption_or_a_recorded_failure_within_the_limits(
+        server: CannedServer, script: Script) -> None:
+    import time
+
+    settings = settings_for(server, timeout_s=0.5, max_retries=2, backoff_s=0.01,
+                            max_backoff_s=0.05)
+    scenarios = ["429-bare", "429-date", "502", "504", "null-content", "hang", "trickle",
+                 "reset", "ok"]
+    requests = [request(s, "f") for s in scenarios]
+    captioner = ApiCaptioner(settings, SECRET)
+    started = time.perf_counter()
+    results = dict(zip(scenarios, captioner.run(requests, progress=False), strict=True))
+    elapsed = time.perf_counter() - started
+    # Recovered after one retry: a 429 without (or with a date as) Retry-After, 502/504 from a
+    # proxy, a connection reset mid-body.
+    for name in ("429-bare", "429-date", "502", "504", "reset", "ok"):
+        assert results[name].ok and results[name].caption, (name, results[name].error)
+        assert results[name].attempts == (1 if name == "ok" else 2), name
+    # Never answered properly: recorded with a reason after every attempt.
+    assert results["null-content"].error.startswith("malformed reply")
+    assert results["hang"].error.startswith("timeout after 3 attempts")
+    assert results["trickle"].error.startswith("timeout after 3 attempts")
+    for name in ("null-content", "hang", "trickle"):
+        assert results[name].caption is None and results[name].attempts == 3
+    # Concurrent requests, each capped at 3 attempts of 0.5 s plus backoffs: far from a hang.
+    assert elapsed < 3 * 0.5 + 3 * 0.05 + 5.0, elapsed
+    assert captioner.stats["failures"] == {"malformed": 1, "timeout": 2}
 
 
 def test_400_is_not_retried(server: CannedServer, script: Script) -> None:
