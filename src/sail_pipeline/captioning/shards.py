@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sail_pipeline.storage import written_whole_or_not_at_all
+
 ShardKind = Literal["captions", "failures"]
 CAPTION_COLUMNS = ["id", "caption", "prompt_kind", "backend"]
 FAILURE_COLUMNS = ["id", "error"]
@@ -92,7 +94,7 @@ def write_shard(frame: pd.DataFrame, out_dir: str | os.PathLike, kind: ShardKind
     # An explicit schema: an all-None column would otherwise be stored as type null.
     schema = pa.schema([(name, pa.string()) for name in columns])
     table = pa.Table.from_pandas(frame[columns], schema=schema, preserve_index=False)
-    with open(tmp, "wb") as handle:
+    with written_whole_or_not_at_all(final, partial=tmp), open(tmp, "wb") as handle:
         pq.write_table(table, handle)
         handle.flush()
         os.fsync(handle.fileno())

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 import sail_pipeline
+from sail_pipeline.errors import UserError
 from sail_pipeline.lineage import table_digest
 from sail_pipeline.pipelines import training_node
 from sail_pipeline.recipe_data import caption_table
@@ -126,7 +127,17 @@ def identity(point: Point, pairs: pd.DataFrame, image_digests: pd.Series,
 def stored_result(store: str | Path, point_id: str) -> dict[str, Any] | None:
     """The finished result of the point with this identity, or None."""
     path = Path(store) / point_id / RESULT_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as error:
+        raise DamagedPoint(f"{path} cannot be read ({type(error).__name__}: {error}); delete "
+                           f"{path.parent} and run again to train that point anew") from error
+
+
+class DamagedPoint(UserError, ValueError):
+    """A stored point's result that cannot be read."""
 
 
 def evaluate_checkpoint(hf_dir: str, benchmark: str, workdir: Path, settings: PointEvaluationParams,

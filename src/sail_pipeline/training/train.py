@@ -37,6 +37,7 @@ from sail_pipeline.modeling.presets import (
 )
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import load_tokenizer
+from sail_pipeline.storage import written_whole_or_not_at_all
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
 from sail_pipeline.training.flops import peak_tflops, training_flops
@@ -479,9 +480,13 @@ def run(cfg: RunConfig) -> dict[str, Any]:
                 logger.log(metrics, step=step + 1)
                 progress.write(f"[{cfg.stage}] step {step + 1}/{total_steps} {_fmt(metrics)}")
         if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step + 1 < total_steps:
-            engine.save_checkpoint(str(ckpt_dir), tag=f"step{step + 1}", client_state={
-                "step": step + 1, "rng": _rng_state(), "before": before,
-                "seconds": carried.get("seconds", 0.0) + time.perf_counter() - started})
+            # A save cut short (a full disk) leaves no tag folder: `latest` still names the
+            # previous, whole checkpoint, which a re-run resumes from.
+            tag = f"step{step + 1}"
+            with written_whole_or_not_at_all(ckpt_dir / tag, partial=ckpt_dir / tag):
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
+                    "step": step + 1, "rng": _rng_state(), "before": before,
+                    "seconds": carried.get("seconds", 0.0) + time.perf_counter() - started})
     progress.close()
 
     run_totals = totals.metrics()

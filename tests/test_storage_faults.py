@@ -1,0 +1,85 @@
+"""Storage faults: a full disk during a shard write or a checkpoint save leaves nothing that a
+re-run would trust and says what happened; a damaged shard names itself and what to do."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sail_pipeline.captioning import shards
+from sail_pipeline.errors import UserError
+from sail_pipeline.storage import DiskFull, written_whole_or_not_at_all
+
+
+def _captions(n: int) -> pd.DataFrame:
+    return pd.DataFrame({name: [f"{name}-{i}" for i in range(n)]
+                         for name in shards._COLUMNS["captions"]})
+
+
+def test_a_full_disk_during_a_shard_write_publishes_nothing(tmp_path, monkeypatch):
+    real_write = shards.pq.write_table
+
+    def half_then_full(table, handle, **kwargs):
+        handle.write(b"PAR1 half a shard")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards.pq, "write_table", half_then_full)
+    with pytest.raises(DiskFull) as error:
+        shards.write_shard(_captions(5), tmp_path, "captions", 0)
+    message = str(error.value)
+    assert str(tmp_path / shards.shard_name("captions", 0)) in message
+    assert "Nothing half-written was kept" in message and "GiB free" in message
+    assert isinstance(error.value, UserError)  # `kedro run` prints it, not a traceback
+    assert list(tmp_path.iterdir()) == []  # neither the shard nor its temporary file
+
+    monkeypatch.setattr(shards.pq, "write_table", real_write)  # space again: the re-run
+    shards.write_shard(_captions(5), tmp_path, "captions", 0)
+    assert len(shards.read_captions(tmp_path)) == 5
+
+
+def test_a_full_disk_during_a_checkpoint_save_keeps_the_last_whole_one(tmp_path):
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "step4").mkdir(parents=True)
+    (checkpoints / "latest").write_text("step4")
+
+    def save_cut_short():
+        (checkpoints / "step8").mkdir()
+        (checkpoints / "step8" / "mp_rank_00_model_states.pt").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match="while writing .*checkpoints/step8"):
+        with written_whole_or_not_at_all(checkpoints / "step8", partial=checkpoints / "step8"):
+            save_cut_short()
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest", "step4"]
+    assert (checkpoints / "latest").read_text() == "step4"
+
+
+def test_other_write_errors_pass_through_and_still_clean_up(tmp_path):
+    partial = tmp_path / "x.tmp"
+    with pytest.raises(PermissionError):
+        with written_whole_or_not_at_all(tmp_path / "x", partial=partial):
+            partial.write_bytes(b"half")
+            raise PermissionError(errno.EACCES, "read-only")
+    assert not partial.exists()
+
+
+def test_a_damaged_shard_names_itself_and_the_fix(tmp_path):
+    path = shards.write_shard(_captions(3), tmp_path, "captions", 0)
+    Path(path).write_bytes(Path(path).read_bytes()[:40])  # cut off
+    with pytest.raises(ValueError, match=rf"{path} is not a readable captions shard .*move it "
+                                         rf"aside and re-run to redo its ids"):
+        shards.read_captions(tmp_path)
+
+
+def test_a_damaged_stored_point_names_itself_and_the_fix(tmp_path):
+    from sail_pipeline.scaling.point import RESULT_FILE, DamagedPoint, stored_result
+
+    (tmp_path / "abc123").mkdir()
+    (tmp_path / "abc123" / RESULT_FILE).write_text('{"scores": {"sft/av')
+    with pytest.raises(DamagedPoint, match=rf"{tmp_path / 'abc123' / RESULT_FILE} cannot be "
+                                           rf"read .*delete {tmp_path / 'abc123'} and run again"):
+        stored_result(tmp_path, "abc123")
+    assert stored_result(tmp_path, "missing") is None
