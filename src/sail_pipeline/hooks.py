@@ -32,8 +32,12 @@ class ValidateParametersHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        context.project_params  # noqa: B018  (validates, or raises InvalidParameters)
+        from sail_pipeline.validation import advisories
+
+        project = context.project_params  # validates, or raises InvalidParameters
         log.info("parameters validated")
+        for note in advisories(project):
+            log.warning(note)
 
 
 class CredentialsHook:

@@ -77,6 +77,7 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.curation is not None:
             problems += _format_problems(tree.curation.settings.allowed_formats or [],
                                          f"{prefix}curation.settings.allowed_formats")
+            problems += combination_problems(tree, prefix)
     if deepspeed_dir is not None:
         from sail_pipeline.training.config import load_deepspeed_config
 
@@ -94,6 +95,46 @@ def _format_problems(formats: list[str], key: str) -> list[str]:
     Image.init()
     unknown = [f for f in formats if f not in Image.OPEN]
     return [f"{key}: Pillow cannot open {unknown}; known: {sorted(Image.OPEN)}"] if unknown else []
+
+
+def _has_world(tree: ProjectParams) -> bool:
+    return tree.curation is not None and any(s.kind == "world" for s in tree.curation.sources)
+
+
+_ORACLE_FIX = ("use `backend: api` with `api: {base_url: ..., model: ...}` (an OpenAI-compatible "
+               "server), or keep `{kind: world, name: world}` in curation.sources")
+
+
+def combination_problems(tree: ProjectParams, prefix: str = "") -> list[str]:
+    """Settings each valid alone that cannot work together: found at start, with the fix,
+    instead of in a node minutes later (or a DeepSpeed error on an empty table)."""
+    if tree.curation is None or _has_world(tree):
+        return []
+    problems = []
+    oracles = []
+    if tree.captioning is not None:
+        oracles += [(f"{prefix}captioning.reference.backend", tree.captioning.reference.backend),
+                    (f"{prefix}captioning.recaption.backend", tree.captioning.recaption.backend)]
+    if tree.quality is not None:
+        oracles.append((f"{prefix}quality.judge.backend", tree.quality.judge.backend))
+    for key, backend in oracles:
+        if backend == "oracle":
+            problems.append(f"{key}: `oracle` reads the embedded world's ground truth, and "
+                            f"curation.sources has no `world` source, so every one of your "
+                            f"images would fail; {_ORACLE_FIX}")
+    return problems
+
+
+def advisories(tree: ProjectParams) -> list[str]:
+    """Settings that work but that the user probably did not mean: said at start."""
+    notes = []
+    if tree.curation is not None and any(s.kind != "world" for s in tree.curation.sources) \
+            and tree.curation.settings.near_duplicate_max_distance is None:
+        notes.append("curation.settings.near_duplicate_max_distance is null (the embedded "
+                     "default, set for the world's scenes): near-duplicate detection is off for "
+                     "your own sources too. Set it (6 suits photos) in "
+                     "conf/local/parameters_curation.yml to turn it on.")
+    return notes
 
 
 def validate_project(params: dict[str, Any], deepspeed_dir: str | Path | None = None

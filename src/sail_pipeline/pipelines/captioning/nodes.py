@@ -26,6 +26,7 @@ from sail_pipeline.captioning.factory import backend_factory, caption_identity
 from sail_pipeline.captioning.recaptioning import recaption
 from sail_pipeline.captioning.shards import read_captions, read_failures
 from sail_pipeline.curation.sources import world_values
+from sail_pipeline.errors import UserError
 from sail_pipeline.pipelines import training_node
 from sail_pipeline.schema import (
     CaptionerParams,
@@ -121,6 +122,10 @@ def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFra
     return tables.train, tables.eval
 
 
+class NoCaptionerData(UserError, ValueError):
+    """The captioner's table is empty: nothing to train on."""
+
+
 def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, vision: dict,
                     captioner: CaptionerParams | None, preset: str, runtime: RuntimeParams,
                     workdir: str) -> dict[str, Any]:
@@ -132,6 +137,11 @@ def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, visi
             raise FileNotFoundError(f"captioning.captioner.path: {given} is not a directory")
         return training_node.from_path(str(given.resolve()))
     assert params.train is not None  # checked by CaptionerParams
+    if not dry_run.active() and len(pd.read_parquet(train, columns=["id"])) == 0:
+        raise NoCaptionerData(
+            f"the captioner has no training rows ({train}): no reference caption succeeded. "
+            f"See data/08_reporting/ and the reference captions' failures for why (e.g. the "
+            f"`oracle` backend captions only the world's scenes), then run again")
     if params.init_from is not None:
         start: dict[str, Any] = {"init_from": params.init_from}
     else:

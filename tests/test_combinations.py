@@ -1,0 +1,61 @@
+"""Settings that are each valid but cannot work together fail at start with the fix; settings
+the user probably did not mean are said at start; an empty captioner table stops before
+DeepSpeed is launched."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sail_pipeline.schema import InvalidParameters
+from sail_pipeline.schema.project import deep_merge
+from sail_pipeline.validation import advisories, validate_project
+from tests.test_schema_properties import BASE
+
+PHOTOS = {"curation": {"sources": [{"kind": "folder", "name": "photos", "path": "/data/photos"}]}}
+API = {"base_url": "http://127.0.0.1:8000/v1", "model": "qwen2-vl"}
+
+
+def test_the_oracle_with_only_your_own_photos_fails_at_start_with_the_fix():
+    with pytest.raises(InvalidParameters) as error:
+        validate_project(deep_merge(BASE, PHOTOS))
+    message = str(error.value)
+    for key in ("captioning.reference.backend", "quality.judge.backend"):
+        assert f"{key}: `oracle` reads the embedded world's ground truth" in message, key
+    assert "use `backend: api` with `api: {base_url: ..., model: ...}`" in message
+    fixed = deep_merge(BASE, PHOTOS | {
+        "captioning": {"reference": {"backend": "api", "api": API}},
+        "quality": {"judge": {"backend": "api", "api": API}}})
+    assert validate_project(fixed).captioning.reference.backend == "api"
+    # Beside the world, the oracle still captions the world's scenes: allowed.
+    both = deep_merge(BASE, {"curation": {"sources": [
+        *PHOTOS["curation"]["sources"], {"kind": "world", "name": "world"}]}})
+    assert validate_project(both).captioning.reference.backend == "oracle"
+
+
+def test_near_duplicates_left_off_for_your_own_sources_is_said_at_start():
+    assert advisories(validate_project(BASE)) == []
+    fixed = deep_merge(BASE, PHOTOS | {
+        "captioning": {"reference": {"backend": "api", "api": API}},
+        "quality": {"judge": {"backend": "api", "api": API}}})
+    [note] = advisories(validate_project(fixed))
+    assert note.startswith("curation.settings.near_duplicate_max_distance is null")
+    on = deep_merge(fixed, {"curation": {"settings": {"near_duplicate_max_distance": 6}}})
+    assert advisories(validate_project(on)) == []
+
+
+def test_an_empty_captioner_table_stops_before_training(tmp_path, monkeypatch):
+    from sail_pipeline.pipelines.captioning import nodes
+
+    def launched(*args, **kwargs):
+        raise AssertionError("DeepSpeed was launched on an empty table")
+
+    monkeypatch.setattr(nodes.training_node, "train", launched)
+    empty = tmp_path / "captioner_train.parquet"
+    pd.DataFrame({"id": pd.Series([], dtype=str), "messages": pd.Series([], dtype=str)}
+                 ).to_parquet(empty)
+    project = validate_project(BASE)
+    with pytest.raises(nodes.NoCaptionerData, match="the captioner has no training rows"):
+        nodes.train_captioner(str(empty), str(empty), "tok", {"hf_dir": "l"}, {"hf_dir": "v"},
+                              project.captioning.captioner, "tiny", project.runtime,
+                              str(tmp_path / "work"))
