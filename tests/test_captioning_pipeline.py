@@ -60,6 +60,11 @@ def test_reference_captions_through_an_api_with_kedro_credentials(project_copy):
     for output in (first.stdout, first.stderr, again.stdout, again.stderr):
         assert SECRET not in output
     assert SECRET not in (project / "mlflow.db").read_bytes().decode("latin-1")
+    # Nowhere else either: MLflow's artifacts, data/ (shards, tables, reports), DVC's files,
+    # logs. Only the credentials file the user wrote holds it.
+    holders = [str(path.relative_to(project)) for path in project.rglob("*")
+               if path.is_file() and SECRET.encode() in path.read_bytes()]
+    assert holders == ["conf/local/credentials.yml"], holders
     # The re-run resumed: only the failed id was asked again, and this time it got a caption.
     assert resent == 1
     final = pd.read_parquet(project / "data/03_primary/reference_captions.parquet")

@@ -191,7 +191,7 @@ def test_schedule_splits_one_draw_across_the_stages_and_all_in_one_is_their_unio
 
 
 def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, caplog):
     trained: list[str] = []
 
     def fake_train_stage(stage, settings, runtime, workdir, train_data, eval_data, **kw):
@@ -228,6 +228,25 @@ def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_pat
     assert not result["reused"] and len(trained) == 5
     assert result["stages"] == ["knowledge", "instruction"] and result["rows"] == 20
     assert not list((tmp_path / "store").glob("*.partial-*"))
+
+    # A run killed mid-point left its folder; the next run removes it (its pid is gone), says
+    # so, and trains the point; a folder of a live process (the same point, run beside this
+    # one) is left alone.
+    import logging
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    third = [Phase("knowledge", project.selection.train, table.iloc[:7])]
+    identity = point.point_identity(third, 0, project.selection.evaluation, start)
+    killed = tmp_path / "store" / f"{identity}.partial-{gone.pid}"
+    (killed / "sft_0_knowledge").mkdir(parents=True)
+    live = tmp_path / "store" / f"{identity}.partial-1"  # pid 1 is always alive
+    live.mkdir()
+    with caplog.at_level(logging.INFO, logger="sail_pipeline.scaling.point"):
+        assert not point.run_sft_point("c", third, 0, *args)["reused"]
+    assert not killed.exists() and live.exists()
+    assert f"removed the unfinished work of a killed run (pid {gone.pid})" in caplog.text
 
 
 def test_selection_parameters_fail_at_start_naming_the_key():

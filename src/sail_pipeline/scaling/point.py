@@ -175,8 +175,7 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
               shared: SharedInputs, runtime: RuntimeParams, preset: str, store: str | Path,
               point_id: str) -> dict[str, Any]:
     """Train and evaluate one point into `store/<point_id>/`; returns its result."""
-    work = Path(store) / f"{point_id}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+    work = work_folder(store, point_id)
     runtime = runtime.model_copy(update={"seed": point.seed})
     variant = SCALING_VARIANTS[point.variant]
     started = time.perf_counter()
@@ -237,6 +236,31 @@ def run_point(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Scal
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     return publish(work, store, point_id, result, point.label)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def work_folder(store: str | Path, point_id: str) -> Path:
+    """A fresh `.partial-<pid>` folder for this process's run of the point, after removing
+    the unfinished folders of killed runs of it (their pid is gone), saying so."""
+    for stale in Path(store).glob(f"{point_id}.partial-*"):
+        pid = stale.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+            log.info("point %s: removed the unfinished work of a killed run (pid %s); it "
+                     "trains again from the start", point_id, pid)
+    work = Path(store) / f"{point_id}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
 
 
 def publish(work: Path, store: str | Path, point_id: str, result: dict[str, Any],

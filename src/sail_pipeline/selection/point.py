@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from sail_pipeline.scaling.point import (
     path_digest,
     publish,
     stored_result,
+    work_folder,
 )
 from sail_pipeline.schema import PointEvaluationParams, RuntimeParams, result_settings
 from sail_pipeline.selection.experiments import Phase
@@ -78,9 +78,7 @@ def run_sft_point(label: str, phases: list[Phase], seed: int,
     stored = stored_result(store, point_id)
     if stored is not None:
         return stored | {"reused": True}
-    work = Path(store) / f"{point_id}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work = work_folder(store, point_id)
     started = time.perf_counter()
     weights, train_seconds, summary = start.hf_dir, 0.0, {}
     for k, phase in enumerate(phases):
