@@ -75,7 +75,7 @@ micro: install  ## the whole chain on the micro configuration, into data/micro (
 # then the rest on both cores (tests that share the end-to-end project stay on one worker).
 test: install  ## the test suite (includes end-to-end kedro and dvc runs)
 	$(BIN)/python -m pytest -q -m environment
-	$(BIN)/python -m pytest -m "not environment" -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -m "not environment" -n 2 --dist loadgroup --durations=12
 
 lint: install  ## ruff
 	$(BIN)/ruff check src tests tools benchmarks
