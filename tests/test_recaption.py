@@ -8,6 +8,7 @@ garbage is deterministic, so batched and one-by-one captions must agree id by id
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -296,7 +297,7 @@ KILLED_RUN = textwrap.dedent('''
 ''')
 
 
-def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes):
+def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes, caplog):
     table = scenes.head(60)[["id", "image", "alt_text", "reference_caption"]]
     table.to_parquet(tmp_path / "manifest.parquet")
     (tmp_path / "killed_run.py").write_text(KILLED_RUN)
@@ -324,7 +325,12 @@ def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes):
 
     manifest = table[["id", "image", "alt_text"]]
     oracle = oracle_of(scenes)
-    summary = recaption(manifest, OracleBackend(oracle), out, settings(), progress=False)
+    with caplog.at_level(logging.INFO, logger="sail_pipeline.captioning"):
+        summary = recaption(manifest, OracleBackend(oracle), out, settings(), progress=False)
+    # The log says what was resumed: the leftover removed, what was done before, what is left.
+    assert "removed 1 unfinished shard file(s) of an interrupted run" in caplog.text
+    assert (f"recaptioning {60 - len(before.captions)} of 60 ids ({len(before.captions)} done "
+            f"before, 0 to retry)") in caplog.text
     assert summary.skipped == len(before.captions)
     assert summary.captioned == 60 - len(before.captions) and summary.failed == 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # leftovers cleaned
