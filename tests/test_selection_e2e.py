@@ -6,12 +6,16 @@ a re-run trains nothing, and MLflow holds one run per experiment with a child pe
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import mlflow
 import pandas as pd
 import pytest
 
-from tests.project import run
+from tests.project import BIN, env, run
 
 
 def _kedro(project, *args: str):
@@ -25,10 +29,33 @@ def _stored(project) -> list[str]:
         "*/result.json"))
 
 
+def _kill_mid_experiment(project) -> set[str]:
+    """Start composition, SIGKILL its whole process group once a point is stored; the stored
+    identities."""
+    process = subprocess.Popen(
+        [str(BIN / "kedro"), "run", "--pipelines=selection", "--tags=selection_composition"],
+        cwd=project, env=env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not _stored(project):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no point finished in 600 s"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    return set(_stored(project))
+
+
 @pytest.mark.slow
 def test_selection_experiments_run_share_points_and_track(project_copy):
     project = project_copy
+    # Killed anywhere: the next run reuses what finished, retrains the rest, and removes the
+    # killed point's unfinished folder.
+    finished = _kill_mid_experiment(project)
     _kedro(project)
+    composition = pd.read_csv(project / "data/08_reporting/selection/composition_points.csv")
+    assert finished <= set(composition.loc[composition["reused"], "identity"])
+    assert not list((project / "data/06_models/selection").glob("*.partial-*"))
     reports = project / "data/08_reporting/selection"
     for name in ("quality", "composition", "incremental", "schedule"):
         assert (reports / f"{name}.png").stat().st_size > 1000
