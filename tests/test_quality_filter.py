@@ -124,3 +124,69 @@ def test_a_users_caption_column_joins_the_sources_and_a_bad_one_is_named(tmp_pat
         params.extra_sources[0].model_copy(update={"caption_column": "caption"})]})
     with pytest.raises(ValueError, match=r"quality.extra_sources\[blip\].*lacks columns"):
         caption_candidates(manifest, captions, captions, missing)
+
+
+KILLED_SCORING = """
+import sys, time
+import pandas as pd
+from sail_pipeline.quality import signals
+from sail_pipeline.quality.signals import SignalGroup, TextBatch, compute_signals
+from sail_pipeline.schema import ExecutorParams
+
+class SlowText(TextBatch):
+    def __call__(self, batch):
+        time.sleep(0.05)  # a judge over an API: slow per batch
+        return super().__call__(batch)
+
+signals.FLUSH_ROWS = 20
+candidates = pd.read_parquet(sys.argv[1])
+group = SignalGroup("text", SlowText, "v1", {"tokenizer_dir": None, "max_chars": 100},
+                    batch_size=10)
+compute_signals(candidates, [group], sys.argv[2], ExecutorParams())
+"""
+
+
+def test_a_killed_scoring_run_keeps_what_it_cached_and_the_rerun_does_the_rest(
+        tmp_path, caplog):
+    import logging
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from sail_pipeline.quality import signals
+
+    candidates = pd.DataFrame({"id": [f"c{i}" for i in range(400)], "source": "recaption",
+                               "caption": [f"a caption with {i} words in it" for i in range(400)],
+                               "image": [None] * 400, "ground_truth": [None] * 400})
+    candidates.to_parquet(tmp_path / "candidates.parquet")
+    (tmp_path / "run.py").write_text(KILLED_SCORING)
+    cache = tmp_path / "cache"
+    process = subprocess.Popen([sys.executable, str(tmp_path / "run.py"),
+                                str(tmp_path / "candidates.parquet"), str(cache)])
+    deadline = time.monotonic() + 120
+    while len(list(cache.glob("text-*/part-*.parquet"))) < 2:
+        assert process.poll() is None, "the scoring run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    [folder] = cache.glob("text-*")
+    (folder / ".part-00099-abcdef.tmp").write_bytes(b"PAR1 half a part")  # as if mid-write
+    kept = sum(len(pd.read_parquet(p)) for p in folder.glob("part-*.parquet"))
+    assert 40 <= kept < 400
+
+    calls = []
+    original = TextBatch.__call__
+    group = SignalGroup("text", TextBatch, "v1", {"tokenizer_dir": None, "max_chars": 100},
+                        batch_size=10)
+    with caplog.at_level(logging.INFO, logger=signals.__name__):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(TextBatch, "__call__",
+                          lambda self, batch: calls.append(len(batch)) or original(self, batch))
+            resumed = compute_signals(candidates, [group], cache, ExecutorParams())
+    assert sum(calls) == 400 - kept  # nothing cached is computed again
+    assert f"400 keys, {kept} cached, computing {400 - kept}" in caplog.text
+    assert not list(folder.glob(".part-*.tmp"))
+    whole = compute_signals(candidates, [group], tmp_path / "uninterrupted", ExecutorParams())
+    pd.testing.assert_frame_equal(resumed, whole)

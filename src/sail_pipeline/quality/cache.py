@@ -39,6 +39,9 @@ class SignalCache:
         self.folder = Path(folder)
 
     def load(self) -> pd.DataFrame:
+        # A part a killed run was writing (one writer per folder: the run's output lock).
+        for leftover in self.folder.glob(".part-*.tmp"):
+            leftover.unlink(missing_ok=True)
         parts = sorted(self.folder.glob("part-*.parquet"))
         if not parts:
             return pd.DataFrame(columns=KEY)

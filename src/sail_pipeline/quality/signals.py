@@ -10,6 +10,7 @@ Each group's batch function is a class, built once per worker, so the same code 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sail_pipeline.executors import map_batches
+from sail_pipeline.executors import iter_map_batches
 from sail_pipeline.quality import image as image_signals_module
 from sail_pipeline.quality import text as text_signals_module
 from sail_pipeline.quality.cache import KEY, SignalCache, caption_sha, version_folder
@@ -159,6 +160,37 @@ class SignalGroup:
     batch_size: int | None = None
 
 
+# A kill loses at most this much of a group's work: what is computed is cached as it comes.
+FLUSH_ROWS, FLUSH_SECONDS = 4096, 60.0
+
+
+def _compute_into(cache: SignalCache, todo: pd.DataFrame, group: SignalGroup,
+                  executor: ExecutorParams) -> pd.DataFrame:
+    """The group's values for `todo`, added to the cache every FLUSH_ROWS rows or
+    FLUSH_SECONDS (the judge over an API can run for hours), so a re-run after a kill computes
+    only what was not cached."""
+    columns = ["id", "caption", "image", "ground_truth"]
+    done, pending, written = 0, [], []
+    last = time.monotonic()
+    for frame in iter_map_batches(todo[columns].reset_index(drop=True), group.fn, executor,
+                                  batch_size=group.batch_size,
+                                  fn_constructor_kwargs=group.kwargs):
+        frame = _numeric(frame.reset_index(drop=True))
+        rows = todo.iloc[done:done + len(frame)]
+        frame.insert(0, "caption_sha", rows["caption_sha"].to_numpy())
+        frame.insert(0, "id", rows["id"].to_numpy())
+        done += len(frame)
+        pending.append(frame)
+        if sum(len(f) for f in pending) >= FLUSH_ROWS or time.monotonic() - last > FLUSH_SECONDS:
+            written.append(pd.concat(pending, ignore_index=True))
+            cache.add(written[-1])
+            pending, last = [], time.monotonic()
+    if pending:
+        written.append(pd.concat(pending, ignore_index=True))
+        cache.add(written[-1])
+    return _numeric(pd.concat(written, ignore_index=True))
+
+
 def compute_signals(candidates: pd.DataFrame, groups: list[SignalGroup],
                     cache_root: str | Path, executor: ExecutorParams) -> pd.DataFrame:
     """`candidates` (id, source, caption, image, ground_truth) with every group's columns.
@@ -181,17 +213,10 @@ def compute_signals(candidates: pd.DataFrame, groups: list[SignalGroup],
         log.info("quality signals %s: %d keys, %d cached, computing %d (%s)", group.name,
                  len(needed), len(needed) - len(todo), len(todo), folder.name)
         if len(todo):
-            columns = ["id", "caption", "image", "ground_truth"]
-            computed = map_batches(todo[columns].reset_index(drop=True), group.fn, executor,
-                                   batch_size=group.batch_size,
-                                   fn_constructor_kwargs=group.kwargs)
-            computed = _numeric(computed)
-            computed.insert(0, "caption_sha", todo["caption_sha"].to_numpy())
-            computed.insert(0, "id", todo["id"].to_numpy())
-            cache.add(computed)
+            computed = _compute_into(cache, todo, group, executor)
             cached = pd.concat([cached, computed], ignore_index=True) if len(cached) \
                 else computed
-        values = cached.drop_duplicates(KEY, keep="last")
+        values = _numeric(cached.drop_duplicates(KEY, keep="last"))
         lookup = keyed[KEY].merge(values, on=KEY, how="left")
         for column in values.columns:
             if column not in KEY:
