@@ -83,3 +83,31 @@ def test_a_damaged_stored_point_names_itself_and_the_fix(tmp_path):
                                            rf"read .*delete {tmp_path / 'abc123'} and run again"):
         stored_result(tmp_path, "abc123")
     assert stored_result(tmp_path, "missing") is None
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real 256 KiB file system (tmpfs), where the machine lets the test mount one."""
+    import os
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+            capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (the simulated ENOSPC tests above still run)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_real_full_disk_during_a_shard_write_publishes_nothing(tiny_disk):
+    import os
+
+    frame = pd.DataFrame({name: [os.urandom(64).hex() * 20 for _ in range(2000)]
+                          for name in shards._COLUMNS["captions"]})
+    with pytest.raises(DiskFull, match="no space left on the device while writing"):
+        shards.write_shard(frame, tiny_disk / "out", "captions", 0)
+    assert list((tiny_disk / "out").iterdir()) == []
