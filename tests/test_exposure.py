@@ -50,3 +50,47 @@ def test_no_remote_code_and_no_unguarded_unpickling():
     # Weights are written as safetensors (transformers' default, never turned off), so that
     # what a later stage loads is never a pickle.
     assert _grep(r"safe_serialization\s*=\s*False") == []
+
+
+def _listening(pid: int) -> list[str]:
+    import subprocess
+
+    lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
+    return [line.split()[3] for line in lines if f"pid={pid}," in line]
+
+
+def test_a_training_stage_listens_on_loopback_only(tmp_path, small_world, world_tokenizer):
+    import time
+
+    import pandas as pd
+
+    from sail_pipeline.schema import RuntimeParams, TrainParams
+    from sail_pipeline.training.config import RunConfig, load_deepspeed_config
+    from tests.test_resume import _logged_steps, _trainer
+
+    images = small_world.scenes.set_index("id")["image"]
+    conversations = small_world.conversations
+    pd.DataFrame({"id": conversations["id"],
+                  "image": [images[s] for s in conversations["scene_id"]],
+                  "messages": conversations["messages"]}).to_parquet(tmp_path / "train.parquet")
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    (tmp_path / "run").mkdir()
+    process = _trainer(RunConfig(
+        kind="vlm", stage="knowledge", output_dir=str(tmp_path / "run"),
+        train_data=str(tmp_path / "train.parquet"), tokenizer_path=str(tmp_path / "tokenizer"),
+        train=TrainParams(steps=400, lr=1e-3, micro_batch_size=2, max_seq_len=256,
+                          log_every=1, eval_samples=0),
+        runtime=RuntimeParams(threads=1, seed=0),
+        deepspeed_config=load_deepspeed_config("zero2", ROOT / "conf/base/deepspeed")))
+    try:
+        deadline = time.monotonic() + 240
+        while _logged_steps(tmp_path / "run") < 2:  # past the rendezvous, training
+            assert process.poll() is None, (tmp_path / "run" / "train.log").read_text()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        addresses = _listening(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+    # gloo listens (on loopback); no TCP store on every interface, as env:// would start
+    assert addresses and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in addresses), addresses

@@ -42,6 +42,7 @@ from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
 from sail_pipeline.training.flops import peak_tflops, training_flops
 from sail_pipeline.training.packing import BatchStats, TokenBatches
+from sail_pipeline.training.rendezvous import init_process_group
 from sail_pipeline.training.safe_checkpoint import UnreadableCheckpoint, use_safe_loading
 from sail_pipeline.training.schedule import warmup_cosine
 from sail_pipeline.training.telemetry import ThroughputWindow
@@ -363,7 +364,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     _seed_everything(cfg.runtime.seed + rank)
     dtype = choose_precision(cfg.train.precision)
