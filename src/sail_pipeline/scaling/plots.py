@@ -47,12 +47,15 @@ def _dodge(i: int, count: int) -> float:
     return 2.0 ** (_DODGE_OCTAVES * (i - (count - 1) / 2))
 
 
-def _log2_axis(ax: Axes, ns: list[int]) -> None:
+X_LABEL = "pretraining samples N (log scale)"
+
+
+def _log2_axis(ax: Axes, ns: list[int], label: str = X_LABEL) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(ns, [size_label(n) for n in ns])
     # The log locator's minor ticks fall between the sweep sizes and mean nothing here.
     ax.set_xticks([], minor=True)
-    ax.set_xlabel("pretraining samples N (log scale)")
+    ax.set_xlabel(label)
     ax.grid(True, alpha=0.3)
 
 
@@ -66,7 +69,8 @@ def _new_figure(title: str) -> tuple[Figure, Axes]:
 
 
 def plot_metric(points: pd.DataFrame, fits: pd.DataFrame, metric: str,
-                bands: dict[str, dict] | None = None, title: str | None = None) -> Figure:
+                bands: dict[str, dict] | None = None, title: str | None = None,
+                x_label: str = X_LABEL) -> Figure:
     """`metric` against N on a log2 axis, one colour per variant.
 
     Per variant: every (N, seed) point (small), the seed mean at each N with ± one std (large),
@@ -104,7 +108,7 @@ def plot_metric(points: pd.DataFrame, fits: pd.DataFrame, metric: str,
             ax.plot([], [], color=colour, marker="o", linestyle="none",
                     label=f"{variant}: {note}")
     ns = sorted({int(n) for n in points.loc[points[metric].notna(), "n"]})
-    _log2_axis(ax, ns)
+    _log2_axis(ax, ns, x_label)
     ax.set_ylabel(metric)
     if variants:
         ax.legend(fontsize="small", loc="best")

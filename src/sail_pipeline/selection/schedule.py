@@ -53,7 +53,8 @@ def analyse(points: pd.DataFrame, n_boot: int = 2000) -> tuple[pd.DataFrame, lis
 
 def figure(points: pd.DataFrame, fits: pd.DataFrame, n_boot: int = 2000) -> Figure:
     return plot_metric(points, fits, AVERAGE, bands_for(points, AVERAGE, n_boot=n_boot),
-                       title=f"{TITLE}: {AVERAGE} against SFT rows")
+                       title=f"{TITLE}: {AVERAGE} against SFT rows",
+                       x_label="SFT rows N, the stages together (log scale)")
 
 
 def as_section(report: str) -> str:
