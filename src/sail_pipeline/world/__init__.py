@@ -13,6 +13,7 @@ from sail_pipeline.world.generate import (
     VQA_COLUMNS,
     WorldTables,
     generate_world,
+    rows_of_split,
     scene_id_for,
 )
 from sail_pipeline.world.palette import BACKGROUNDS, COLOURS, TEXT_RGB
@@ -31,6 +32,7 @@ from sail_pipeline.world.vocab import NUMBER_WORDS, POSITIONS, SHAPE_KINDS, numb
 from sail_pipeline.world.vqa import VQA, vqa_pairs
 
 __all__ = [
+    "rows_of_split",
     "ANSWER_INSTRUCTION",
     "BACKGROUNDS",
     "BENCHMARK",

@@ -24,6 +24,11 @@ from sail_pipeline.world.vqa import vqa_pairs
 
 TRAIN = "train"
 BENCHMARK = "benchmark"
+
+
+def rows_of_split(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    """A world table's rows of one split (TRAIN, BENCHMARK), renumbered."""
+    return table[table["split"] == split].reset_index(drop=True)
 _ID_PREFIX = {TRAIN: "train", BENCHMARK: "bench"}
 # Resampling a benchmark scene that duplicates a training scene is rare; a world where it
 # keeps happening is too small to have a meaningful held-out benchmark.

@@ -9,7 +9,7 @@ import pandas as pd
 from sail_pipeline import lineage, recipe_data
 from sail_pipeline.modeling.tokenizer import prepare_pretrained_tokenizer, train_tokenizer
 from sail_pipeline.schema import DataParams, StageSizeParams, TokenizerParams, WorldParams
-from sail_pipeline.world import BENCHMARK, TRAIN, generate_world
+from sail_pipeline.world import BENCHMARK, TRAIN, generate_world, rows_of_split
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +22,14 @@ def make_world(world_params: WorldParams
     return world.scenes, world.vqa, world.conversations, world.probes
 
 
-def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
-    return table[table["split"] == split].reset_index(drop=True)
-
-
 def make_tokenizer(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
                    probes: pd.DataFrame, params: TokenizerParams):
     if params.source == "path":
         tokenizer = prepare_pretrained_tokenizer(str(params.path))
         log.info("tokenizer: %s with %d tokens", params.path, len(tokenizer))
         return tokenizer
-    corpus = recipe_data.text_corpus(_split(scenes, TRAIN), _split(vqa, TRAIN),
-                                     _split(conversations, TRAIN), _split(probes, TRAIN))
+    corpus = recipe_data.text_corpus(rows_of_split(scenes, TRAIN), rows_of_split(vqa, TRAIN),
+                                     rows_of_split(conversations, TRAIN), rows_of_split(probes, TRAIN))
     tokenizer = train_tokenizer(corpus, params.vocab_size)
     log.info("tokenizer: %d tokens", len(tokenizer))
     return tokenizer
@@ -43,8 +39,8 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
                 probes: pd.DataFrame, params: DataParams, seed: int) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
     for split, suffix in ((TRAIN, "train"), (BENCHMARK, "eval")):
-        s, q, c = _split(scenes, split), _split(vqa, split), _split(conversations, split)
-        p = _split(probes, split)
+        s, q, c = rows_of_split(scenes, split), rows_of_split(vqa, split), rows_of_split(conversations, split)
+        p = rows_of_split(probes, split)
         sizes = params.stage_sizes if split == TRAIN else StageSizeParams()
         for name, table in recipe_data.stage_tables(s, q, c, sizes, seed, params.advance_ocr,
                                                     probes=p).items():
@@ -57,7 +53,7 @@ def make_tables(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataF
         tables[f"lm_text_{suffix}"] = recipe_data.lm_text_table(s, q, c, p)
         tables[f"vision_attributes_{suffix}"] = recipe_data.vision_attribute_table(s, params.world)
     tables["benchmark"] = recipe_data.benchmark_table(
-        _split(scenes, BENCHMARK), _split(vqa, BENCHMARK), _split(probes, BENCHMARK),
+        rows_of_split(scenes, BENCHMARK), rows_of_split(vqa, BENCHMARK), rows_of_split(probes, BENCHMARK),
         params.world)
     counts = {name: len(table) for name, table in tables.items()}
     log.info("tables: %s", counts)

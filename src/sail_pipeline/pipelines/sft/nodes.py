@@ -19,16 +19,12 @@ from sail_pipeline.sft_data.validate import (
     processor_encoder,
     validate_conversations,
 )
-from sail_pipeline.world import BENCHMARK, TRAIN
+from sail_pipeline.world import BENCHMARK, TRAIN, rows_of_split
 
 log = logging.getLogger(__name__)
 
 MIXTURE_OUTPUTS = (*MIXTURE_TABLES, "sft_mixture_accounting", "sft_candidate_accounting",
                    "sft_rejections")
-
-
-def _split(table: pd.DataFrame, split: str) -> pd.DataFrame:
-    return table[table["split"] == split].reset_index(drop=True)
 
 
 def _validator(tokenizer_path: str, preset: str, max_seq_len: int):
@@ -65,8 +61,8 @@ def candidate_node(name: str) -> Callable[..., tuple[pd.DataFrame, pd.DataFrame,
                                                      for s in SFT_STAGES))
         if name in CANDIDATES:
             raw = {split: build_candidate(name, WorldSplit(
-                _split(scenes, split), _split(vqa, split), _split(conversations, split),
-                _split(probes, split), world), seed) for split in (TRAIN, BENCHMARK)}
+                rows_of_split(scenes, split), rows_of_split(vqa, split), rows_of_split(conversations, split),
+                rows_of_split(probes, split), world), seed) for split in (TRAIN, BENCHMARK)}
             read_rejections = pd.DataFrame(columns=["id", "reason"])
         else:
             # A user's set has no held-out split: one row in 20, chosen by id, is held out.
