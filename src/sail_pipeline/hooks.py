@@ -28,16 +28,28 @@ MODEL_TRAINING = "custom_model_development"
 
 
 class ValidateParametersHook:
-    """Fail on bad parameters before any node runs, naming every bad key."""
+    """Fail on bad parameters before any node runs, naming every bad key; then, once the
+    pipeline is known, on settings its nodes cannot run with together."""
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         from sail_pipeline.validation import advisories
 
-        project = context.project_params  # validates, or raises InvalidParameters
+        self._project = context.project_params  # validates, or raises InvalidParameters
         log.info("parameters validated")
-        for note in advisories(project):
+        for note in advisories(self._project):
             log.warning(note)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        from sail_pipeline.schema import InvalidParameters
+        from sail_pipeline.schema.project import format_problems
+        from sail_pipeline.validation import combination_problems
+
+        nodes = {node.name.rpartition(".")[2] for node in pipeline.nodes}
+        problems = combination_problems(self._project, nodes)
+        if problems:
+            raise InvalidParameters(format_problems(problems))
 
 
 class CredentialsHook:

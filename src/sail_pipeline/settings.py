@@ -51,7 +51,9 @@ CONTEXT_CLASS = ProjectContext
 # kedro-mlflow's hook is registered as TrackingHook, which extends it with lineage.
 # (Kedro matches the distribution name as its metadata spells it: kedro_mlflow.)
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
-HOOKS = (ValidateParametersHook(), CredentialsHook(), DryRunHook(), OutputLockHook(),
+# pluggy calls the last registered first: before the pipeline runs, the parameters are
+# checked against its nodes (ValidateParametersHook), then its outputs locked, then MLflow.
+HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
          DvcLockHook(), TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -77,7 +77,6 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.curation is not None:
             problems += _format_problems(tree.curation.settings.allowed_formats or [],
                                          f"{prefix}curation.settings.allowed_formats")
-            problems += combination_problems(tree, prefix)
     if deepspeed_dir is not None:
         from sail_pipeline.training.config import load_deepspeed_config
 
@@ -105,24 +104,29 @@ _ORACLE_FIX = ("use `backend: api` with `api: {base_url: ..., model: ...}` (an O
                "server), or keep `{kind: world, name: world}` in curation.sources")
 
 
-def combination_problems(tree: ProjectParams, prefix: str = "") -> list[str]:
-    """Settings each valid alone that cannot work together: found at start, with the fix,
-    instead of in a node minutes later (or a DeepSpeed error on an empty table)."""
+# The node that needs each backend: the check applies only when that node is going to run
+# (`kedro run --pipelines=curation` on your own photos needs no captioner).
+_ORACLE_NODES = {"captioning.reference.backend": "reference_captions",
+                 "captioning.recaption.backend": "recaption_pool",
+                 "quality.judge.backend": "quality_signals"}
+
+
+def combination_problems(tree: ProjectParams, nodes: set[str]) -> list[str]:
+    """Settings each valid alone that cannot work together in the nodes about to run (base
+    names), with the fix: found before the first node, not minutes later (or as a DeepSpeed
+    error on an empty table)."""
     if tree.curation is None or _has_world(tree):
         return []
-    problems = []
-    oracles = []
+    backends = {}
     if tree.captioning is not None:
-        oracles += [(f"{prefix}captioning.reference.backend", tree.captioning.reference.backend),
-                    (f"{prefix}captioning.recaption.backend", tree.captioning.recaption.backend)]
+        backends["captioning.reference.backend"] = tree.captioning.reference.backend
+        backends["captioning.recaption.backend"] = tree.captioning.recaption.backend
     if tree.quality is not None:
-        oracles.append((f"{prefix}quality.judge.backend", tree.quality.judge.backend))
-    for key, backend in oracles:
-        if backend == "oracle":
-            problems.append(f"{key}: `oracle` reads the embedded world's ground truth, and "
-                            f"curation.sources has no `world` source, so every one of your "
-                            f"images would fail; {_ORACLE_FIX}")
-    return problems
+        backends["quality.judge.backend"] = tree.quality.judge.backend
+    return [f"{key}: `oracle` reads the embedded world's ground truth, and curation.sources "
+            f"has no `world` source, so every one of your images would fail; {_ORACLE_FIX}"
+            for key, backend in backends.items()
+            if backend == "oracle" and _ORACLE_NODES[key] in nodes]
 
 
 def advisories(tree: ProjectParams) -> list[str]:
