@@ -23,13 +23,15 @@ def pytest_collection_modifyitems(config, items):
     """Environment checks (lock, imports) first: a broken install should fail in seconds.
 
     Then the tests of the shared end-to-end project, so that under `-n 2 --dist loadgroup` one
-    worker starts building it at once: they run in two groups, the longest (the two-variant
-    run, the DVC queue) on their own, while the unit tests fill the gaps.
+    worker starts building it at once: the longest (the two-variant run, the DVC queue, the
+    selection experiments) each in a group of its own, the rest in one, while the unit tests
+    fill the gaps.
     """
     for item in items:
         if _SHARED_PROJECT & set(getattr(item, "fixturenames", ())):
-            long = any(name in item.name for name in _LONG)
-            item.add_marker(pytest.mark.xdist_group("long" if long else "e2e"))
+            # Each of the longest in a group of its own, so the two workers can balance them.
+            long = next((name for name in _LONG if name in item.name), None)
+            item.add_marker(pytest.mark.xdist_group(long or "e2e"))
     items.sort(key=lambda item: (item.get_closest_marker("environment") is None,
                                  not _SHARED_PROJECT & set(getattr(item, "fixturenames", ()))))
 
