@@ -33,6 +33,7 @@ def test_the_oracle_with_only_your_own_photos_fails_at_start_with_the_fix():
     assert combination_problems(both, {"reference_captions"}) == []
 
 
+@pytest.mark.slow
 def test_kedro_run_stops_before_the_first_node_of_a_pipeline_that_cannot_run(tmp_path):
     import yaml
 

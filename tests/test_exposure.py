@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from sail_pipeline.captioning.local_server import serve_canned
 from sail_pipeline.schema import LauncherParams
 from sail_pipeline.training.launcher import rank_environment
@@ -59,6 +61,7 @@ def _listening(pid: int) -> list[str]:
     return [line.split()[3] for line in lines if f"pid={pid}," in line]
 
 
+@pytest.mark.slow
 def test_a_training_stage_listens_on_loopback_only(tmp_path, small_world, world_tokenizer):
     import time
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
@@ -43,6 +44,7 @@ def _logged_steps(run_dir: Path) -> int:
     return max([json.loads(x).get("step", 0) for x in path.read_text().splitlines()] or [0])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, world_tokenizer,
                                                                     small_world):
     images = small_world.scenes.set_index("id")["image"]

@@ -56,6 +56,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     assert OutputLocks(tmp_path).acquire(["world_scenes"]) == 1     # ...its lock does not
 
 
+@pytest.mark.slow
 def test_a_second_kedro_run_stops_at_start_naming_the_output_and_its_holder(tmp_path):
     project = make_project(tmp_path)
     holder = _holder(project / "data" / "micro", "world_scenes")
