@@ -31,3 +31,9 @@ def readable_extensions() -> frozenset[str]:
     formats = {*readable_formats(), "MPO"}
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
                      if fmt in formats)
+
+
+@cache
+def readable_member_suffixes() -> tuple[str, ...]:
+    """`readable_extensions` without the dot, sorted: a WebDataset member's suffix."""
+    return tuple(sorted(ext.removeprefix(".") for ext in readable_extensions()))

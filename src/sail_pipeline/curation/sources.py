@@ -14,7 +14,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from sail_pipeline.curation.formats import readable_extensions, readable_formats
+from sail_pipeline.curation.formats import (
+    readable_extensions,
+    readable_formats,
+    readable_member_suffixes,
+)
 from sail_pipeline.curation.reasons import Reason
 from sail_pipeline.schema import (
     FolderSource,
@@ -169,8 +173,8 @@ def _read_shard(spec: WebDatasetSource, shard: Path) -> Iterator[RawRecord]:
 
 def _read_sample(spec: WebDatasetSource, archive: tarfile.TarFile, key: str,
                  members: dict[str, tarfile.TarInfo]) -> RawRecord:
-    readable = spec.image_extensions if spec.image_extensions is not None else sorted(
-        e.removeprefix(".") for e in readable_extensions())
+    readable = spec.image_extensions if spec.image_extensions is not None else \
+        readable_member_suffixes()
     image_ext = next((e for e in readable if e in members), None)
     if image_ext is None:
         return _failed(spec.name, key, Reason.NO_IMAGE,

@@ -93,7 +93,8 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _hash(payload: Any) -> str:
+def payload_digest(payload: Any) -> str:
+    """A short, stable digest of a JSON-able payload: the identity of a stored point."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()
                           ).hexdigest()[:16]
 
@@ -111,7 +112,7 @@ def point_settings(point: Point, params: ScalingParams, preset: str) -> dict[str
 
 
 def settings_digest(point: Point, params: ScalingParams, preset: str) -> str:
-    return _hash(point_settings(point, params, preset))
+    return payload_digest(point_settings(point, params, preset))
 
 
 def identity(point: Point, pairs: pd.DataFrame, image_digests: pd.Series,
@@ -120,7 +121,7 @@ def identity(point: Point, pairs: pd.DataFrame, image_digests: pd.Series,
     data = hashlib.sha256()
     for pair_id, caption in zip(pairs["id"], pairs["caption"], strict=True):
         data.update(f"{pair_id}\t{caption}\t{image_digests.get(pair_id, '')}\n".encode())
-    return _hash({"settings": point_settings(point, params, preset),
+    return payload_digest({"settings": point_settings(point, params, preset),
                   "pairs": data.hexdigest(), "inputs": shared.digests()})
 
 

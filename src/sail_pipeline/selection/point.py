@@ -12,7 +12,6 @@ mixture that composition and incremental evaluation share trains once. Each poin
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -27,6 +26,7 @@ from sail_pipeline.scaling.point import (
     code_version,
     evaluate_checkpoint,
     path_digest,
+    payload_digest,
     publish,
     stored_result,
     work_folder,
@@ -64,8 +64,7 @@ def point_identity(phases: list[Phase], seed: int, evaluation: PointEvaluationPa
                            "train": result_settings(p.train)} for p in phases],
                "seed": seed, "evaluation": result_settings(evaluation),
                "start": start.digests(), "code": code_version()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:16]
+    return payload_digest(payload)
 
 
 def run_sft_point(label: str, phases: list[Phase], seed: int,
