@@ -19,6 +19,7 @@ from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.io import DryRunDataset
 from sail_pipeline.run_lock import OutputLocks
+from sail_pipeline.run_timing import RunTiming, breakdown
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -122,6 +123,51 @@ class OutputLockHook:
                           catalog: Any) -> None:
         if self._locks is not None:
             self._locks.release()
+
+
+class NodeTimingHook:
+    """Times every node, with the phases of the training stages it ran, and saves the record
+    as the catalog's `run_timing` (`tools/run_breakdown.py` reads it). Not on a dry run."""
+
+    def __init__(self) -> None:
+        self._timing: RunTiming | None = None
+        self._dry_run = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        import psutil
+
+        self._dry_run = context.project_params.runtime.launcher.dry_run
+        self._timing = RunTiming(psutil.Process().create_time())
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if self._timing is not None:
+            self._timing.pipeline_start()
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
+                        is_async: bool) -> None:
+        if self._timing is not None:
+            self._timing.node_start(node.name)
+
+    @hook_impl
+    def after_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
+                       outputs: dict[str, Any], is_async: bool) -> None:
+        if self._timing is not None:
+            self._timing.node_end(node.name, node.namespace, outputs)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if self._timing is None or self._dry_run or "run_timing" not in catalog:
+            return
+        record = self._timing.record()
+        catalog.save("run_timing", record)
+        nodes, phases = breakdown(record)
+        top = ", ".join(f"{k} {v:.0f}s" for k, v in list(phases.items())[:6])
+        slowest = ", ".join(f"{n['node']} {n['seconds']:.0f}s" for n in nodes[:3])
+        log.info("run took %.0fs: %s; slowest nodes: %s (tools/run_breakdown.py for the "
+                 "whole table)", record["wall_seconds"], top, slowest)
 
 
 class DvcLockHook:

@@ -31,6 +31,7 @@ from sail_pipeline.hooks import (  # noqa: E402
     CredentialsHook,
     DryRunHook,
     DvcLockHook,
+    NodeTimingHook,
     OutputLockHook,
     TrackingHook,
     ValidateParametersHook,
@@ -54,7 +55,7 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 # pluggy calls the last registered first: before the pipeline runs, the parameters are
 # checked against its nodes (ValidateParametersHook), then its outputs locked, then MLflow.
 HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
-         DvcLockHook(), TrackingHook())
+         DvcLockHook(), NodeTimingHook(), TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

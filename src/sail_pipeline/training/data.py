@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -58,11 +58,38 @@ class StepBatches:
                 for p in range(start, start + self.batch_size)]
 
 
+class TileCache:
+    """Decoded image tiles by the image's bytes, least recently used out first, at most
+    `budget` bytes of tensors (a real-size 448 px image is up to 17 MiB of tiles)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self._tiles: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+
+    def get(self, image: bytes) -> torch.Tensor | None:
+        tiles = self._tiles.get(image)
+        if tiles is not None:
+            self._tiles.move_to_end(image)
+        return tiles
+
+    def put(self, image: bytes, tiles: torch.Tensor) -> None:
+        size = tiles.numel() * tiles.element_size()
+        if size > self.budget:
+            return
+        while self.used + size > self.budget:
+            _, dropped = self._tiles.popitem(last=False)
+            self.used -= dropped.numel() * dropped.element_size()
+        self._tiles[image] = tiles
+        self.used += size
+
+
 class ConversationData:
     """Image + chat conversations, labels only on the assistant spans of the template."""
 
-    def __init__(self, table: pd.DataFrame, processor: VLProcessor, max_seq_len: int) -> None:
+    def __init__(self, table: pd.DataFrame, processor: VLProcessor, max_seq_len: int,
+                 tile_cache_bytes: int = 512 * 2**20) -> None:
         self.processor = processor
+        self._tiles = TileCache(tile_cache_bytes)
         self.rejections = Rejections()
         self.mask_mismatches = 0
         self.samples: list[TokenSample] = []
@@ -93,9 +120,16 @@ class ConversationData:
         return len(self.samples)
 
     def pixels(self, sample: TokenSample) -> torch.Tensor:
-        """The sample's tiles; decoded per batch so that images are not held in memory twice."""
+        """The sample's tiles, decoded at most once while they fit the tile cache.
+
+        Several conversations share one image (a scene's questions), and every epoch sees
+        each image again: decoding was 9 of 140 ms a step (benchmarks/profile_train_step.py).
+        """
         assert sample.image is not None
-        tiles = self.processor.pixel_values(decode_png(sample.image))
+        tiles = self._tiles.get(sample.image)
+        if tiles is None:
+            tiles = self.processor.pixel_values(decode_png(sample.image))
+            self._tiles.put(sample.image, tiles)
         if tiles.shape[0] != sample.n_tiles:
             raise ValueError(f"image gave {tiles.shape[0]} tiles, {sample.n_tiles} were counted")
         return tiles

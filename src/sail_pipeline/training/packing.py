@@ -92,32 +92,34 @@ def collate(rows: list[list[TokenSample]], pad_id: int, norm: LossNorm,
     """
     width = max(sum(len(s) for s in row) for row in rows)
     shape = (len(rows), width)
-    input_ids = torch.full(shape, pad_id, dtype=torch.long)
-    targets = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    weights = torch.zeros(shape, dtype=torch.float32)
-    positions = torch.zeros(shape, dtype=torch.long)
-    attention = torch.zeros(shape, dtype=torch.long)
+    input_ids = np.full(shape, pad_id, dtype=np.int64)
+    targets = np.full(shape, IGNORE_INDEX, dtype=np.int64)
+    weights = np.zeros(shape, dtype=np.float32)
+    positions = np.zeros(shape, dtype=np.int64)
+    attention = np.zeros(shape, dtype=np.int64)
+    ramp = np.arange(width)
     for r, row in enumerate(rows):
         cursor = 0
         for sample in row:
-            n = len(sample)
-            shifted = torch.tensor(shifted_targets(sample.labels), dtype=torch.long)
-            supervised = shifted != IGNORE_INDEX
-            input_ids[r, cursor:cursor + n] = torch.tensor(sample.input_ids)
-            targets[r, cursor:cursor + n] = shifted
+            end = cursor + len(sample)
+            input_ids[r, cursor:end] = sample.input_ids
+            # shifted_targets: position j predicts token j+1 of the same sample.
+            targets[r, cursor:end - 1] = sample.labels[1:]
+            supervised = targets[r, cursor:end] != IGNORE_INDEX
             n_supervised = int(supervised.sum())
             if n_supervised:
-                weights[r, cursor:cursor + n] = supervised.float() * _weights(n_supervised, norm)
-            positions[r, cursor:cursor + n] = torch.arange(n)
-            attention[r, cursor:cursor + n] = 1
-            cursor += n
+                weights[r, cursor:end] = supervised * _weights(n_supervised, norm)
+            positions[r, cursor:end] = ramp[:end - cursor]
+            attention[r, cursor:end] = 1
+            cursor = end
         # Trailing padding gets its own position run, so it forms a separate (ignored) segment.
-        positions[r, cursor:] = torch.arange(width - cursor)
-    batch = {"input_ids": input_ids, "targets": targets, "loss_weights": weights}
+        positions[r, cursor:] = ramp[:width - cursor]
+    batch = {"input_ids": torch.from_numpy(input_ids), "targets": torch.from_numpy(targets),
+             "loss_weights": torch.from_numpy(weights)}
     if packed:
-        batch["position_ids"] = positions
+        batch["position_ids"] = torch.from_numpy(positions)
     else:
-        batch["attention_mask"] = attention
+        batch["attention_mask"] = torch.from_numpy(attention)
     return batch
 
 

@@ -3,10 +3,14 @@
 Tokens/s, samples/s, the fraction of wall time spent waiting for data, the padding fraction
 of the batches, achieved TFLOP/s and MFU (from the model's FLOPs per token, when the device's
 peak is known), and peak memory.
+
+`PhaseClock` splits a process's life, from the moment the kernel created it, into named
+phases (imports, model, data, engine, eval, train, save, ...): where a stage's fixed cost goes.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -87,3 +91,39 @@ class ThroughputWindow:
         self.real_tokens = self.slot_tokens = self.supervised_tokens = 0
         self.flops, self.wait = 0.0, 0.0
         self.started = time.perf_counter()
+
+
+def process_started_at(pid: int | None = None) -> float:
+    """When the kernel created the process (seconds since the epoch), so that the phase
+    before the first line of Python (the interpreter and its imports) is measured too."""
+    import psutil
+
+    return psutil.Process(pid or os.getpid()).create_time()
+
+
+@dataclass
+class PhaseClock:
+    """Wall seconds per named phase; `mark(p)` charges the time since the last mark to p."""
+
+    started: float = field(default_factory=process_started_at)
+    phases: dict[str, float] = field(default_factory=dict)
+    first_step: float | None = None
+
+    def __post_init__(self) -> None:
+        self._last = self.started
+
+    def mark(self, phase: str) -> None:
+        now = time.time()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def first_step_done(self) -> None:
+        """The fixed cost of a stage ends when its first optimizer step does."""
+        if self.first_step is None:
+            self.first_step = self.elapsed()
+
+    def report(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.phases.items()}
