@@ -19,7 +19,7 @@ from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.io import DryRunDataset
 from sail_pipeline.run_lock import OutputLocks
-from sail_pipeline.run_timing import RunTiming, breakdown
+from sail_pipeline.run_timing import RunTiming, breakdown, process_started_at
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -135,10 +135,8 @@ class NodeTimingHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        import psutil
-
         self._dry_run = context.project_params.runtime.launcher.dry_run
-        self._timing = RunTiming(psutil.Process().create_time())
+        self._timing = RunTiming(process_started_at())
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:

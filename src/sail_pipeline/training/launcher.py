@@ -11,10 +11,12 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,8 @@ def free_port() -> int:
 
 def build_command(config_path: Path, launcher: LauncherParams) -> list[str]:
     """The exact command line for a run config (see `rank_environment` for its environment)."""
-    if launcher.is_single_process and launcher.single_process == "direct":
+    if launcher.is_single_process and launcher.single_process in ("direct", "warm"):
+        # (a warm start runs this same module's main in a child forked from a warm process)
         return [sys.executable, "-m", TRAINER_MODULE, "--config", str(config_path)]
     command = [sys.executable, "-m", "deepspeed.launcher.runner"]
     if launcher.hostfile:
@@ -58,11 +61,40 @@ def build_command(config_path: Path, launcher: LauncherParams) -> list[str]:
 
 def rank_environment(launcher: LauncherParams) -> dict[str, str]:
     """What DeepSpeed's launcher would export for the only rank of a one-process run."""
-    if not (launcher.is_single_process and launcher.single_process == "direct"):
+    if not (launcher.is_single_process and launcher.single_process in ("direct", "warm")):
         return {}
     return {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
             "CROSS_RANK": "0", "CROSS_SIZE": "1", "MASTER_ADDR": launcher.master_addr or
             "127.0.0.1", "MASTER_PORT": str(launcher.master_port or free_port())}
+
+
+def starts_warm(launcher: LauncherParams) -> bool:
+    """One CPU process: fork it from the warm trainer (`training.warm`) instead of a cold start."""
+    return launcher.single_process == "warm" and launcher.num_gpus == 0 and \
+        launcher.is_single_process
+
+
+def _output(command: list[str], config_path: Path, env: dict[str, str],
+            launcher: LauncherParams) -> Iterator[str | int]:
+    """The stage's output lines, then its exit code (an int) as the last item."""
+    if starts_warm(launcher):
+        from sail_pipeline.training import warm
+
+        code = -signal.SIGKILL  # no exit line: the child died without reporting
+        for line in warm.warm_trainer(env).run(config_path, env):
+            if line.startswith(warm.MARK):
+                said = line.removeprefix(warm.MARK).split()
+                if said[0] == "exit":
+                    code = int(said[1])
+                continue
+            yield line
+        yield code
+        return
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env, bufsize=1) as process:
+        assert process.stdout is not None
+        yield from process.stdout
+        yield process.wait()
 
 
 def launch(cfg: RunConfig, launcher: LauncherParams) -> dict[str, Any]:
@@ -89,18 +121,18 @@ def launch(cfg: RunConfig, launcher: LauncherParams) -> dict[str, Any]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", **rank_env)
     log_path = out / "train.log"
     tail: collections.deque[str] = collections.deque(maxlen=launcher.tail_lines)
-    log.info("%s: %s", cfg.stage, " ".join(command))
-    with log_path.open("w") as log_file, subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        bufsize=1,
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
+    log.info("%s: %s%s", cfg.stage, " ".join(command),
+             " (forked from the warm trainer)" if starts_warm(launcher) else "")
+    code = 1
+    with log_path.open("w") as log_file:
+        for line in _output(command, config_path, env, launcher):
+            if isinstance(line, int):
+                code = line
+                break
             log_file.write(line)
             tail.append(line.rstrip())
             if not _NOISE.search(line):
                 print(line.rstrip(), flush=True)
-        code = process.wait()
     summary_path = out / SUMMARY_FILE
     if code != 0 or not summary_path.exists():
         joined = "\n".join(tail)

@@ -10,7 +10,6 @@ phases (imports, model, data, engine, eval, train, save, ...): where a stage's f
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sail_pipeline.run_timing import process_started_at
 from sail_pipeline.training.packing import BatchStats
 
 
@@ -91,14 +91,6 @@ class ThroughputWindow:
         self.real_tokens = self.slot_tokens = self.supervised_tokens = 0
         self.flops, self.wait = 0.0, 0.0
         self.started = time.perf_counter()
-
-
-def process_started_at(pid: int | None = None) -> float:
-    """When the kernel created the process (seconds since the epoch), so that the phase
-    before the first line of Python (the interpreter and its imports) is measured too."""
-    import psutil
-
-    return psutil.Process(pid or os.getpid()).create_time()
 
 
 @dataclass

@@ -1,0 +1,135 @@
+"""A stage forked from the warm trainer trains exactly as a cold one, fails as loudly, and the
+warm process never outlives the run that started it."""
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
+from sail_pipeline.training import warm
+from sail_pipeline.training.config import RunConfig, TrackingConfig
+from sail_pipeline.training.launcher import TrainingFailed, launch, starts_warm
+
+FIXED = ("imports", "rendezvous", "model", "data", "engine", "tracking")
+
+
+@pytest.fixture(scope="module")
+def stage_inputs(tmp_path_factory, small_world, world_tokenizer):
+    folder = tmp_path_factory.mktemp("warm")
+    images = small_world.scenes.set_index("id")["image"]
+    conversations = small_world.conversations
+    pd.DataFrame({"id": conversations["id"],
+                  "image": [images[s] for s in conversations["scene_id"]],
+                  "messages": conversations["messages"]}).to_parquet(folder / "train.parquet")
+    world_tokenizer.save_pretrained(folder / "tokenizer")
+    return folder
+
+
+def _config(folder: Path, name: str, **changes) -> RunConfig:
+    values = dict(kind="vlm", stage=name, output_dir=str(folder / name),
+                  train_data=str(folder / "train.parquet"), eval_data=str(folder / "train.parquet"),
+                  tokenizer_path=str(folder / "tokenizer"),
+                  train=TrainParams(steps=3, lr=1e-3, micro_batch_size=2, max_seq_len=256,
+                                    log_every=1, eval_samples=4),
+                  tracking=TrackingConfig(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+                                          run_name=name),
+                  runtime=RuntimeParams(threads=1, seed=3))
+    return RunConfig(**(values | changes))
+
+
+def test_only_one_cpu_process_starts_warm():
+    assert starts_warm(LauncherParams())
+    assert not starts_warm(LauncherParams(single_process="direct"))
+    assert not starts_warm(LauncherParams(num_gpus=1))  # a process that used CUDA cannot fork
+    assert not starts_warm(LauncherParams(num_gpus=2))
+
+
+@pytest.mark.slow
+def test_a_warm_stage_trains_exactly_as_a_cold_one(stage_inputs):
+    cold = launch(_config(stage_inputs, "cold"), LauncherParams(single_process="direct"))
+    first = launch(_config(stage_inputs, "warm1"), LauncherParams())
+    server = warm._warm
+    assert server is not None and server.alive()
+    second = launch(_config(stage_inputs, "warm2"), LauncherParams())
+    assert warm._warm is server, "the second stage started a new warm trainer"
+    for summary in (first, second):
+        assert summary["logged_train_losses"] == cold["logged_train_losses"]
+        assert summary["eval_loss_after"] == cold["eval_loss_after"]
+        assert set(FIXED) <= set(summary["phases"])
+        assert summary["seconds_to_first_step"] > 0
+    # The stage's own log, as a cold start writes it; no control lines in it.
+    log = (stage_inputs / "warm2" / "train.log").read_text()
+    assert "step 3/3" in log and warm.MARK not in log
+    # What a stage imported after its fork, the warm process imports while idle (the first
+    # stage's list was taken before the second forked). It refuses to fork once it runs a
+    # second Python thread; it is still serving, so none started.
+    deadline = time.time() + 30
+    while list(server.folder.glob("learned-*.txt")):
+        assert time.time() < deadline, "the warm trainer never took what the stages imported"
+        time.sleep(0.2)
+    assert server.alive()
+    third = launch(_config(stage_inputs, "warm3"), LauncherParams())
+    assert third["logged_train_losses"] == cold["logged_train_losses"]
+    # The socket is private to this user.
+    assert server.socket_path.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.slow
+def test_a_failing_warm_stage_raises_with_the_log_tail(stage_inputs):
+    (stage_inputs / "damaged.parquet").write_bytes(b"not a parquet file")
+    damaged = _config(stage_inputs, "damaged", train_data=str(stage_inputs / "damaged.parquet"))
+    with pytest.raises(TrainingFailed, match="exit code 1") as failed:
+        launch(damaged, LauncherParams())
+    assert "Parquet" in str(failed.value) and "Traceback" in str(failed.value)
+
+
+@pytest.mark.slow
+def test_a_killed_warm_stage_fails_and_resumes_cold(stage_inputs):
+    cfg = _config(stage_inputs, "killed",
+                  train=TrainParams(steps=400, lr=1e-3, micro_batch_size=2, max_seq_len=256,
+                                    log_every=1, save_every=5, eval_samples=4))
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["summary"] = launch(cfg, LauncherParams())
+        except TrainingFailed as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    latest = stage_inputs / "killed" / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while not latest.exists():
+        assert time.time() < deadline and thread.is_alive(), "no checkpoint was written"
+        time.sleep(0.05)
+    server = warm._warm
+    assert server is not None
+    (child,) = psutil.Process(server.process.pid).children()
+    child.send_signal(signal.SIGKILL)
+    thread.join(timeout=60)
+    assert "exit code -9" in str(outcome["error"])
+    # The checkpoint the killed child left is resumed by the next start, warm or cold.
+    resumed = launch(cfg, LauncherParams(single_process="direct"))
+    assert resumed["resumed_at_step"] >= 5
+
+
+@pytest.mark.slow
+def test_the_warm_trainer_exits_with_the_process_that_started_it(tmp_path):
+    script = ("import os, sys; from sail_pipeline.training import warm; "
+              "w = warm.warm_trainer(dict(os.environ)); print(w.process.pid, flush=True); "
+              "os._exit(0)")  # no atexit: as if the Kedro process were killed
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240, check=True)
+    pid = int(done.stdout.split()[-1])
+    deadline = time.time() + 20
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.time() < deadline, "the warm trainer outlived its parent"
+        time.sleep(0.2)
