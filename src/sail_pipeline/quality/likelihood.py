@@ -17,7 +17,8 @@ from PIL import Image
 from sail_pipeline.modeling.inference import load_generator
 from sail_pipeline.schema.captioning import CAPTION_PROMPT
 
-LIKELIHOOD_VERSION = "icl-1"
+# icl-2: caption positions only, length-sorted batches (same values to float precision)
+LIKELIHOOD_VERSION = "icl-2"
 BLANK_GREY = 128
 
 
@@ -35,38 +36,49 @@ class CaptionLikelihood:
 
     @torch.no_grad()
     def mean_loglikelihood(self, images: list[Image.Image], captions: list[str]) -> np.ndarray:
-        """Mean log-probability per caption token after the caption prompt and its image."""
+        """Mean log-probability per caption token after the caption prompt and its image.
+
+        Batches take captions of similar length (sorted by tile count and caption tokens):
+        alt-texts of a few words and recaptions of a hundred tokens no longer share a batch
+        padded to the longest. Values do not depend on the batching.
+        """
+        targets = [ids[:self.max_caption_tokens]
+                   for ids in self.tokenizer(list(captions))["input_ids"]]
+        tiles = [self.processor.num_tiles(*image.size) for image in images]
+        order = sorted(range(len(captions)), key=lambda i: (tiles[i], len(targets[i])))
         out = np.empty(len(captions))
-        for start in range(0, len(captions), self.batch_size):
-            stop = start + self.batch_size
-            out[start:stop] = self._batch(images[start:stop], captions[start:stop])
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start:start + self.batch_size]
+            out[picked] = self._batch([images[i] for i in picked], [targets[i] for i in picked])
         return out
 
-    def _batch(self, images: list[Image.Image], captions: list[str]) -> np.ndarray:
-        rows, spans, pixels = [], [], []
-        for image, caption in zip(images, captions, strict=True):
+    def _batch(self, images: list[Image.Image], targets: list[list[int]]) -> np.ndarray:
+        rows, starts, pixels = [], [], []
+        for image, target in zip(images, targets, strict=True):
             prompt, pixel_values = self.processor.prompt_ids(self.prompt, image)
-            target = self.tokenizer.encode(caption)[:self.max_caption_tokens]
             rows.append(prompt + target)
-            spans.append((len(prompt), len(prompt) + len(target)))
+            starts.append(len(prompt))
             pixels.append(pixel_values)
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
         attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows],
                                  device=self.device)
-        logits = self.model(input_ids=input_ids, attention_mask=attention,
-                            pixel_values=torch.cat(pixels).to(self.device, self.model.dtype)
-                            ).logits.float()
-        # Position t predicts token t + 1: the caption's tokens are predicted from start - 1.
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-        chosen = logprobs.gather(2, input_ids[:, 1:, None])[..., 0]
+        hidden = self.model.model(input_ids=input_ids, attention_mask=attention,
+                                  pixel_values=torch.cat(pixels).to(self.device,
+                                                                    self.model.dtype)
+                                  ).last_hidden_state
+        # Position t predicts token t + 1: the caption's tokens are predicted from its start
+        # - 1 on. Only those positions are projected onto the vocabulary.
         positions = torch.arange(width - 1, device=self.device)[None, :]
-        starts = torch.tensor([s for s, _ in spans], device=self.device)[:, None]
-        stops = torch.tensor([e for _, e in spans], device=self.device)[:, None]
-        inside = (positions >= starts - 1) & (positions < stops - 1)
-        counts = inside.sum(1).clamp(min=1)
-        return ((chosen * inside).sum(1) / counts).cpu().numpy()
+        first = torch.tensor(starts, device=self.device)[:, None] - 1
+        last = torch.tensor([len(r) - 1 for r in rows], device=self.device)[:, None]
+        inside = (positions >= first) & (positions < last)
+        logprobs = torch.log_softmax(self.model.lm_head(hidden[:, :-1][inside]).float(), dim=-1)
+        chosen = logprobs.gather(1, input_ids[:, 1:][inside][:, None])[:, 0]
+        row_of = torch.arange(len(rows), device=self.device)[:, None].expand_as(inside)[inside]
+        sums = torch.zeros(len(rows), device=self.device).index_add_(0, row_of, chosen)
+        return (sums / inside.sum(1).clamp(min=1)).cpu().numpy()
 
     def image_gain(self, images: list[Image.Image], captions: list[str]
                    ) -> tuple[np.ndarray, np.ndarray]:
