@@ -50,7 +50,8 @@ def main() -> None:
     tokenizer, pixels = processor.tokenizer, data["knowledge"].pixels
     plan = TokenBatches(samples, args.rows, 1, 0, packed=True, max_seq_len=args.max_seq_len)
     network = SupervisedLM(_model(tokenizer, 0))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0,
+                                  fused=True)  # as the trainer's
     engine, *_ = deepspeed.initialize(model=network, optimizer=optimizer, config={
         "train_micro_batch_size_per_gpu": args.rows, "gradient_accumulation_steps": 1,
         "gradient_clipping": 1.0, "zero_optimization": {"stage": 0},

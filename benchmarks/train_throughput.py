@@ -5,7 +5,9 @@ SFT stages mixed), same optimizer (AdamW, constant learning rate, no weight deca
 clipping at 1.0), fp32, the same torch threads, one pass over the samples each:
 
 - **ours**: the trainer's path. DeepSpeed engine (ZeRO-0, one gloo rank); best-fit packed rows
-  with per-sample position ids; loss from the supervised positions' hidden states only.
+  with per-sample position ids; loss from the supervised positions' hidden states only; fused
+  AdamW. (`Trainer` offers a fused AdamW too, `optim="adamw_torch_fused"`; its default,
+  `adamw_torch`, is what the `Trainer` sides use.)
 - **Trainer, flattening**: `transformers.Trainer` with `DataCollatorWithFlattening`. This is
   Hugging Face's padding-free path: a batch is one row of concatenated samples with packed
   `position_ids`.
@@ -113,7 +115,8 @@ def ours(samples, pixels: Pixels, tokenizer, steps: int, max_seq_len: int, seed:
     plan = TokenBatches(samples, rows, 1, seed, packed=True, max_seq_len=max_seq_len)
     model = _model(tokenizer, seed)
     network = SupervisedLM(model)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0,
+                                  fused=True)  # as the trainer's
     engine, *_ = deepspeed.initialize(model=network, optimizer=optimizer, config={
         "train_micro_batch_size_per_gpu": rows, "gradient_accumulation_steps": 1,
         "gradient_clipping": 1.0, "zero_optimization": {"stage": 0},
