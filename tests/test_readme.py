@@ -35,6 +35,8 @@ NOT_RUN = {
     "for n in ": "queues the default sweep; tests/test_scaling_e2e.py queues the micro one",
     "for s in ": "three SFT runs and evaluations; tests/test_pipeline_e2e.py runs the SFT",
     "python tools/seed_table.py": "reads that loop's CSVs; tests/test_seed_table.py runs it",
+    "python tools/run_breakdown.py": "reads a finished run's timing record; "
+    "tests/test_run_timing.py runs it",
     "dvc queue start": "runs the queue; tests/test_scaling_e2e.py runs the micro one",
 }
 

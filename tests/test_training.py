@@ -46,6 +46,43 @@ def test_bad_rows_are_rejected_with_a_reason(world_tokenizer, small_world):
     assert batch["pixel_values"].shape == (1, 3, 64, 64)
 
 
+def test_repeated_rows_encode_once_and_exactly_as_row_by_row(world_tokenizer, small_world):
+    """Each distinct conversation (and text) is encoded once; every row still gets its own
+    sample, identical to encoding it alone, and every repeated bad row is counted."""
+    import io
+
+    from PIL import Image
+
+    from sail_pipeline.training.data import TextData
+
+    processor = VLProcessor(world_tokenizer, get_preset("tiny").image_settings())
+    images = small_world.scenes.set_index("id")["image"]
+    conversations = small_world.conversations.head(40)
+    table = pd.DataFrame({
+        "id": [f"r{i}" for i in range(120)],
+        "image": [images[s] for s in conversations["scene_id"]] * 3,
+        "messages": list(conversations["messages"]) * 2 + ["{not json"] * 40})
+    data = ConversationData(table, processor, max_seq_len=256)
+    assert data.rejections.counts() == {"messages_not_json": 40}
+    assert len(data) == 80
+    for row, sample in zip(table.head(80).itertuples(), data.samples, strict=True):
+        n_tiles = processor.num_tiles(*Image.open(io.BytesIO(row.image)).size)
+        alone = processor.encode(json.loads(row.messages), n_tiles)
+        assert (sample.input_ids, sample.labels, sample.n_tiles) == (
+            alone.input_ids, alone.labels, n_tiles)
+        assert sample.image is row.image
+
+    texts = list(small_world.scenes["reference_caption"].head(30)) * 3 + ["", "word " * 400]
+    text_table = pd.DataFrame({"id": [f"t{i}" for i in range(len(texts))], "text": texts})
+    text_data = TextData(text_table, world_tokenizer, max_seq_len=64)
+    assert text_data.rejections.counts() == {"empty_text": 1}
+    assert text_data.truncated == 1 + sum(
+        len(world_tokenizer.encode(t + world_tokenizer.eos_token)) > 64 for t in texts[:90])
+    kept = [t for t in texts if t.strip()]
+    for text, sample in zip(kept, text_data.samples, strict=True):
+        assert sample.input_ids == world_tokenizer.encode(text + world_tokenizer.eos_token)[:64]
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
     import torch
 
