@@ -133,6 +133,32 @@ def test_every_id_ends_captioned_or_failed_with_a_reason(tmp_path, scenes):
     assert final_names(tmp_path)[-1] == "failures-00003.parquet"  # next free index
 
 
+def test_a_second_run_on_the_same_shard_folder_waits_then_skips_what_the_first_did(
+        tmp_path, scenes, caplog):
+    """Two runs with other outputs can share a shard folder (same captioner, same prompts):
+    the second waits for the first's lock, then captions nothing twice."""
+    import threading
+
+    from sail_pipeline.run_lock import sole_writer
+
+    manifest = manifest_of(scenes, 12)
+    oracle = OracleBackend(oracle_of(scenes))
+    done: dict = {}
+    recaption(manifest.head(8), oracle, tmp_path, settings(), progress=False)  # the first's work
+    with sole_writer(tmp_path, "the first run"):  # ...and the first run not done yet
+        second = threading.Thread(target=lambda: done.setdefault(
+            "summary", recaption(manifest, oracle, tmp_path, settings(), progress=False)))
+        with caplog.at_level(logging.WARNING, logger="sail_pipeline.run_lock"):
+            second.start()
+            second.join(timeout=1.0)
+            assert second.is_alive() and not done, "the second run wrote beside the first"
+    second.join(timeout=60)
+    assert done["summary"].skipped == 8 and done["summary"].captioned == 4
+    assert "recaptioning: " in caplog.text and "is being written by another run" in caplog.text
+    captions = read_captions(tmp_path)
+    assert len(captions) == 12 and captions["id"].is_unique
+
+
 class FlakyOracle(OracleBackend):
     """Fails the given ids once each, like a server that was briefly overloaded."""
 

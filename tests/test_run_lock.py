@@ -7,12 +7,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from sail_pipeline.run_lock import LOCKS_FOLDER, OutputLocks, OutputsInUse
+from sail_pipeline.run_lock import LOCKS_FOLDER, OutputLocks, OutputsInUse, sole_writer
 from tests.project import make_project, run
 
 HOLD = """
@@ -21,6 +22,17 @@ from sail_pipeline.run_lock import OutputLocks
 OutputLocks(sys.argv[1]).acquire(sys.argv[2:], holder="pid HOLDER, the test's other run")
 print("held", flush=True)
 time.sleep(600)
+"""
+
+
+HOLD_FOLDER = """
+import sys, time
+from pathlib import Path
+from sail_pipeline.run_lock import sole_writer
+with sole_writer(sys.argv[1], "the test's other run"):
+    print("held", flush=True)
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.05)
 """
 
 
@@ -73,3 +85,41 @@ def test_a_second_kedro_run_stops_at_start_naming_the_output_and_its_holder(tmp_
     assert "Traceback" not in outcome.stdout + outcome.stderr
     assert not (project / "data" / "micro" / "01_raw").exists()  # no node ran
     assert time.perf_counter() - started < 300
+
+
+def _folder_holder(folder: Path, go: Path) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder), str(go)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+@pytest.mark.parametrize("ending", ["finishes", "is killed"])
+def test_a_shared_folder_has_one_writer_the_other_waits_then_goes_on(tmp_path, caplog, ending):
+    """A recaption shard folder or a signal cache folder that two runs with disjoint
+    outputs share: the second writer waits for the first (finished or killed), never
+    writes beside it, and leaves no file in the folder (a DVC output)."""
+    folder = tmp_path / "recaption_shards" / "local-abc"
+    folder.mkdir(parents=True)
+    go = tmp_path / "go"
+    holder = _folder_holder(folder, go)
+    entered = threading.Event()
+
+    def second() -> None:
+        with sole_writer(folder, "recaptioning"):
+            entered.set()
+
+    with caplog.at_level("INFO", logger="sail_pipeline.run_lock"):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(timeout=1.0), "the second writer did not wait"
+        if ending == "finishes":
+            go.touch()
+        else:
+            holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        thread.join(timeout=30)
+    assert entered.is_set()
+    assert "is being written by another run (pid" in caplog.text
+    assert "waiting for it, then reusing what it wrote" in caplog.text
+    assert list(folder.iterdir()) == []

@@ -8,7 +8,7 @@
 Kill it at any point and run it again: it reads the finished shards, skips the ids that have
 a caption, retries the ids that only failed, and ends with exactly one caption per id. Every id
 of the manifest ends as a caption or as a failure with a reason (`read_failures`). Only one run
-may write to an `out_dir` at a time.
+may write to an `out_dir` at a time: a second one waits for it (`run_lock.sole_writer`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sail_pipeline.captioning.shards import (
     write_shard,
 )
 from sail_pipeline.executors import import_ray, iter_map_batches
+from sail_pipeline.run_lock import sole_writer
 from sail_pipeline.schema import (
     PromptKind,
     RecaptionParams,
@@ -228,6 +229,14 @@ def recaption(manifest: pd.DataFrame, backend: CaptionBackend | BackendFactory,
         import_ray()  # a missing extra fails before the output folder is touched
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Another run with other outputs may share this folder (same captioner and prompts).
+    with sole_writer(out, "recaptioning"):
+        return _recaption_into(out, manifest, backend, settings, progress, started)
+
+
+def _recaption_into(out: Path, manifest: pd.DataFrame, backend: CaptionBackend | BackendFactory,
+                    settings: RecaptionParams, progress: bool, started: float
+                    ) -> RecaptionSummary:
     leftovers = remove_tmp_leftovers(out)
     if leftovers:
         logger.info("removed %d unfinished shard file(s) of an interrupted run", len(leftovers))

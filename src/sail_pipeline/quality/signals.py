@@ -23,6 +23,7 @@ from sail_pipeline.executors import iter_map_batches
 from sail_pipeline.quality import image as image_signals_module
 from sail_pipeline.quality import text as text_signals_module
 from sail_pipeline.quality.cache import KEY, SignalCache, caption_sha, version_folder
+from sail_pipeline.run_lock import sole_writer
 from sail_pipeline.schema import ExecutorParams
 
 log = logging.getLogger(__name__)
@@ -203,19 +204,22 @@ def compute_signals(candidates: pd.DataFrame, groups: list[SignalGroup],
     for group in groups:
         keyed = table.assign(caption_sha=IMAGE_KEY) if group.per_image else table
         folder = version_folder(cache_root, group.name, group.identity)
-        cache = SignalCache(folder)
-        cached = cache.load()
-        needed = keyed.drop_duplicates(KEY)
-        known = set(zip(cached["id"], cached["caption_sha"], strict=True)) if len(cached) \
-            else set()
-        todo = needed[[key not in known for key in zip(needed["id"], needed["caption_sha"],
-                                                       strict=True)]]
-        log.info("quality signals %s: %d keys, %d cached, computing %d (%s)", group.name,
-                 len(needed), len(needed) - len(todo), len(todo), folder.name)
-        if len(todo):
-            computed = _compute_into(cache, todo, group, executor)
-            cached = pd.concat([cached, computed], ignore_index=True) if len(cached) \
-                else computed
+        # Runs with other outputs share the cache: one computes, the other waits and reuses.
+        with sole_writer(folder, f"quality signals {group.name}"):
+            cache = SignalCache(folder)
+            cached = cache.load()
+            needed = keyed.drop_duplicates(KEY)
+            known = set(zip(cached["id"], cached["caption_sha"], strict=True)) \
+                if len(cached) else set()
+            todo = needed[[key not in known for key in zip(needed["id"],
+                                                           needed["caption_sha"],
+                                                           strict=True)]]
+            log.info("quality signals %s: %d keys, %d cached, computing %d (%s)", group.name,
+                     len(needed), len(needed) - len(todo), len(todo), folder.name)
+            if len(todo):
+                computed = _compute_into(cache, todo, group, executor)
+                cached = pd.concat([cached, computed], ignore_index=True) if len(cached) \
+                    else computed
         values = _numeric(cached.drop_duplicates(KEY, keep="last"))
         lookup = keyed[KEY].merge(values, on=KEY, how="left")
         for column in values.columns:

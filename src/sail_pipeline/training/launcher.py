@@ -70,8 +70,10 @@ def rank_environment(launcher: LauncherParams) -> dict[str, str]:
 
 def starts_warm(launcher: LauncherParams) -> bool:
     """One CPU process: fork it from the warm trainer (`training.warm`) instead of a cold start."""
+    # Linux only: a forked macOS process may crash in system frameworks, and Windows has no
+    # fork; there the stage starts cold.
     return launcher.single_process == "warm" and launcher.num_gpus == 0 and \
-        launcher.is_single_process
+        launcher.is_single_process and sys.platform.startswith("linux")
 
 
 def _output(command: list[str], config_path: Path, env: dict[str, str],

@@ -124,11 +124,16 @@ def _stage(conn: socket.socket, request: dict, folder: Path) -> None:
     except BaseException:  # noqa: BLE001 - reported through the exit line, like a cold start
         traceback.print_exc()
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        new = sorted(set(sys.modules) - imported)
-        (folder / f"learned-{os.getpid()}.txt").write_text("\n".join(new))
-        os.write(1, f"{MARK}exit {code}\n".encode())
+        # Whatever happens here (the launcher gone, a broken pipe), the child must exit: it
+        # must never fall back into the warm process's loop.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            new = sorted(set(sys.modules) - imported)
+            (folder / f"learned-{os.getpid()}.txt").write_text("\n".join(new))
+            os.write(1, f"{MARK}exit {code}\n".encode())
+        except BaseException:  # noqa: BLE001, S110 - nothing left to report to
+            pass
         os._exit(code)
 
 
