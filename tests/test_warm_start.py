@@ -81,6 +81,26 @@ def test_a_warm_stage_trains_exactly_as_a_cold_one(stage_inputs):
     assert server.socket_path.stat().st_mode & 0o077 == 0
 
 
+class _Broken:
+    def run(self, config_path, env):
+        yield from ()  # a warm process that accepted the stage and died before forking
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["cannot start", "dies before forking"])
+def test_a_failing_warm_trainer_falls_back_to_a_cold_start(stage_inputs, monkeypatch, caplog,
+                                                           failure):
+    def broken(env):
+        if failure == "cannot start":
+            raise RuntimeError("the warm trainer did not start: ImportError")
+        return _Broken()
+
+    monkeypatch.setattr(warm, "warm_trainer", broken)
+    summary = launch(_config(stage_inputs, f"fallback-{failure[:4]}"), LauncherParams())
+    assert summary["steps"] == 3 and summary["phases"]["imports"] > 0
+    assert "starting it as a fresh process" in caplog.text
+
+
 @pytest.mark.slow
 def test_a_failing_warm_stage_raises_with_the_log_tail(stage_inputs):
     (stage_inputs / "damaged.parquet").write_bytes(b"not a parquet file")

@@ -82,16 +82,23 @@ def _output(command: list[str], config_path: Path, env: dict[str, str],
     if starts_warm(launcher):
         from sail_pipeline.training import warm
 
-        code = -signal.SIGKILL  # no exit line: the child died without reporting
-        for line in warm.warm_trainer(env).run(config_path, env):
-            if line.startswith(warm.MARK):
-                said = line.removeprefix(warm.MARK).split()
-                if said[0] == "exit":
-                    code = int(said[1])
-                continue
-            yield line
-        yield code
-        return
+        started, code = False, -signal.SIGKILL  # no exit line: the child died unreported
+        try:
+            for line in warm.warm_trainer(env).run(config_path, env):
+                if line.startswith(warm.MARK):
+                    said = line.removeprefix(warm.MARK).split()
+                    started = started or said[0] == "pid"
+                    code = int(said[1]) if said[0] == "exit" else code
+                    continue
+                yield line
+        except (OSError, RuntimeError) as error:  # it could not start, or went away
+            log.warning("the warm trainer failed (%s)", error)
+        if started:
+            yield code
+            return
+        # The child never started (the stage has printed nothing): run it cold instead.
+        log.warning("the warm trainer did not start %s; starting it as a fresh process",
+                    config_path)
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           env=env, bufsize=1) as process:
         assert process.stdout is not None
