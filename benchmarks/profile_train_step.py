@@ -4,7 +4,8 @@ Times each part of a step (build the batch, forward, backward, optimizer step) o
 `--steps` steps, then runs torch's profiler over a few more and prints its top operators by
 self CPU time. The parts' shares come last.
 
-    python benchmarks/profile_train_step.py
+    python benchmarks/profile_train_step.py             # the trainer's fused AdamW
+    python benchmarks/profile_train_step.py --unfused   # AdamW's per-tensor loop
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
     parser.add_argument("--profiled", type=int, default=5, help="steps under the profiler")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--unfused", action="store_true",
+                        help="AdamW's per-tensor loop instead of the trainer's fused kernel")
     args = parser.parse_args()
 
     os.environ.update(rank_environment(LauncherParams()))
@@ -51,7 +54,7 @@ def main() -> None:
     plan = TokenBatches(samples, args.rows, 1, 0, packed=True, max_seq_len=args.max_seq_len)
     network = SupervisedLM(_model(tokenizer, 0))
     optimizer = torch.optim.AdamW(network.parameters(), lr=LR, weight_decay=0.0,
-                                  fused=True)  # as the trainer's
+                                  fused=not args.unfused)  # the trainer's is fused
     engine, *_ = deepspeed.initialize(model=network, optimizer=optimizer, config={
         "train_micro_batch_size_per_gpu": args.rows, "gradient_accumulation_steps": 1,
         "gradient_clipping": 1.0, "zero_optimization": {"stage": 0},
@@ -84,8 +87,9 @@ def main() -> None:
             step(k)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     total = sum(parts.values())
-    print(f"{args.steps} steps of {args.rows} packed rows: {total / args.steps * 1000:.0f} ms "
-          "a step; " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items()))
+    print(f"{args.steps} steps of {args.rows} packed rows, {'unfused' if args.unfused else 'fused'}"
+          f" AdamW: {total / args.steps * 1000:.0f} ms a step; "
+          + ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items()))
 
 
 if __name__ == "__main__":
