@@ -9,6 +9,9 @@ a re-run that trains nothing, and the MLflow tree of parent, points and their st
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 
 import mlflow
@@ -17,13 +20,15 @@ import pytest
 import yaml
 
 from tests.conftest import RECIPE_STAGES
-from tests.project import run
+from tests.project import BIN, env, run
 
 POINTS = ("reference_n16_s0", "reference_n32_s0")
 
 
 def _kedro(project, *args: str):
-    result = run(project, "kedro", "run", "--pipelines=scaling", *args, timeout=600)
+    # Wide log lines: rich wraps at 80 columns when it writes to a pipe.
+    result = run(project, "kedro", "run", "--pipelines=scaling", *args, timeout=600,
+                 COLUMNS="400")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
@@ -50,8 +55,24 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     assert "points finished: 1 of 2" in report and f"{POINTS[1]} (not run)" in report
     assert len(_trained_stage_logs(project)) == 3  # alignment, advance, sft of one point
 
-    # The whole sweep: the finished point is reused, the other trains.
-    _kedro(project)
+    # The whole sweep, SIGKILLed (its process group: Kedro, the warm trainer, the stage)
+    # once the second point has started training...
+    process = subprocess.Popen(
+        [str(BIN / "kedro"), "run", "--pipelines=scaling"], cwd=project, env=env(project),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while len(_trained_stage_logs(project)) <= 3:
+        assert process.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "the second point never started"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert list((project / "data/06_models/scaling").glob("*.partial-*"))
+    # ...then again: the finished point is reused, the killed one trains from the start and
+    # its unfinished folder is removed, saying so.
+    rerun = _kedro(project)
+    assert "removed the unfinished work of a killed run" in rerun.stdout + rerun.stderr
+    assert not list((project / "data/06_models/scaling").glob("*.partial-*"))
     results = {ns: json.loads((project / f"data/07_model_output/scaling/{ns}.json").read_text())
                for ns in POINTS}
     assert results[POINTS[0]]["reused"] and not results[POINTS[1]]["reused"]
