@@ -37,7 +37,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pandas as pd  # noqa: E402
 from _common import markdown  # noqa: E402
 
 from sail_pipeline import recipe_data  # noqa: E402
@@ -54,12 +53,8 @@ FIXED = ("imports", "rendezvous", "model", "data", "engine", "tracking")
 def stage_inputs(folder: Path, n_train: int) -> tuple[Path, Path]:
     """A training table of the world's conversations and its tokenizer, written to `folder`."""
     world = generate_world(WorldParams(n_train=n_train, n_benchmark=10, seed=0))
-    images = world.scenes.set_index("id")["image"]
-    conversations = world.conversations
-    table = pd.DataFrame({"id": conversations["id"],
-                          "image": [images[s] for s in conversations["scene_id"]],
-                          "messages": conversations["messages"]})
-    table.to_parquet(folder / "train.parquet")
+    recipe_data.conversation_table(world.scenes, world.conversations).to_parquet(
+        folder / "train.parquet")
     tokenizer = train_tokenizer(recipe_data.text_corpus(world.scenes, world.vqa,
                                                         world.conversations, world.probes), 1024)
     tokenizer.save_pretrained(folder / "tokenizer")

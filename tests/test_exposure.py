@@ -65,17 +65,13 @@ def _listening(pid: int) -> list[str]:
 def test_a_training_stage_listens_on_loopback_only(tmp_path, small_world, world_tokenizer):
     import time
 
-    import pandas as pd
-
+    from sail_pipeline.recipe_data import conversation_table
     from sail_pipeline.schema import RuntimeParams, TrainParams
     from sail_pipeline.training.config import RunConfig, load_deepspeed_config
     from tests.test_resume import _logged_steps, _trainer
 
-    images = small_world.scenes.set_index("id")["image"]
-    conversations = small_world.conversations
-    pd.DataFrame({"id": conversations["id"],
-                  "image": [images[s] for s in conversations["scene_id"]],
-                  "messages": conversations["messages"]}).to_parquet(tmp_path / "train.parquet")
+    conversation_table(small_world.scenes, small_world.conversations).to_parquet(
+        tmp_path / "train.parquet")
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")
     (tmp_path / "run").mkdir()
     process = _trainer(RunConfig(

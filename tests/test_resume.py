@@ -7,9 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from sail_pipeline.recipe_data import conversation_table
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
 from sail_pipeline.training.launcher import build_command, rank_environment
@@ -47,12 +47,8 @@ def _logged_steps(run_dir: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, world_tokenizer,
                                                                     small_world):
-    images = small_world.scenes.set_index("id")["image"]
-    conversations = small_world.conversations
-    table = pd.DataFrame({"id": conversations["id"],
-                          "image": [images[s] for s in conversations["scene_id"]],
-                          "messages": conversations["messages"]})
-    table.to_parquet(tmp_path / "train.parquet")
+    conversation_table(small_world.scenes, small_world.conversations).to_parquet(
+        tmp_path / "train.parquet")
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")
 
     def config(name: str) -> RunConfig:

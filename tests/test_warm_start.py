@@ -8,10 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import psutil
 import pytest
 
+from sail_pipeline.recipe_data import conversation_table
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training import warm
 from sail_pipeline.training.config import RunConfig, TrackingConfig
@@ -23,11 +23,8 @@ FIXED = ("imports", "rendezvous", "model", "data", "engine", "tracking")
 @pytest.fixture(scope="module")
 def stage_inputs(tmp_path_factory, small_world, world_tokenizer):
     folder = tmp_path_factory.mktemp("warm")
-    images = small_world.scenes.set_index("id")["image"]
-    conversations = small_world.conversations
-    pd.DataFrame({"id": conversations["id"],
-                  "image": [images[s] for s in conversations["scene_id"]],
-                  "messages": conversations["messages"]}).to_parquet(folder / "train.parquet")
+    conversation_table(small_world.scenes, small_world.conversations).to_parquet(
+        folder / "train.parquet")
     world_tokenizer.save_pretrained(folder / "tokenizer")
     return folder
 
