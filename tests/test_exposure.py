@@ -3,6 +3,7 @@ pickles loaded from disk except through the allow-list of `training.safe_checkpo
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -93,3 +94,72 @@ def test_a_training_stage_listens_on_loopback_only(tmp_path, small_world, world_
         process.wait()
     # gloo listens (on loopback); no TCP store on every interface, as env:// would start
     assert addresses and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in addresses), addresses
+
+
+_RANK = """
+import json, os, sys, time
+import torch, torch.distributed as dist
+from deepspeed.ops import __compatible_ops__
+from sail_pipeline.training.rendezvous import init_process_group
+# Not what is tested, and a C++ build of a minute in a fresh environment: DeepSpeed's
+# shared-memory all-reduce for CPU ranks (it opens no socket).
+__compatible_ops__["deepspeed_shm_comm"] = False
+init_process_group("gloo")
+total = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(total)
+print("RESULT", json.dumps({"rank": dist.get_rank(), "sum": total.item()}), flush=True)
+sys.stdin.readline()  # listening, until the test has looked
+dist.barrier()
+"""
+
+
+def _result(stdout) -> dict:
+    """The rank's RESULT line; DeepSpeed prints its own lines before it."""
+    for line in stdout:
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    return {}
+
+
+@pytest.mark.slow
+def test_two_ranks_rendezvous_at_master_addr_only_not_on_every_interface():
+    """Two ranks as DeepSpeed's launcher starts them on one node: the rank-0 store listens on
+    MASTER_ADDR alone (env:// would listen on `:::port`), and the ranks still meet."""
+    import os
+    import subprocess
+    import sys
+
+    from sail_pipeline.training.launcher import free_port
+
+    port = free_port()
+    ranks = [subprocess.Popen(
+        [sys.executable, "-c", _RANK], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1"))
+        for rank in range(2)]
+    try:
+        said = [_result(rank.stdout) for rank in ranks]
+        listening = {rank.pid: _listening(rank.pid) for rank in ranks}
+        for rank in ranks:
+            rank.stdin.write("done\n")
+            rank.stdin.flush()
+        assert [rank.wait(timeout=120) for rank in ranks] == [0, 0]
+    finally:
+        for rank in ranks:
+            rank.kill()
+    assert [s.get("sum") for s in said] == [3.0, 3.0], said
+    assert f"127.0.0.1:{port}" in listening[ranks[0].pid]  # the store, served by rank 0
+    addresses = [a for pid_addresses in listening.values() for a in pid_addresses]
+    assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+
+
+def test_a_master_addr_of_another_machine_fails_at_rendezvous_naming_the_setting():
+    from sail_pipeline.errors import UserError
+    from sail_pipeline.training.launcher import free_port
+    from sail_pipeline.training.rendezvous import listen_on
+
+    with pytest.raises(UserError, match=r"cannot listen on MASTER_ADDR '192\.0\.2\.1' .*"
+                                        r"runtime\.launcher\.master_addr"):
+        listen_on("192.0.2.1", free_port())  # TEST-NET-1: never an address of this machine
+    with pytest.raises(UserError, match="does not resolve"):
+        listen_on("no-such-host.invalid", free_port())

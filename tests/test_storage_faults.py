@@ -4,6 +4,8 @@ re-run would trust and says what happened; a damaged shard names itself and what
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +13,7 @@ import pytest
 
 from sail_pipeline.captioning import shards
 from sail_pipeline.errors import UserError
-from sail_pipeline.storage import DiskFull, written_whole_or_not_at_all
+from sail_pipeline.storage import DiskFull, replace_text, written_whole_or_not_at_all
 
 
 def _captions(n: int) -> pd.DataFrame:
@@ -31,7 +33,7 @@ def test_a_full_disk_during_a_shard_write_publishes_nothing(tmp_path, monkeypatc
         shards.write_shard(_captions(5), tmp_path, "captions", 0)
     message = str(error.value)
     assert str(tmp_path / shards.shard_name("captions", 0)) in message
-    assert "Nothing half-written was kept" in message and "GiB free" in message
+    assert "Nothing half-written was kept" in message and "MiB free" in message
     assert isinstance(error.value, UserError)  # `kedro run` prints it, not a traceback
     assert list(tmp_path.iterdir()) == []  # neither the shard nor its temporary file
 
@@ -86,28 +88,91 @@ def test_a_damaged_stored_point_names_itself_and_the_fix(tmp_path):
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 256 KiB file system (tmpfs), where the machine lets the test mount one."""
-    import os
-    import subprocess
+def small_disk(tmp_path):
+    """Mounts real file systems (tmpfs) of a given size, where the machine lets the test."""
+    mounts: list[Path] = []
 
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-            capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root (the simulated ENOSPC tests above still run)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk{len(mounts)}"
+        folder.mkdir()
+        if os.geteuid() != 0 or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                capture_output=True).returncode:
+            pytest.skip("mounting a tmpfs needs root (the simulated ENOSPC tests above still run)")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def tiny_disk(small_disk):
+    """A real 256 KiB file system."""
+    return small_disk("256k")
 
 
 def test_a_real_full_disk_during_a_shard_write_publishes_nothing(tiny_disk):
-    import os
-
     frame = pd.DataFrame({name: [os.urandom(64).hex() * 20 for _ in range(2000)]
                           for name in shards._COLUMNS["captions"]})
     with pytest.raises(DiskFull, match="no space left on the device while writing"):
         shards.write_shard(frame, tiny_disk / "out", "captions", 0)
     assert list((tiny_disk / "out").iterdir()) == []
+
+
+def test_a_small_file_is_replaced_whole_or_not_at_all_on_a_real_full_disk(tiny_disk):
+    latest = tiny_disk / "latest"
+    replace_text(latest, "step4")
+    with open(tiny_disk / "ballast", "wb", buffering=0) as ballast:  # to its last byte
+        with pytest.raises(OSError, match="No space left"):
+            while True:
+                ballast.write(b"\0" * 4096)
+    # `open(latest, "w").write(...)`, as DeepSpeed writes it, would leave it empty here.
+    with pytest.raises(DiskFull, match=f"while writing {latest}"):
+        replace_text(latest, "step8")
+    assert latest.read_text() == "step4"
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["ballast", "latest"]
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_during_a_checkpoint_save_stops_plainly_and_resumes(
+        tmp_path, small_disk, small_world, world_tokenizer):
+    """DeepSpeed's save on a real 12 MiB disk: one checkpoint of the tiny model (10 MB) fits,
+    the second does not. torch's writer reports that as "unexpected pos", not as ENOSPC."""
+    from sail_pipeline.errors import explain
+    from sail_pipeline.recipe_data import conversation_table
+    from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
+    from sail_pipeline.training.config import RunConfig, TrackingConfig
+    from sail_pipeline.training.launcher import StageStopped, launch
+
+    conversation_table(small_world.scenes, small_world.conversations).to_parquet(
+        tmp_path / "train.parquet")
+    world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    disk = small_disk("12m")
+    cfg = RunConfig(kind="vlm", stage="full", output_dir=str(disk / "full"),
+                    train_data=str(tmp_path / "train.parquet"),
+                    eval_data=str(tmp_path / "train.parquet"),
+                    tokenizer_path=str(tmp_path / "tokenizer"),
+                    train=TrainParams(steps=10, lr=1e-3, micro_batch_size=2, grad_accum=2,
+                                      max_seq_len=256, log_every=1, save_every=4, eval_samples=4),
+                    tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                                            run_name="full"),
+                    runtime=RuntimeParams(threads=1, seed=3))
+    with pytest.raises(StageStopped) as stopped:
+        launch(cfg, LauncherParams())
+    checkpoints = disk / "full" / "checkpoints"
+    assert (checkpoints / "step4").is_dir(), "the first checkpoint no longer fits in 12 MiB"
+    # What `kedro run` prints: one line naming the tag folder, not DeepSpeed's traceback.
+    shown = explain(stopped.value)
+    assert shown.startswith("StageStopped: training stage 'full': DiskFull: ")
+    assert f"no space left on the device while writing {checkpoints / 'step8'}" in shown
+    assert "Traceback" not in shown
+    assert (checkpoints / "latest").read_text() == "step4"
+    assert sorted(p.name for p in checkpoints.iterdir() if p.is_dir()) == ["step4"]
+    assert not [p for p in checkpoints.rglob("*") if ".tmp" in p.name]
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space again
+    summary = launch(cfg, LauncherParams())
+    assert summary["resumed_at_step"] == 4 and summary["steps"] == 10
+    assert "resumed from" in (disk / "full" / "train.log").read_text()

@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sail_pipeline.errors import UserError
 from sail_pipeline.schema import LauncherParams
 from sail_pipeline.training.config import RunConfig
-from sail_pipeline.training.train import HF_DIR, SUMMARY_FILE
+from sail_pipeline.training.train import HF_DIR, SUMMARY_FILE, USER_ERROR_EXIT, USER_ERROR_MARK
 
 log = logging.getLogger(__name__)
 TRAINER_MODULE = "sail_pipeline.training.train"
@@ -33,6 +34,10 @@ _NOISE = re.compile(r"\[(INFO|WARNING)\] \[(real_accelerator|runner|launch|confi
 
 class TrainingFailed(RuntimeError):
     pass
+
+
+class StageStopped(UserError, TrainingFailed):
+    """The stage stopped on something the user fixes; its message is the stage's own line."""
 
 
 def free_port() -> int:
@@ -143,6 +148,10 @@ def launch(cfg: RunConfig, launcher: LauncherParams) -> dict[str, Any]:
             if not _NOISE.search(line):
                 print(line.rstrip(), flush=True)
     summary_path = out / SUMMARY_FILE
+    stopped = [line for line in tail if line.startswith(USER_ERROR_MARK)]
+    if code == USER_ERROR_EXIT and stopped:
+        raise StageStopped(f"training stage {cfg.stage!r}: "
+                           f"{stopped[-1].removeprefix(USER_ERROR_MARK)} (full log: {log_path})")
     if code != 0 or not summary_path.exists():
         joined = "\n".join(tail)
         raise TrainingFailed(

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sail_pipeline.errors import TRACEBACK_VARIABLE, UserError
 from sail_pipeline.lineage import flatten
 from sail_pipeline.modeling.freezing import freeze, module_group
 from sail_pipeline.modeling.presets import (
@@ -37,7 +38,7 @@ from sail_pipeline.modeling.presets import (
 )
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import load_tokenizer
-from sail_pipeline.storage import written_whole_or_not_at_all
+from sail_pipeline.storage import replace_text, written_whole_or_not_at_all
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
 from sail_pipeline.training.flops import peak_tflops, training_flops
@@ -51,6 +52,14 @@ from sail_pipeline.training.tracking import MetricLogger
 log = logging.getLogger("sail_pipeline.train")
 SUMMARY_FILE = "summary.json"
 HF_DIR = "hf"
+# A stage that stops on something the user fixes (a full disk, a damaged checkpoint) prints
+# one line starting with this mark and exits with this code; the launcher shows that line.
+USER_ERROR_MARK = "[stage stopped] "
+USER_ERROR_EXIT = 3
+
+
+class CheckpointsOfAnotherRun(UserError, RuntimeError):
+    """The stage's checkpoint folder was written by a run with another config."""
 
 
 class VisionClassifier(nn.Module):
@@ -431,7 +440,7 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
         # message that does not say why.
         saved = json.loads(fingerprint_file.read_text()) if fingerprint_file.exists() else None
         if saved != fingerprint:
-            raise RuntimeError(f"{ckpt_dir} holds checkpoints of a run with another config; "
+            raise CheckpointsOfAnotherRun(f"{ckpt_dir} holds checkpoints of a run with another config; "
                                f"delete it to start {cfg.stage} afresh")
         use_safe_loading(engine)
         _, client = engine.load_checkpoint(str(ckpt_dir))
@@ -448,7 +457,7 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
         log.info("%s: resumed from %s at step %d", cfg.stage, ckpt_dir, start_step)
     elif rank == 0 and cfg.train.save_every:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        fingerprint_file.write_text(json.dumps(fingerprint))
+        replace_text(fingerprint_file, json.dumps(fingerprint))
     clock.mark("engine")
 
     # Every setting the run was given (train.*, runtime.seed, ...), and what followed from them.
@@ -506,9 +515,13 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
             clock.mark("train")
             tag = f"step{step + 1}"
             with written_whole_or_not_at_all(ckpt_dir / tag, partial=ckpt_dir / tag):
-                engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={
+                engine.save_checkpoint(str(ckpt_dir), tag=tag, save_latest=False, client_state={
                     "step": step + 1, "rng": _rng_state(), "before": before,
                     "seconds": carried.get("seconds", 0.0) + time.perf_counter() - started})
+                # DeepSpeed rewrites `latest` in place: a full disk there left it empty, naming
+                # no checkpoint at all. Published whole, after every rank's files are written.
+                if rank == 0:
+                    replace_text(ckpt_dir / "latest", tag)
             clock.mark("checkpoint")
     progress.close()
     clock.mark("train")
@@ -536,7 +549,8 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
     state = _consolidated_state(engine, cfg, wrapped=task.is_token_task)
     if rank == 0:
         hf_dir = out / HF_DIR
-        task.save(inner, hf_dir, state)
+        with written_whole_or_not_at_all(hf_dir, partial=hf_dir):
+            task.save(inner, hf_dir, state)
         clock.mark("save")
         logger.log({f"{k}_after": v for k, v in after.items()}
                    | {"mask_mismatches": float(summary["mask_mismatches"])}
@@ -548,7 +562,7 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
         # This process's phases (a resumed stage's killed process is not in them).
         summary["phases"] = clock.report()
         summary["seconds_to_first_step"] = clock.first_step
-        (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        replace_text(out / SUMMARY_FILE, json.dumps(summary, indent=2))
         # The stage is done and `hf/` is its product; stale optimizer states would make the
         # next run of this stage resume a finished one.
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -581,7 +595,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("DeepSpeed", "deepspeed", "torch.distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run(RunConfig.load(args.config), clock)
+    try:
+        run(RunConfig.load(args.config), clock)
+    except UserError as error:
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"{USER_ERROR_MARK}{type(error).__name__}: {error}", flush=True)
+        return USER_ERROR_EXIT
     return 0
 
 
