@@ -1,10 +1,10 @@
-"""A stage killed with SIGKILL mid-run and started again continues exactly where it was."""
+"""A stage killed with SIGKILL mid-run, at drawn steps, and started again continues exactly
+where it was."""
 
 import json
 import os
-import signal
+import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from sail_pipeline.recipe_data import conversation_table
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
 from sail_pipeline.training.launcher import build_command, rank_environment
+from tests.kills import kill_points, kill_when
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +45,17 @@ def _logged_steps(run_dir: Path) -> int:
     return max([json.loads(x).get("step", 0) for x in path.read_text().splitlines()] or [0])
 
 
+def _steps_printed_since(log: Path, offset: int) -> int:
+    """The last step the trainer printed to its log (appended to, never rewritten) after
+    `offset` bytes: a process's own steps. metrics.jsonl is rewritten on resume."""
+    if not log.exists():
+        return 0
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode(errors="replace")
+    return max([int(step) for step in re.findall(r"\] step (\d+)/\d+ ", text)] or [0])
+
+
 @pytest.mark.slow
 def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, world_tokenizer,
                                                                     small_world):
@@ -67,18 +79,20 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     Path(tmp_path / "whole").mkdir()
     Path(tmp_path / "killed").mkdir()
     whole = _trainer(config("whole"))
-    killed = _trainer(config("killed"))
-    deadline = time.time() + 240
-    # Past the step-8 checkpoint (step 9 is logged after it is saved), before the step-12 one.
-    # Steps take tens of milliseconds here: polling every 0.2 s once let the run reach step 12.
-    while _logged_steps(tmp_path / "killed") < 9:
-        assert killed.poll() is None, (tmp_path / "killed" / "train.log").read_text()[-3000:]
-        assert time.time() < deadline, "the run to kill never got to step 9"
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step8"
-    assert not (tmp_path / "killed" / "summary.json").exists()
+    log = tmp_path / "killed" / "train.log"
+    latest = tmp_path / "killed" / "checkpoints" / "latest"
+    # Killed three times, after drawn steps (this seed: 3, 8, 13). A kill before step 4 leaves
+    # nothing to resume from; one after step 4, 8 or 12 is logged lands in that step's save.
+    resumed_at = []
+    for target in kill_points(seed=67, count=3, low=2, high=13):
+        started_at = log.stat().st_size if log.exists() else 0
+        kill_when(_trainer(config("killed")),
+                  lambda since=started_at, step=target: _steps_printed_since(log, since) >= step,
+                  f"step {target}")
+        resumed_at.append(int(latest.read_text().removeprefix("step")) if latest.exists() else 0)
+        assert not (tmp_path / "killed" / "summary.json").exists()
+        assert not list(latest.parent.glob(".latest.tmp-*"))  # `latest` is whole or absent
+    assert resumed_at == sorted(resumed_at) and resumed_at[-1] >= 4, resumed_at
 
     # A changed config is refused, not resumed into a mixture of two runs.
     changed = _trainer(config("killed").model_copy(
@@ -91,7 +105,7 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     assert resumed.wait(timeout=240) == 0, (tmp_path / "killed" / "train.log").read_text()[-3000:]
     assert whole.wait(timeout=240) == 0, (tmp_path / "whole" / "train.log").read_text()[-3000:]
     log = (tmp_path / "killed" / "train.log").read_text()
-    assert "resumed from" in log and "at step 8" in log
+    assert "resumed from" in log and f"at step {resumed_at[-1]}" in log
 
     expected, got = _losses(tmp_path / "whole"), _losses(tmp_path / "killed")
     assert sorted(got) == sorted(expected) == list(range(1, 15))
@@ -118,7 +132,8 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
     # The summary and the MLflow run say what an uninterrupted run says: the "before"
     # evaluation happened in the killed process, and is carried in the checkpoint.
     whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
-    assert summary["resumed_at_step"] == 8 and whole_summary["resumed_at_step"] is None
+    assert summary["resumed_at_step"] == resumed_at[-1]
+    assert whole_summary["resumed_at_step"] is None
     for key in ("eval_loss_before", "eval_loss_after", "final_train_loss"):
         assert abs(summary[key] - whole_summary[key]) < 1e-6, key
     # No step twice in the curve (the killed process's steps 9.. were trained again).
@@ -138,11 +153,18 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
         return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
 
     (whole_run,), killed_runs = runs("whole"), runs("killed")
-    by_status = {r.info.status: r for r in killed_runs}
-    assert sorted(by_status) == ["FINISHED", "KILLED"]  # the changed config failed at start
-    finished, killed_run = by_status["FINISHED"], by_status["KILLED"]
-    assert killed_run.data.tags["sail.resumed_by_run"] == finished.info.run_id
-    assert finished.data.tags["sail.resumed_at_step"] == "8"
+    # One run per start but the changed config's, which failed before it opened one.
+    [finished] = [r for r in killed_runs if r.info.status == "FINISHED"]
+    killed = [r for r in killed_runs if r.info.status == "KILLED"]
+    assert len(killed) == len(killed_runs) - 1 == 3
+    # Each killed run names the run that resumed it, or started it over when the kill came
+    # before the first checkpoint (step 3 here): one chain, ending at the finished run.
+    resumed_by = {r.info.run_id: r.data.tags.get("sail.resumed_by_run")
+                  or r.data.tags["sail.restarted_by_run"] for r in killed}
+    successors = set(resumed_by.values())
+    assert len(successors) == 3 and finished.info.run_id in successors
+    assert successors - {finished.info.run_id} < set(resumed_by)
+    assert finished.data.tags["sail.resumed_at_step"] == str(resumed_at[-1])
     for key in ("train_loss", "eval_loss_before", "eval_loss_after", "lr"):
         ours, theirs = history("killed", finished, key), history("whole", whole_run, key)
         assert sorted(ours) == sorted(theirs), key

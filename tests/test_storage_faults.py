@@ -171,8 +171,15 @@ def test_a_real_full_disk_during_a_checkpoint_save_stops_plainly_and_resumes(
     assert (checkpoints / "latest").read_text() == "step4"
     assert sorted(p.name for p in checkpoints.iterdir() if p.is_dir()) == ["step4"]
     assert not [p for p in checkpoints.rglob("*") if ".tmp" in p.name]
+    import mlflow  # the stopped stage's run says so (MLflow's exit hook said FINISHED)
+
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    [stopped_run] = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert stopped_run.info.status == "FAILED"
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)  # space again
     summary = launch(cfg, LauncherParams())
     assert summary["resumed_at_step"] == 4 and summary["steps"] == 10
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
     assert "resumed from" in (disk / "full" / "train.log").read_text()

@@ -21,7 +21,9 @@ class MetricLogger:
     A stage resumed at `resumed_at` (the step of its checkpoint) continues the curve: the lines
     the killed process wrote after that checkpoint are dropped (those steps are trained again),
     the new MLflow run receives the kept lines first, so that its metrics are the whole run's,
-    and the killed run is closed as KILLED, tagged with the run that resumed it.
+    and the killed run is closed as KILLED, tagged with the run that resumed it. A stage killed
+    before its first checkpoint starts again from step 0; its run, left RUNNING by the kill, is
+    closed as KILLED too, tagged with the run that started over.
     """
 
     def __init__(self, tracking: TrackingConfig, output_dir: Path, params: dict, enabled: bool,
@@ -40,11 +42,11 @@ class MetricLogger:
 
             mlflow.set_tracking_uri(tracking.tracking_uri)
             tags = dict(tracking.tags or {})
-            killed = self._killed_run() if resumed_at is not None else None
+            killed, status = self._unfinished_run(resuming=resumed_at is not None)
             if resumed_at is not None:
                 tags |= {"sail.resumed_at_step": str(resumed_at)}
-                if killed:
-                    tags["sail.resumed_from_run"] = killed
+            if killed:
+                tags[f"sail.{self._verb(resumed_at)}_from_run"] = killed
             run = mlflow.start_run(
                 experiment_id=tracking.experiment_id,
                 run_name=tracking.run_name,
@@ -60,12 +62,17 @@ class MetricLogger:
             _replay(kept, run.info.run_id)
             if killed:
                 client = mlflow.MlflowClient()
-                client.set_tag(killed, "sail.resumed_by_run", run.info.run_id)
-                client.set_terminated(killed, status="KILLED")
+                client.set_tag(killed, f"sail.{self._verb(resumed_at)}_by_run", run.info.run_id)
+                if status == "RUNNING":  # a kill; a failed stage's run stays FAILED
+                    client.set_terminated(killed, status="KILLED")
+            if killed and resumed_at is not None:
+                said = f", resuming the interrupted run {killed} with its {len(kept)} logged steps"
+            elif killed:
+                said = f", starting over the interrupted run {killed}, which left no checkpoint"
+            else:
+                said = ""
             log.info("logging to MLflow run %s (parent %s)%s", run.info.run_id,
-                     tracking.parent_run_id,
-                     f", resuming the killed run {killed} with its {len(kept)} logged steps"
-                     if killed else "")
+                     tracking.parent_run_id, said)
 
     def _kept_lines(self, resumed_at: int | None) -> list[dict]:
         if resumed_at is None or not self.path.exists():
@@ -73,11 +80,24 @@ class MetricLogger:
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         return [row for row in rows if row.get("step", 0) <= resumed_at]
 
-    def _killed_run(self) -> str | None:
+    @staticmethod
+    def _verb(resumed_at: int | None) -> str:
+        return "resumed" if resumed_at is not None else "restarted"
+
+    def _unfinished_run(self, resuming: bool) -> tuple[str | None, str | None]:
+        """The run of this stage's last process and its status, unless that run finished: a
+        stage run again after it finished starts a run of its own, linked to nothing."""
         try:
-            return json.loads(self._run_file.read_text())["run_id"]
+            run_id = json.loads(self._run_file.read_text())["run_id"]
         except (OSError, ValueError, KeyError):
-            return None
+            return None, None
+        import mlflow
+
+        try:
+            status = mlflow.MlflowClient().get_run(run_id).info.status
+        except Exception:  # noqa: BLE001 - another tracking store, or the run deleted
+            return (run_id, None) if resuming else (None, None)
+        return (None, None) if status == "FINISHED" and not resuming else (run_id, status)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:

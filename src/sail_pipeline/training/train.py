@@ -597,12 +597,21 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         run(RunConfig.load(args.config), clock)
-    except UserError as error:
-        if os.environ.get(TRACEBACK_VARIABLE):
+    except BaseException as error:
+        _end_tracking("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        if not isinstance(error, UserError) or os.environ.get(TRACEBACK_VARIABLE):
             raise
         print(f"{USER_ERROR_MARK}{type(error).__name__}: {error}", flush=True)
         return USER_ERROR_EXIT
     return 0
+
+
+def _end_tracking(status: str) -> None:
+    """Close the stage's MLflow run as what happened: MLflow's own exit hook would close it
+    FINISHED."""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.end_run(status=status)
 
 
 if __name__ == "__main__":
