@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from sail_pipeline.quality.filter import decide
 from sail_pipeline.quality.signals import ImageBatch, SignalGroup, TextBatch, compute_signals
 from sail_pipeline.schema import ExecutorParams
 from sail_pipeline.schema.quality import SIGNALS, FilterParams, QualityParams
+from tests.kills import kill_points, kill_when
 
 
 def _signals(**columns) -> pd.DataFrame:
@@ -127,7 +129,7 @@ def test_a_users_caption_column_joins_the_sources_and_a_bad_one_is_named(tmp_pat
 
 
 KILLED_SCORING = """
-import sys, time
+import logging, sys, time
 import pandas as pd
 from sail_pipeline.quality import signals
 from sail_pipeline.quality.signals import SignalGroup, TextBatch, compute_signals
@@ -138,6 +140,7 @@ class SlowText(TextBatch):
         time.sleep(0.05)  # a judge over an API: slow per batch
         return super().__call__(batch)
 
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
 signals.FLUSH_ROWS = 20
 candidates = pd.read_parquet(sys.argv[1])
 group = SignalGroup("text", SlowText, "v1", {"tokenizer_dir": None, "max_chars": 100},
@@ -150,10 +153,8 @@ compute_signals(candidates, [group], sys.argv[2], ExecutorParams())
 def test_a_killed_scoring_run_keeps_what_it_cached_and_the_rerun_does_the_rest(
         tmp_path, caplog):
     import logging
-    import signal
     import subprocess
     import sys
-    import time
 
     from sail_pipeline.quality import signals
 
@@ -163,19 +164,31 @@ def test_a_killed_scoring_run_keeps_what_it_cached_and_the_rerun_does_the_rest(
     candidates.to_parquet(tmp_path / "candidates.parquet")
     (tmp_path / "run.py").write_text(KILLED_SCORING)
     cache = tmp_path / "cache"
-    process = subprocess.Popen([sys.executable, str(tmp_path / "run.py"),
-                                str(tmp_path / "candidates.parquet"), str(cache)])
-    deadline = time.monotonic() + 120
-    while len(list(cache.glob("text-*/part-*.parquet"))) < 2:
-        assert process.poll() is None, "the scoring run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+
+    def parts() -> list[Path]:
+        return list(cache.glob("text-*/part-*.parquet"))
+
+    def cached() -> int:
+        return sum(len(pd.read_parquet(p)) for p in parts())
+
+    # Killed three times, once a drawn number of parts (20 rows each, of 20) is cached.
+    kept = 0
+    for start, target in enumerate(kill_points(seed=56, count=3, low=1, high=15)):
+        log = tmp_path / f"scoring-{start}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([sys.executable, str(tmp_path / "run.py"),
+                                        str(tmp_path / "candidates.parquet"), str(cache)],
+                                       stdout=out, stderr=subprocess.STDOUT)
+            kill_when(process, lambda n=target: len(parts()) >= n, f"{target} parts",
+                      timeout_s=120)
+        # Each start computed only what no earlier one had cached, and said so.
+        if "computing" in log.read_text():
+            assert f"400 keys, {kept} cached, computing {400 - kept}" in log.read_text()
+        assert cached() >= kept
+        kept = cached()
     [folder] = cache.glob("text-*")
     (folder / ".part-00099-abcdef.tmp").write_bytes(b"PAR1 half a part")  # as if mid-write
-    kept = sum(len(pd.read_parquet(p)) for p in folder.glob("part-*.parquet"))
-    assert 40 <= kept < 400
+    assert 20 <= kept < 400
 
     calls = []
     original = TextBatch.__call__

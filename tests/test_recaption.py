@@ -10,11 +10,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +37,7 @@ from sail_pipeline.captioning import (
 from sail_pipeline.captioning.local_server import chat_reply, image_of, prompt_of, serve_canned
 from sail_pipeline.captioning.shards import list_shards, read_shards, write_shard
 from sail_pipeline.schema import ApiParams, RecaptionParams
+from tests.kills import kill_points, kill_when
 
 FINAL_SHARD = r"^(captions|failures)-\d{5}\.parquet$"
 
@@ -305,14 +304,13 @@ KILLED_RUN = textwrap.dedent('''
     from sail_pipeline.captioning import OracleBackend, recaption
     from sail_pipeline.schema import RecaptionParams
     class SlowOracle(OracleBackend):
-        """Quick for the first two shards, then slow, so the kill lands mid-run."""
-
-        seen = 0
+        """Slow enough that a kill lands mid-run; says which ids it captioned."""
 
         def caption(self, items):
-            for _ in items:
-                self.seen += 1
-                time.sleep(0.05 if self.seen <= 16 else 1.0)
+            with open(sys.argv[3], "a") as said:
+                for item in items:
+                    time.sleep(0.05)
+                    said.write(item.id + "\\n")
             return super().caption(items)
 
 
@@ -329,25 +327,22 @@ def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes, ca
     table.to_parquet(tmp_path / "manifest.parquet")
     (tmp_path / "killed_run.py").write_text(KILLED_RUN)
     out = tmp_path / "captions"
-    process = subprocess.Popen([sys.executable, str(tmp_path / "killed_run.py"),
-                                str(tmp_path / "manifest.parquet"), str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90  # the machine may be busy: imports can take a while
-    try:
-        while len(list_shards(out, "captions")) < 2:
-            if process.poll() is not None or time.monotonic() > deadline:
-                _, stderr = process.communicate(timeout=10)
-                pytest.fail(f"the run ended or stalled before 2 shards: {stderr.decode()[-2000:]}")
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.kill()
-        process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL  # killed, not finished
-
-    assert all(pd.Series(final_names(out)).str.match(FINAL_SHARD))
-    before = read_shards(out)
-    assert before.duplicates == 0 and len(before.captions) >= 16
+    done_before: set[str] = set()
+    # Killed three times, once the run has written a drawn number of shards (of 8).
+    for start, target in enumerate(kill_points(seed=55, count=3, low=1, high=6)):
+        said = tmp_path / f"captioned-{start}.txt"
+        process = subprocess.Popen([sys.executable, str(tmp_path / "killed_run.py"),
+                                    str(tmp_path / "manifest.parquet"), str(out), str(said)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kill_when(process, lambda n=target: len(list_shards(out, "captions")) >= n,
+                  f"{target} shards", timeout_s=90)
+        assert all(pd.Series(final_names(out)).str.match(FINAL_SHARD))
+        shards_now = read_shards(out)
+        assert shards_now.duplicates == 0 and len(shards_now.captions) >= 8 * target
+        # Finished work is not redone: this start captioned nothing an earlier one had written.
+        captioned = set(said.read_text().split()) if said.exists() else set()
+        assert not captioned & done_before, sorted(captioned & done_before)
+        done_before = set(shards_now.captions["id"])
     (out / ".captions-00042.parquet.tmp").write_bytes(b"PAR1 half a shard")  # as if mid-write
 
     manifest = table[["id", "image", "alt_text"]]
@@ -356,10 +351,10 @@ def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes, ca
         summary = recaption(manifest, OracleBackend(oracle), out, settings(), progress=False)
     # The log says what was resumed: the leftover removed, what was done before, what is left.
     assert "removed 1 unfinished shard file(s) of an interrupted run" in caplog.text
-    assert (f"recaptioning {60 - len(before.captions)} of 60 ids ({len(before.captions)} done "
+    assert (f"recaptioning {60 - len(done_before)} of 60 ids ({len(done_before)} done "
             f"before, 0 to retry)") in caplog.text
-    assert summary.skipped == len(before.captions)
-    assert summary.captioned == 60 - len(before.captions) and summary.failed == 0
+    assert summary.skipped == len(done_before)
+    assert summary.captioned == 60 - len(done_before) and summary.failed == 0
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # leftovers cleaned
     raw = pd.concat([pd.read_parquet(p) for _, p in list_shards(out, "captions")])
     assert len(raw) == 60 and raw["id"].is_unique  # not one duplicate across shards
