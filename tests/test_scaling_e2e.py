@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import RECIPE_STAGES
+from tests.kills import kill_points, kill_when
 from tests.project import BIN, env, run
 
 POINTS = ("reference_n16_s0", "reference_n32_s0")
@@ -56,17 +56,13 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     assert len(_trained_stage_logs(project)) == 3  # alignment, advance, sft of one point
 
     # The whole sweep, SIGKILLed (its process group: Kedro, the warm trainer, the stage)
-    # once the second point has started training...
+    # once the second point has started a drawn stage (this seed: its first, `alignment`)...
+    [stage] = kill_points(seed=91, count=1, low=1, high=3)
     process = subprocess.Popen(
         [str(BIN / "kedro"), "run", "--pipelines=scaling"], cwd=project, env=env(project),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 600
-    while len(_trained_stage_logs(project)) <= 3:
-        assert process.poll() is None, "the sweep ended before it could be killed"
-        assert time.monotonic() < deadline, "the second point never started"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_when(process, lambda: len(_trained_stage_logs(project)) >= 3 + stage,
+              f"stage {stage} of the second point", timeout_s=600, group=True)
     assert list((project / "data/06_models/scaling").glob("*.partial-*"))
     # ...then again: the finished point is reused, the killed one trains from the start and
     # its unfinished folder is removed, saying so.
@@ -137,7 +133,6 @@ def execute_notebook(path, tracking_uri: str) -> dict:
 
     Jupyter is not in the lock, so the cells run here; a failing cell fails with its source.
     """
-    import os
 
     cells = [("".join(c["source"])) for c in json.loads(path.read_text())["cells"]
              if c["cell_type"] == "code"]

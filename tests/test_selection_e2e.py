@@ -6,15 +6,13 @@ a re-run trains nothing, and MLflow holds one run per experiment with a child pe
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 
 import mlflow
 import pandas as pd
 import pytest
 
+from tests.kills import kill_points, kill_when
 from tests.project import BIN, env, run
 
 
@@ -30,19 +28,15 @@ def _stored(project) -> list[str]:
 
 
 def _kill_mid_experiment(project) -> set[str]:
-    """Start the selection run, SIGKILL its whole process group once a point is stored; the
-    stored identities."""
+    """Start the selection run, SIGKILL its whole process group once a drawn number of points
+    is stored (this seed: 1); the stored identities."""
+    [points] = kill_points(seed=59, count=1, low=1, high=3)
     process = subprocess.Popen(
         [str(BIN / "kedro"), "run", "--pipelines=selection"],
         cwd=project, env=env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
-    deadline = time.monotonic() + 600
-    while not _stored(project):
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no point finished in 600 s"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_when(process, lambda: len(_stored(project)) >= points, f"{points} stored points",
+              timeout_s=600, group=True)
     return set(_stored(project))
 
 
