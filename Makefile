@@ -22,7 +22,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test lint ui viz viz-build dvc micro clean help lock lock-gpu install-gpu
+.PHONY: install run test test-faults lint ui viz viz-build dvc micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -73,9 +73,13 @@ micro: install  ## the whole chain on the micro configuration, into data/micro (
 
 # The environment checks first, alone, so a broken install fails in seconds naming the module;
 # then the rest on both cores (tests that share the end-to-end project stay on one worker).
-test: install  ## the test suite (includes end-to-end kedro and dvc runs)
+# The slow fault tests are `make test-faults`; CI (.ci/run) runs both.
+test: install  ## the test suite (includes end-to-end kedro and dvc runs), without the slow fault tests
 	$(BIN)/python -m pytest -q -m environment
-	$(BIN)/python -m pytest -m "not environment" -n 2 --dist loadgroup --durations=12
+	$(BIN)/python -m pytest -m "not environment and not faults" -n 2 --dist loadgroup --durations=12
+
+test-faults: install  ## the slow fault tests: SIGKILL at drawn points, a real full disk, rendezvous sockets
+	$(BIN)/python -m pytest -m faults -n 2 --dist loadgroup --durations=12
 
 lint: install  ## ruff
 	$(BIN)/ruff check src tests tools benchmarks

@@ -125,11 +125,12 @@ def main() -> None:
         sys.exit("no CUDA GPU here: this figure needs one (use --device cpu for a smoke run)")
 
     from sail_pipeline.training.launcher import LauncherParams, rank_environment
+    from sail_pipeline.training.rendezvous import init_process_group
 
     os.environ.update(rank_environment(LauncherParams()))
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="nccl" if args.device == "cuda" else "gloo")
+    # The trainer's own rendezvous: one rank, no TCP store, and no build of DeepSpeed's CPU
+    # shared-memory op (30 s in a fresh environment, for a reduction one rank never does).
+    init_process_group("nccl" if args.device == "cuda" else "gloo")
     results = []
     for seq_len in args.seq_lens:
         result = measure(args, seq_len)

@@ -63,6 +63,7 @@ def _listening(pid: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_training_stage_listens_on_loopback_only(tmp_path, small_world, world_tokenizer):
     import time
 
@@ -122,6 +123,7 @@ def _result(stdout) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_two_ranks_rendezvous_at_master_addr_only_not_on_every_interface():
     """Two ranks as DeepSpeed's launcher starts them on one node: the rank-0 store listens on
     MASTER_ADDR alone (env:// would listen on `:::port`), and the ranks still meet."""

@@ -27,6 +27,7 @@ def _finished_groups(project) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_quality_run_keeps_the_finished_groups_and_ends_equal(project_copy):
     project = project_copy
     whole = pd.read_parquet(project / "data/04_feature/quality_signals.parquet")

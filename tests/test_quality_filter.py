@@ -150,6 +150,7 @@ compute_signals(candidates, [group], sys.argv[2], ExecutorParams())
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_scoring_run_keeps_what_it_cached_and_the_rerun_does_the_rest(
         tmp_path, caplog):
     import logging

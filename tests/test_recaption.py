@@ -322,6 +322,7 @@ KILLED_RUN = textwrap.dedent('''
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes, caplog):
     table = scenes.head(60)[["id", "image", "alt_text", "reference_caption"]]
     table.to_parquet(tmp_path / "manifest.parquet")

@@ -57,6 +57,7 @@ def _steps_printed_since(log: Path, offset: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, world_tokenizer,
                                                                     small_world):
     conversation_table(small_world.scenes, small_world.conversations).to_parquet(

@@ -69,6 +69,7 @@ def test_a_killed_run_leaves_no_stale_lock(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_second_kedro_run_stops_at_start_naming_the_output_and_its_holder(tmp_path):
     project = make_project(tmp_path)
     holder = _holder(project / "data" / "micro", "world_scenes")

@@ -136,6 +136,7 @@ def test_a_small_file_is_replaced_whole_or_not_at_all_on_a_real_full_disk(tiny_d
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_real_full_disk_during_a_checkpoint_save_stops_plainly_and_resumes(
         tmp_path, small_disk, small_world, world_tokenizer):
     """DeepSpeed's save on a real 12 MiB disk: one checkpoint of the tiny model (10 MB) fits,

@@ -99,6 +99,7 @@ def test_a_failing_warm_trainer_falls_back_to_a_cold_start(stage_inputs, monkeyp
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_failing_warm_stage_raises_with_the_log_tail(stage_inputs):
     (stage_inputs / "damaged.parquet").write_bytes(b"not a parquet file")
     damaged = _config(stage_inputs, "damaged", train_data=str(stage_inputs / "damaged.parquet"))
@@ -108,6 +109,7 @@ def test_a_failing_warm_stage_raises_with_the_log_tail(stage_inputs):
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_a_killed_warm_stage_fails_and_resumes_cold(stage_inputs):
     cfg = _config(stage_inputs, "killed",
                   train=TrainParams(steps=400, lr=1e-3, micro_batch_size=2, max_seq_len=256,
@@ -139,6 +141,7 @@ def test_a_killed_warm_stage_fails_and_resumes_cold(stage_inputs):
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_the_warm_trainer_exits_with_the_process_that_started_it(tmp_path):
     script = ("import os, sys; from sail_pipeline.training import warm; "
               "w = warm.warm_trainer(dict(os.environ)); print(w.process.pid, flush=True); "
