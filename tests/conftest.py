@@ -16,7 +16,8 @@ _broken_environment: list[str] = []
 
 _SHARED_PROJECT = {"project", "project_copy", "readme_project"}
 # End-to-end tests long enough to get a worker of their own (see below).
-_LONG = ("variants", "dvc_queue", "selection_experiments", "every_bash_command", "scaling_sweep")
+_LONG = ("variants", "dvc_queue", "selection_experiments", "every_bash_command", "scaling_sweep",
+         "killed_at_drawn_stages")
 
 
 def pytest_collection_modifyitems(config, items):

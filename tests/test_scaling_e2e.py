@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -209,3 +210,42 @@ def test_dvc_queue_runs_one_experiment_per_size(project_copy):
     points = mlflow.search_runs(search_all_experiments=True,
                                 filter_string="metrics.data_size > 0")
     assert sorted(points["metrics.data_size"]) == [16, 32]
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_a_point_killed_at_drawn_stages_ends_equal_to_an_uninterrupted_one(project_copy):
+    """One sweep point through `kedro run --namespaces=...`: trained whole; then its stored
+    folder deleted (the fix the README gives for a damaged point) and trained again, its
+    process group SIGKILLed at two drawn stages (this seed: its second and third), and run to
+    the end. Its result equals the uninterrupted run's."""
+    project = project_copy
+    store = project / "data/06_models/scaling"
+    result_path = project / f"data/07_model_output/scaling/{POINTS[0]}.json"
+    _kedro(project, "--tags=scaling_pool")
+    _kedro(project, f"--namespaces={POINTS[0]}")
+    whole = json.loads(result_path.read_text())
+    shutil.rmtree(store / whole["identity"])
+
+    for stage in kill_points(seed=16, count=2, low=1, high=3):
+        earlier = {p.name for p in store.glob("*.partial-*")}  # a killed start's, until removed
+
+        def started(stage: int = stage, earlier: set[str] = earlier) -> bool:
+            return len([log for log in store.glob("*.partial-*/*/train.log")
+                        if log.parent.parent.name not in earlier]) >= stage
+
+        process = subprocess.Popen(
+            [str(BIN / "kedro"), "run", "--pipelines=scaling", f"--namespaces={POINTS[0]}"],
+            cwd=project, env=env(project), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        kill_when(process, started, f"stage {stage} of the point", timeout_s=600, group=True)
+
+    again = _kedro(project, f"--namespaces={POINTS[0]}")
+    assert "removed the unfinished work of a killed run" in again.stdout + again.stderr
+    assert not list(store.glob("*.partial-*"))
+    result = json.loads(result_path.read_text())
+    assert not result["reused"] and result["identity"] == whole["identity"]
+    assert result["tokens"] == whole["tokens"]
+    assert sorted(result["scores"]) == sorted(whole["scores"])
+    for key, value in whole["scores"].items():
+        assert abs(result["scores"][key] - value) < 1e-6, (key, result["scores"][key], value)
