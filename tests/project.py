@@ -44,3 +44,11 @@ def run(project: Path, *args: str, timeout: int = 900, **extra: str
         ) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), cwd=project, env=env(project, **extra),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_kedro_run(project: Path, *args: str) -> subprocess.Popen:
+    """`kedro run ARGS` in the background, in a process group of its own (Kedro, the warm
+    trainer, a stage), so that a test can SIGKILL all of it (`tests.kills.kill_when`)."""
+    return subprocess.Popen([str(BIN / "kedro"), "run", *args], cwd=project, env=env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)

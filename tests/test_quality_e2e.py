@@ -4,17 +4,14 @@ again, and the table equals the uninterrupted run's."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.project import BIN, env, run
+from tests.kills import kill_when
+from tests.project import run, start_kedro_run
 
 # Per-caption likelihood batches keep the run scoring long enough to be killed in the middle.
 # The batch size does not change a signal's identity, so both runs share the cache.
@@ -33,17 +30,9 @@ def test_a_killed_quality_run_keeps_the_finished_groups_and_ends_equal(project_c
     whole = pd.read_parquet(project / "data/04_feature/quality_signals.parquet")
     groups = _finished_groups(project)
     shutil.rmtree(project / CACHE)
-    process = subprocess.Popen(
-        [str(BIN / "kedro"), "run", "--pipelines=quality", *SLOW], cwd=project,
-        env=env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    deadline = time.monotonic() + 600
-    while "text" not in _finished_groups(project):
-        assert process.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "the text signals never finished"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_when(start_kedro_run(project, "--pipelines=quality", *SLOW),
+              lambda: "text" in _finished_groups(project), "the end of the text signals",
+              timeout_s=600, group=True)
     finished = _finished_groups(project)
     assert finished < groups, "the run finished scoring before the kill"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import mlflow
@@ -21,7 +20,7 @@ import yaml
 
 from tests.conftest import RECIPE_STAGES
 from tests.kills import kill_points, kill_when
-from tests.project import BIN, env, run
+from tests.project import run, start_kedro_run
 
 POINTS = ("reference_n16_s0", "reference_n32_s0")
 
@@ -59,10 +58,8 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     # The whole sweep, SIGKILLed (its process group: Kedro, the warm trainer, the stage)
     # once the second point has started a drawn stage (this seed: its first, `alignment`)...
     [stage] = kill_points(seed=91, count=1, low=1, high=3)
-    process = subprocess.Popen(
-        [str(BIN / "kedro"), "run", "--pipelines=scaling"], cwd=project, env=env(project),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    kill_when(process, lambda: len(_trained_stage_logs(project)) >= 3 + stage,
+    kill_when(start_kedro_run(project, "--pipelines=scaling"),
+              lambda: len(_trained_stage_logs(project)) >= 3 + stage,
               f"stage {stage} of the second point", timeout_s=600, group=True)
     assert list((project / "data/06_models/scaling").glob("*.partial-*"))
     # ...then again: the finished point is reused, the killed one trains from the start and
@@ -234,11 +231,8 @@ def test_a_point_killed_at_drawn_stages_ends_equal_to_an_uninterrupted_one(proje
             return len([log for log in store.glob("*.partial-*/*/train.log")
                         if log.parent.parent.name not in earlier]) >= stage
 
-        process = subprocess.Popen(
-            [str(BIN / "kedro"), "run", "--pipelines=scaling", f"--namespaces={POINTS[0]}"],
-            cwd=project, env=env(project), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
-        kill_when(process, started, f"stage {stage} of the point", timeout_s=600, group=True)
+        kill_when(start_kedro_run(project, "--pipelines=scaling", f"--namespaces={POINTS[0]}"),
+                  started, f"stage {stage} of the point", timeout_s=600, group=True)
 
     again = _kedro(project, f"--namespaces={POINTS[0]}")
     assert "removed the unfinished work of a killed run" in again.stdout + again.stderr

@@ -6,14 +6,13 @@ a re-run trains nothing, and MLflow holds one run per experiment with a child pe
 from __future__ import annotations
 
 import json
-import subprocess
 
 import mlflow
 import pandas as pd
 import pytest
 
 from tests.kills import kill_points, kill_when
-from tests.project import BIN, env, run
+from tests.project import run, start_kedro_run
 
 
 def _kedro(project, *args: str):
@@ -31,11 +30,7 @@ def _kill_mid_experiment(project) -> set[str]:
     """Start the selection run, SIGKILL its whole process group once a drawn number of points
     is stored (this seed: 1); the stored identities."""
     [points] = kill_points(seed=59, count=1, low=1, high=3)
-    process = subprocess.Popen(
-        [str(BIN / "kedro"), "run", "--pipelines=selection"],
-        cwd=project, env=env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    kill_when(process, lambda: len(_stored(project)) >= points, f"{points} stored points",
+    kill_when(start_kedro_run(project, "--pipelines=selection"), lambda: len(_stored(project)) >= points, f"{points} stored points",
               timeout_s=600, group=True)
     return set(_stored(project))
 

@@ -42,11 +42,14 @@ class MetricLogger:
 
             mlflow.set_tracking_uri(tracking.tracking_uri)
             tags = dict(tracking.tags or {})
-            killed, status = self._unfinished_run(resuming=resumed_at is not None)
-            if resumed_at is not None:
+            resuming = resumed_at is not None
+            killed, status = self._unfinished_run(resuming)
+            # A kill after a checkpoint is resumed; one before the first is started over.
+            verb = "resumed" if resuming else "restarted"
+            if resuming:
                 tags |= {"sail.resumed_at_step": str(resumed_at)}
             if killed:
-                tags[f"sail.{self._verb(resumed_at)}_from_run"] = killed
+                tags[f"sail.{verb}_from_run"] = killed
             run = mlflow.start_run(
                 experiment_id=tracking.experiment_id,
                 run_name=tracking.run_name,
@@ -62,15 +65,13 @@ class MetricLogger:
             _replay(kept, run.info.run_id)
             if killed:
                 client = mlflow.MlflowClient()
-                client.set_tag(killed, f"sail.{self._verb(resumed_at)}_by_run", run.info.run_id)
+                client.set_tag(killed, f"sail.{verb}_by_run", run.info.run_id)
                 if status == "RUNNING":  # a kill; a failed stage's run stays FAILED
                     client.set_terminated(killed, status="KILLED")
-            if killed and resumed_at is not None:
-                said = f", resuming the interrupted run {killed} with its {len(kept)} logged steps"
-            elif killed:
-                said = f", starting over the interrupted run {killed}, which left no checkpoint"
-            else:
-                said = ""
+            said = "" if not killed else (
+                f", resuming the interrupted run {killed} with its {len(kept)} logged steps"
+                if resuming else
+                f", starting over the interrupted run {killed}, which left no checkpoint")
             log.info("logging to MLflow run %s (parent %s)%s", run.info.run_id,
                      tracking.parent_run_id, said)
 
@@ -79,10 +80,6 @@ class MetricLogger:
             return []
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         return [row for row in rows if row.get("step", 0) <= resumed_at]
-
-    @staticmethod
-    def _verb(resumed_at: int | None) -> str:
-        return "resumed" if resumed_at is not None else "restarted"
 
     def _unfinished_run(self, resuming: bool) -> tuple[str | None, str | None]:
         """The run of this stage's last process and its status, unless that run finished: a
