@@ -44,7 +44,7 @@ def test_every_reference_image_gives_a_caption_row_and_a_recaption_row_if_it_has
         ref_id, kind = row.id.rsplit("-", 1)
         user, assistant = json.loads(row.messages)
         # The same text recaptioning will send, so the captioner learns what it is asked.
-        expected, _ = build_prompt(alt_of[ref_id] if kind == "recaption" else None, prompts)
+        expected, _, _ = build_prompt(alt_of[ref_id] if kind == "recaption" else None, prompts)
         assert user == {"role": "user", "content": f"<image>\n{expected}"}
         assert assistant == {"role": "assistant", "content": f"caption {int(ref_id[4:])}"}
         assert row.image == image_of[ref_id]

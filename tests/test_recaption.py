@@ -79,10 +79,10 @@ def test_settings_fail_early_naming_the_problem():
 
 def test_prompt_uses_alt_text_only_when_present_and_enabled():
     on = settings()
-    prompt, kind = build_prompt("  a red circle ", on)
-    assert kind == "recaption" and prompt.endswith('is: "a red circle"')
+    prompt, kind, truncated = build_prompt("  a red circle ", on)
+    assert kind == "recaption" and prompt.endswith('is: "a red circle"') and not truncated
     for missing in (None, "", "   ", float("nan")):
-        assert build_prompt(missing, on) == ("Describe the image in detail.", "caption")
+        assert build_prompt(missing, on) == ("Describe the image in detail.", "caption", False)
     assert build_prompt("a red circle", settings(use_alt_text=False))[1] == "caption"
     braces = settings(recaption_prompt="{alt_text} {{literal}}")
     assert build_prompt("{x}", braces)[0] == "{x} {literal}"  # alt-text is data, not template
@@ -365,28 +365,6 @@ def test_a_killed_run_resumes_to_exactly_one_caption_per_id(tmp_path, scenes, ca
 
 
 # --- the local backend: a tiny random-weight VLM --------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_generator(world_tokenizer):
-    import torch
-
-    from sail_pipeline.modeling.inference import VLMGenerator
-    from sail_pipeline.modeling.presets import build_vlm, get_preset
-    from sail_pipeline.modeling.processor import VLProcessor
-
-    preset = get_preset("tiny")
-    model = build_vlm(preset, world_tokenizer, seed=0)
-    # Fresh init is so small that tied embeddings just echo the last prompt token ("\n"),
-    # so every caption would be "" and any mix-up invisible; larger weights make each
-    # caption depend on its image and prompt.
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
-    return VLMGenerator(model, VLProcessor(world_tokenizer, preset.image_settings()),
-                        batch_size=64)
-
 
 def test_local_batched_length_grouped_equals_one_by_one(tmp_path, scenes, tiny_generator):
     manifest = manifest_of(scenes, 12)

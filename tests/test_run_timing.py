@@ -95,3 +95,23 @@ def test_the_tool_prints_both_tables_and_draws_the_figure(tmp_path, capsys):
 def test_the_tool_names_a_missing_record(tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         run_breakdown.main([str(tmp_path / "nope.json")])
+
+
+def test_each_node_records_its_own_peak_memory_and_the_trainers():
+    timing = RunTiming(time.time())
+    timing.pipeline_start()
+    timing.node_start("big")
+    block = bytearray(300 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])  # touched, so resident
+    del block
+    timing.node_end("big", None, {"m": _summary("knowledge", train=1.0) | {"peak_rss_mb": 900.0}})
+    timing.node_start("small")
+    timing.node_end("small", None, {})
+    record = timing.record()
+    big, small = record["nodes"]
+    assert big["peak_rss_mb"] - small["peak_rss_mb"] > 250  # the high-water mark was reset
+    assert big["stages"][0]["peak_rss_mb"] == 900.0
+    assert record["peak_rss_mb"]["kedro"] == big["peak_rss_mb"]
+    assert record["peak_rss_mb"]["trainer"] == 900.0 and record["peak_rss_mb"]["per_node"]
+    rows, _ = breakdown(record)
+    assert {r["node"]: r["trainer_peak_rss_mb"] for r in rows} == {"big": 900.0, "small": None}

@@ -1,4 +1,4 @@
-"""Where a `kedro run`'s minutes went, from the run's own telemetry (the `run_timing` record).
+"""Where a `kedro run`'s minutes and memory went, from the run's own telemetry (`run_timing`).
 
     python tools/run_breakdown.py                       # the last run in data/
     python tools/run_breakdown.py --before old.json     # and the change per phase
@@ -7,7 +7,8 @@
 Prints the seconds per phase over the whole run (training stages split into import,
 start-up, data, tracking, eval, train, save; `launch` is starting the trainer process and
 reading its result; `other nodes` is every node that does not train), then the slowest
-nodes. With `--figure`, draws the phases as horizontal bars (and the `--before` run beside).
+nodes with their peak resident memory (the Kedro process during the node, and the largest
+trainer process it started). With `--figure`, draws the phases as horizontal bars (and the `--before` run beside).
 """
 
 from __future__ import annotations
@@ -50,17 +51,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| **all** | **{total:.0f}** | |"
           + (f" {sum(before.values()):.0f} |" if before else ""))
     print()
-    print("| node | seconds | training stages | seconds not training |")
-    print("|---|---|---|---|")
+    print("| node | seconds | training stages | seconds not training | peak MiB (kedro) "
+          "| peak MiB (trainer) |")
+    print("|---|---|---|---|---|---|")
     for row in nodes[:args.nodes]:
         print(f"| {row['node']} | {row['seconds']:.0f} | {row['stages']} | "
-              f"{row['not training']:.0f} |")
+              f"{row['not training']:.0f} | {_mib(row['peak_rss_mb'])} | "
+              f"{_mib(row['trainer_peak_rss_mb'])} |")
+    peaks = record.get("peak_rss_mb")
+    if peaks:
+        print(f"peak resident memory: kedro process {_mib(peaks['kedro'])} MiB, largest "
+              f"trainer process {_mib(peaks['trainer'])} MiB"
+              + ("" if peaks.get("per_node", True) else
+                 " (per-node peaks are the process's so far: this kernel cannot reset them)"))
     if args.figure:
         _figure(phases, before, args.figure)
         print(f"figure: {args.figure}")
     not_training = total - phases.get("train", 0.0)
     print(f"run: {total:.0f}s, of which {not_training:.0f}s not training steps")
     return 0
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _figure(phases: dict[str, float], before: dict[str, float] | None, path: Path) -> None:

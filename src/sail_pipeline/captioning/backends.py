@@ -87,19 +87,29 @@ def decode_image(data: bytes) -> Image.Image | str:
 
 
 def caption_images(items: list[CaptionItem],
-                   generate: Callable[[list[Image.Image], list[str]], list[str]]
+                   generate: Callable[[list[Image.Image], list[str]], Sequence[Any]]
                    ) -> list[CaptionOutcome]:
     """Decode every item, `generate` captions for the decodable ones in one call, and give
-    the others their "undecodable: ..." reason."""
+    the others their "undecodable: ..." reason.
+
+    `generate` answers a caption per prompt, or an object with a `reason` for a prompt it
+    did not run (`PromptRejected`: longer than the model's context), which becomes the error.
+    """
     decoded = [decode_image(item.image) for item in items]
     good = [i for i, image in enumerate(decoded) if isinstance(image, Image.Image)]
-    captions: dict[int, str] = {}
+    answers: dict[int, Any] = {}
     if good:
-        answers = generate([decoded[i] for i in good], [items[i].prompt for i in good])
-        captions = dict(zip(good, answers, strict=True))
-    return [CaptionOutcome(item.id, captions[i], None) if i in captions
-            else CaptionOutcome(item.id, None, str(decoded[i]))
-            for i, item in enumerate(items)]
+        replies = generate([decoded[i] for i in good], [items[i].prompt for i in good])
+        answers = dict(zip(good, replies, strict=True))
+    outcomes = []
+    for i, item in enumerate(items):
+        answer = answers.get(i, decoded[i])
+        if isinstance(answer, str) and i in answers:
+            outcomes.append(CaptionOutcome(item.id, answer, None))
+        else:
+            outcomes.append(CaptionOutcome(item.id, None, str(getattr(answer, "reason",
+                                                                         answer))))
+    return outcomes
 
 
 class LocalBackend:

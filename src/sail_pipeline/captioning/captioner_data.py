@@ -50,13 +50,14 @@ def captioner_tables(reference: pd.DataFrame, manifest: pd.DataFrame,
     known = reference["id"].isin(pool.index)
     skipped = {"not in the curation manifest": int((~known).sum())}
     reference = reference[known]
-    caption_prompt, _ = build_prompt(None, prompts.model_copy(update={"use_alt_text": False}))
+    caption_prompt, _, _ = build_prompt(None,
+                                        prompts.model_copy(update={"use_alt_text": False}))
     rows: list[dict[str, object]] = []
     for ref_id, caption in zip(reference["id"], reference["caption"], strict=True):
         image, alt_text = pool.at[ref_id, "image"], pool.at[ref_id, "alt_text"]
         rows.append({"id": f"{ref_id}-caption", "ref_id": ref_id, "image": image,
                      "messages": _conversation(caption_prompt, caption)})
-        recaption_prompt, kind = build_prompt(alt_text, prompts)
+        recaption_prompt, kind, _ = build_prompt(alt_text, prompts)
         if kind == "recaption":
             rows.append({"id": f"{ref_id}-recaption", "ref_id": ref_id, "image": image,
                          "messages": _conversation(recaption_prompt, caption)})

@@ -45,15 +45,24 @@ from sail_pipeline.schema import (
     PromptKind,
     RecaptionParams,
 )
+from sail_pipeline.text_limits import ALT_TEXT_TRUNCATED, cap_chars
 
 logger = logging.getLogger("sail_pipeline.captioning")
 T = TypeVar("T")
 
-def build_prompt(alt_text: object, settings: RecaptionParams) -> tuple[str, PromptKind]:
-    """The recaption prompt for an item with alt-text (when enabled), else the caption prompt."""
+def build_prompt(alt_text: object, settings: RecaptionParams
+                 ) -> tuple[str, PromptKind, bool]:
+    """The recaption prompt for an item with alt-text (when enabled), else the caption prompt;
+    and whether the alt-text was cut to `settings.max_alt_text_chars` to fit in it.
+
+    The alt-text is context, not the answer, so a long one is truncated rather than the item
+    rejected: a 100 KB alt-text in a prompt once took a run's memory to 20 GB.
+    """
     if settings.use_alt_text and isinstance(alt_text, str) and alt_text.strip():
-        return settings.recaption_prompt.format(alt_text=alt_text.strip()), "recaption"
-    return settings.caption_prompt, "caption"
+        capped = cap_chars(alt_text.strip(), settings.max_alt_text_chars)
+        return (settings.recaption_prompt.format(alt_text=capped.text), "recaption",
+                capped.truncated)
+    return settings.caption_prompt, "caption", False
 
 
 def length_grouped(items: Sequence[T], length: Callable[[T], int], batch_size: int,
@@ -82,6 +91,9 @@ class RecaptionSummary:
     duplicates: int = 0  # extra caption rows found in the shards (only a broken writer)
     shards_written: int = 0  # caption and failure files
     seconds: float = 0.0
+    # what was done to items that were captioned or failed all the same, by reason
+    # (alt_text_truncated: the alt-text cut to fit the prompt)
+    noted: dict[str, int] = field(default_factory=dict)
 
     @property
     def captions_per_s(self) -> float:
@@ -94,6 +106,7 @@ class RecaptionSummary:
                           "shards_written", "seconds", "captions_per_s")}
         flat.update({f"recaption/failed/{reason.replace(' ', '_')}": float(n)
                      for reason, n in self.failed_by_reason.items()})
+        flat.update({f"recaption/noted/{note}": float(n) for note, n in self.noted.items()})
         return flat
 
 
@@ -176,22 +189,25 @@ class _Shard:
     batches: list[list[CaptionItem]]
     kinds: dict[str, PromptKind]
     missing: list[dict[str, str]]
+    truncated: int = 0  # items whose alt-text was cut to fit the prompt
 
 
 def _plan(rows: list[dict[str, Any]], settings: RecaptionParams) -> _Shard:
     kinds: dict[str, PromptKind] = {}
     missing: list[dict[str, str]] = []
     items: list[CaptionItem] = []
+    truncated = 0
     for row in rows:
         image = _image_bytes(row["image"])
         if image is None:  # the backend would crash on it; record it instead
             missing.append({"id": row["id"], "error": "missing image: no bytes"})
             continue
-        prompt, kinds[row["id"]] = build_prompt(row.get("alt_text"), settings)
+        prompt, kinds[row["id"]], cut = build_prompt(row.get("alt_text"), settings)
+        truncated += cut
         items.append(CaptionItem(row["id"], image, prompt))
     batches = length_grouped(items, lambda item: len(item.prompt), settings.batch_size,
                              settings.length_group_window)
-    return _Shard(batches, kinds, missing)
+    return _Shard(batches, kinds, missing, truncated)
 
 
 def _batch_table(shards: list[_Shard]) -> pd.DataFrame:
@@ -294,15 +310,19 @@ def _recaption_into(out: Path, manifest: pd.DataFrame, backend: CaptionBackend |
     finally:
         bar.close()
 
+    truncated = sum(shard.truncated for shard in shards)
     summary = RecaptionSummary(
         total=len(manifest), skipped=skipped, captioned=captioned,
         failed=sum(reasons.values()), failed_by_reason=dict(reasons), retried=retried,
         duplicates=before.duplicates, shards_written=shards_written,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started,
+        noted={ALT_TEXT_TRUNCATED: truncated} if truncated else {})
     if before.duplicates:
         logger.warning("%s holds %d duplicate caption rows; readers keep each id's first",
                        out, before.duplicates)
-    logger.info("recaptioned %d, failed %d %s, skipped %d, in %.1fs (%.1f captions/s)",
+    logger.info("recaptioned %d, failed %d %s, skipped %d, in %.1fs (%.1f captions/s)%s",
                 summary.captioned, summary.failed, dict(reasons), summary.skipped,
-                summary.seconds, summary.captions_per_s)
+                summary.seconds, summary.captions_per_s,
+                f"; {truncated} alt-texts cut to {settings.max_alt_text_chars} characters "
+                f"to fit the prompt" if truncated else "")
     return summary

@@ -65,6 +65,8 @@ class Note(str, Enum):
     FIRST_FRAME_ONLY = "first_frame_only"
     # Not "alt_text_empty": a note and a reason must never share a name in the funnel.
     ALT_TEXT_EMPTY_TO_NULL = "alt_text_empty_to_null"
+    # longer than `curation.settings.max_alt_text_chars`: cut at a word boundary
+    ALT_TEXT_TRUNCATED = "alt_text_truncated"
 
 
 class Rejection(Exception):

@@ -16,6 +16,7 @@ from sail_pipeline.curation.formats import readable_formats
 from sail_pipeline.curation.reasons import Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord
 from sail_pipeline.schema import CurationFilterParams
+from sail_pipeline.text_limits import cap_chars
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 # Modes whose `transparency` info (a tRNS chunk or a palette index) means real alpha.
@@ -71,8 +72,13 @@ def load_bytes(record: RawRecord) -> bytes:
         raise Rejection(Reason.READER_ERROR, f"{record.path}: {_describe(exc)}") from None
 
 
-def decode_alt_text(raw: bytes | str | None, required: bool) -> tuple[str | None, list[Note]]:
-    """Strict UTF-8 text, stripped; empty becomes None (a note, or a rejection if required)."""
+def decode_alt_text(raw: bytes | str | None, required: bool, max_chars: int | None = None
+                    ) -> tuple[str | None, list[Note]]:
+    """Strict UTF-8 text, stripped; empty becomes None (a note, or a rejection if required).
+
+    Longer than `max_chars`: cut at a word boundary, with the note `alt_text_truncated`, so
+    that a runaway sidecar is not carried through every table of the run.
+    """
     if raw is None:
         if required:
             raise Rejection(Reason.ALT_TEXT_MISSING, "no alt-text and alt_text_required is true")
@@ -97,6 +103,10 @@ def decode_alt_text(raw: bytes | str | None, required: bool) -> tuple[str | None
         if required:
             raise Rejection(Reason.ALT_TEXT_EMPTY, "alt-text is empty or whitespace")
         return None, [Note.ALT_TEXT_EMPTY_TO_NULL]
+    if max_chars is not None:
+        capped = cap_chars(text, max_chars)
+        if capped.truncated:
+            return capped.text, [Note.ALT_TEXT_TRUNCATED]
     return text, []
 
 
@@ -105,7 +115,8 @@ def prepare(record: RawRecord, settings: CurationFilterParams) -> Prepared:
     data = load_bytes(record)
     if not data:
         raise Rejection(Reason.ZERO_BYTES, "file is empty")
-    alt_text, notes = decode_alt_text(record.alt_text_raw, settings.alt_text_required)
+    alt_text, notes = decode_alt_text(record.alt_text_raw, settings.alt_text_required,
+                                      settings.max_alt_text_chars)
     return Prepared(data, hashlib.sha256(data).hexdigest(), alt_text, notes)
 
 

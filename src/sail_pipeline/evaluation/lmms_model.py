@@ -29,11 +29,16 @@ class Generator(Protocol):
 
     def generate(
         self, images: list[Image.Image | None], prompts: list[str], max_new_tokens: int = 16
-    ) -> list[str]: ...
+    ) -> list[Any]: ...  # a reply, or a `PromptRejected` (too long for the model)
 
     def loglikelihood(
         self, images: list[Image.Image | None], contexts: list[str], continuations: list[str]
-    ) -> list[tuple[float, bool]]: ...
+    ) -> list[Any]: ...  # (log-probability, greedy), or a `PromptRejected`
+
+
+# A prompt too long for the model is not run; its request gets these and is scored wrong.
+REJECTED_REPLY = ""
+REJECTED_SCORE = (float("-inf"), False)
 
 
 class TaskGenerationError(RuntimeError):
@@ -123,6 +128,7 @@ class SailVL(lmms):
         batch_size: int | str = 16,
         max_new_tokens: int | str = 16,
         device: str = "cpu",
+        rejections: str | None = None,
         **unsupported: Any,
     ) -> None:
         super().__init__()
@@ -132,6 +138,9 @@ class SailVL(lmms):
         self.batch_size = _positive_int("batch_size", batch_size)
         self.max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
         self.device = str(device)
+        # A JSON-lines file where each request not run (too long) is recorded with its task
+        # and reason, so the evaluation's report counts them (`runner.read_rejections`).
+        self.rejections = rejections
         self.generator = load_generator(
             self.pretrained, device=self.device, batch_size=self.batch_size
         )
@@ -154,6 +163,12 @@ class SailVL(lmms):
         # max_batch_size only steers lmms-eval's "auto" batch search, which this backend lacks.
         extra.pop("max_batch_size", None)
         return cls(**args, **extra)
+
+    def _reject(self, task: str, rejected: Any) -> None:
+        reason = str(getattr(rejected, "reason", rejected))
+        if self.rejections:
+            with open(self.rejections, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"task": task, "reason": reason}) + "\n")
 
     def _doc(self, task: str, split: str, doc_id: int) -> Any:
         return self.task_dict[task][split][doc_id]
@@ -197,6 +212,9 @@ class SailVL(lmms):
                             f"generator returned {len(texts)} replies for {len(chunk)} prompts"
                         )
                     for index, prompt, text in zip(chunk, prompts, texts, strict=True):
+                        if not isinstance(text, str):
+                            self._reject(task, text)
+                            text = REJECTED_REPLY
                         outputs[index] = _cut_at_stops(text, stops)
                         self.cache_hook.add_partial(
                             "generate_until", (prompt, gen_kwargs), outputs[index]
@@ -233,7 +251,11 @@ class SailVL(lmms):
                         raise RuntimeError(
                             f"generator scored {len(results)} of {len(chunk)} continuations"
                         )
-                    for index, (logprob, greedy) in zip(chunk, results, strict=True):
+                    for index, result in zip(chunk, results, strict=True):
+                        if not isinstance(result, tuple):
+                            self._reject(task, result)
+                            result = REJECTED_SCORE
+                        logprob, greedy = result
                         scores[index] = (float(logprob), bool(greedy))
                     progress.update(len(chunk))
             except Exception as exc:

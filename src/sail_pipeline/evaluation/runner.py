@@ -46,6 +46,9 @@ class EvalReport:
     results_path: Path
     # task -> its other metrics (POPE precision, MME total, ...), as lmms-eval reported them
     details: dict[str, dict[str, float]] = field(default_factory=dict)
+    # task -> requests not run because their prompt is longer than the model reads (scored
+    # wrong, counted here); tasks without any are absent
+    rejected: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -153,17 +156,41 @@ def _sample_correct(value: Any) -> bool | None:
     return None  # a caption is graded by counts, not right or wrong
 
 
-def _model_args(model_dir: Path, batch_size: int, max_new_tokens: int, device: str) -> str:
-    """lmms-eval's ``model_args`` for a checkpoint that exists; hub lookups switched off."""
+REJECTIONS_FILE = "rejected_prompts.jsonl"
+
+
+def _model_args(model_dir: Path, batch_size: int, max_new_tokens: int, device: str,
+                work_dir: Path) -> str:
+    """lmms-eval's ``model_args`` for a checkpoint that exists; hub lookups switched off.
+
+    The model records the requests it does not run in ``work_dir``'s REJECTIONS_FILE, which
+    starts empty here so that a rerun counts only its own.
+    """
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model directory not found: {model_dir}")
-    if any(char in str(model_dir) for char in ",="):
-        raise ValueError(f"lmms-eval cannot pass a model path containing ',' or '=': {model_dir}")
+    for path in (model_dir, work_dir):
+        if any(char in str(path) for char in ",="):
+            raise ValueError(f"lmms-eval cannot pass a path containing ',' or '=': {path}")
     _force_offline()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rejections = work_dir / REJECTIONS_FILE
+    rejections.unlink(missing_ok=True)
     return (
         f"pretrained={model_dir},batch_size={batch_size},"
-        f"max_new_tokens={max_new_tokens},device={device}"
+        f"max_new_tokens={max_new_tokens},device={device},rejections={rejections}"
     )
+
+
+def read_rejections(work_dir: Path) -> dict[str, int]:
+    """Requests the model did not run (prompt too long), counted per task."""
+    path = work_dir / REJECTIONS_FILE
+    if not path.exists():
+        return {}
+    counts: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        task = json.loads(line)["task"]
+        counts[task] = counts.get(task, 0) + 1
+    return counts
 
 
 def run_world_suite(
@@ -182,8 +209,9 @@ def run_world_suite(
     ``work_dir/samples.jsonl`` and the report to ``work_dir/report.json``. Raises
     :class:`EvaluationError` naming every task that failed or returned no score.
     """
-    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device)
     work_dir = Path(work_dir).resolve()
+    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device,
+                             work_dir)
     benchmark = pd.read_parquet(benchmark_path)
 
     task_dir = work_dir / "tasks"
@@ -203,7 +231,7 @@ def run_world_suite(
     return _save_report(EvalReport(
         scores=scores, details=details,
         n_samples={name: len(results["samples"][name]) for name in task_names},
-        chance=chance,
+        chance=chance, rejected=read_rejections(work_dir),
         average=100.0 * sum(scores.values()) / len(scores),
         samples_path=_save_samples(results, task_names, work_dir),
         results_path=work_dir / "report.json",
@@ -256,8 +284,9 @@ def run_real_suite(
     from sail_pipeline.evaluation.real_suite import card_scores, preflight, select
 
     chosen = select(benchmarks)
-    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device)
     work_dir = Path(work_dir).resolve()
+    model_args = _model_args(Path(model_dir).resolve(), batch_size, max_new_tokens, device,
+                             work_dir)
     from lmms_eval.tasks import TaskManager
 
     _quiet_lmms_eval_logging()
@@ -269,6 +298,7 @@ def run_real_suite(
     return _save_report(EvalReport(
         scores={name: value / 100.0 for name, value in scores.items()},
         n_samples={b.card_name: len(results["samples"].get(b.task, [])) for b in chosen},
-        chance={}, average=sum(scores.values()) / len(scores),
+        chance={}, rejected=read_rejections(work_dir),
+        average=sum(scores.values()) / len(scores),
         samples_path=_save_samples(results, tasks, work_dir),
         results_path=work_dir / "report.json"))

@@ -67,6 +67,11 @@ class RecaptionParams(CaptionStorageParams):
     recaption_prompt: str = Field(RECAPTION_PROMPT, min_length=1)
     use_alt_text: bool = Field(True, description="the recaption prompt for ids with alt-text, "
                                "else the caption prompt")
+    # Web alt-texts are short (CLIP reads 77 tokens); a longer one is cut at a word boundary
+    # and counted (recaption/noted/alt_text_truncated). At 3 tokens a character (non-Latin
+    # text under a small BPE) 300 characters still fit the stand-in's 1024-token context.
+    max_alt_text_chars: int = Field(300, gt=0, description="alt-text characters put in the "
+                                    "recaption prompt; longer ones are truncated and counted")
     length_group_window: int = neutral(
         8, gt=0, description="batches whose items are sorted by prompt length together")
     # plain: backend calls in this process. ray: each backend batch is one call on a Ray

@@ -86,6 +86,10 @@ class CurationFilterParams(StrictModel):
     max_pixels: int = Field(64_000_000, gt=0, description="Decompression-bomb limit (w*h).")
     max_aspect_ratio: float = Field(5.0, ge=1.0, description="Longer side / shorter side.")
     alt_text_required: bool = False
+    # Bounds what one sidecar carries into every later table; each prompt caps again, to its
+    # model's context (e.g. `captioning.recaption.max_alt_text_chars`).
+    max_alt_text_chars: int = Field(2000, gt=0, description="Longer alt-texts are cut "
+                                    "(note alt_text_truncated).")
     # Pillow format names; null: every format Pillow decodes in-process (not EPS, which would
     # shell out to Ghostscript): a valid image is never quarantined for its format.
     allowed_formats: list[str] | None = None

@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from sail_pipeline.modeling.tokenizer import IMAGE_PLACEHOLDER
+from sail_pipeline.text_limits import cannot_fit
 
 CANDIDATE_COLUMNS = ["id", "image", "messages"]
 
@@ -100,13 +101,19 @@ def processor_encoder(processor: Any) -> Encoder:
 
 
 def validate_conversations(table: pd.DataFrame, encode: Encoder, num_tiles: Callable[[int, int], int],
-                           max_seq_len: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(kept rows with `n_tokens`, rejected rows as `id`, `reason`)."""
+                           max_seq_len: int, longest_token: int | None = None
+                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept rows with `n_tokens`, rejected rows as `id`, `reason`).
+
+    `longest_token`: the most characters one token stands for (`text_limits`); a row with
+    more text than `max_seq_len` such tokens is rejected as too long without encoding it.
+    """
     kept, rejected = [], []
     seen: set[str] = set()
     sizes: dict[bytes, tuple[int, int] | None] = {}
     for row in table.itertuples(index=False):
-        reason, n_tokens = _check(row, seen, sizes, encode, num_tiles, max_seq_len)
+        reason, n_tokens = _check(row, seen, sizes, encode, num_tiles, max_seq_len,
+                                  longest_token)
         if reason is None:
             kept.append((row.id, row.image, row.messages, n_tokens))
         else:
@@ -116,7 +123,7 @@ def validate_conversations(table: pd.DataFrame, encode: Encoder, num_tiles: Call
 
 
 def _check(row: Any, seen: set[str], sizes: dict, encode: Encoder,
-           num_tiles: Callable[[int, int], int], max_seq_len: int
+           num_tiles: Callable[[int, int], int], max_seq_len: int, longest_token: int | None
            ) -> tuple[Rejection | None, int]:
     if row.id in seen:
         return Rejection.DUPLICATE_ID, 0
@@ -139,6 +146,9 @@ def _check(row: Any, seen: set[str], sizes: dict, encode: Encoder,
         if sizes[image] is None:
             return Rejection.IMAGE_UNDECODABLE, 0
         n_tiles = num_tiles(*sizes[image])
+    if longest_token is not None and cannot_fit(sum(len(m["content"]) for m in messages),
+                                                max_seq_len, longest_token):
+        return Rejection.LONGER_THAN_MAX_SEQ_LEN, 0
     n_tokens, mismatch = encode(messages, n_tiles)
     if mismatch:
         return Rejection.MASK_MISMATCH, 0

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from sail_pipeline.modeling.processor import EncodedSample, ImageSettings, VLProcessor, normalise
+from sail_pipeline.text_limits import cannot_fit, longest_token_chars
 from sail_pipeline.training.packing import TokenSample, collate
 
 
@@ -89,6 +90,7 @@ class ConversationData:
     def __init__(self, table: pd.DataFrame, processor: VLProcessor, max_seq_len: int,
                  tile_cache_bytes: int = 512 * 2**20) -> None:
         self.processor = processor
+        self._longest_token = longest_token_chars(processor.tokenizer.get_vocab())
         self._tiles = TileCache(tile_cache_bytes)
         self.rejections = Rejections()
         self.mask_mismatches = 0
@@ -125,6 +127,11 @@ class ConversationData:
             parsed = json.loads(messages)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             return "messages_not_json"
+        text_chars = sum(len(m["content"]) for m in parsed if isinstance(m, dict)
+                         and isinstance(m.get("content"), str)) if isinstance(parsed, list) else 0
+        if cannot_fit(text_chars, max_seq_len, self._longest_token):
+            # Encoding a runaway row would cost memory and time; it cannot fit anyway.
+            return "longer_than_max_seq_len"
         encoded = self.processor.encode(parsed, n_tiles)
         if encoded.mask_mismatch:
             return "mask_mismatch"
@@ -170,12 +177,15 @@ class TextData:
         self.samples: list[TokenSample] = []
         self.truncated = 0
         texts = []
+        # Text past what max_seq_len + 1 tokens can cover is cut before tokenizing: it would
+        # be truncated anyway, and the tokenizer's memory grows with its input.
+        max_chars = (max_seq_len + 1) * longest_token_chars(tokenizer.get_vocab())
         for row in table.itertuples(index=False):
             text = row.text if isinstance(row.text, str) else ""
             if not text.strip():
                 self.rejections.add(row.id, "empty_text")
                 continue
-            texts.append(text + tokenizer.eos_token)
+            texts.append(text[:max_chars] + tokenizer.eos_token)
         # Each distinct text is encoded once, in batches: the world's text repeats (93198
         # rows, 19790 distinct), and one tokenizer call per row took the stand-in LLM's
         # stage 8 s to read its table.

@@ -38,6 +38,7 @@ from sail_pipeline.modeling.presets import (
 )
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import load_tokenizer
+from sail_pipeline.run_timing import peak_rss_mb, reset_peak_rss
 from sail_pipeline.storage import replace_text, written_whole_or_not_at_all
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.data import AttributeData, ConversationData, StepBatches, TextData
@@ -380,6 +381,9 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
     """Train one stage. `clock` (started when the process was) splits its wall time into
     phases, which the summary reports next to `seconds_to_first_step`."""
     clock = clock or PhaseClock(started=time.time())
+    # A warm trainer forks each stage from a parent that may have held more: count this
+    # stage's peak from its current size.
+    reset_peak_rss()
     import deepspeed
     import torch.distributed as dist
 
@@ -562,6 +566,8 @@ def run(cfg: RunConfig, clock: PhaseClock | None = None) -> dict[str, Any]:
         # This process's phases (a resumed stage's killed process is not in them).
         summary["phases"] = clock.report()
         summary["seconds_to_first_step"] = clock.first_step
+        # The trainer's own peak: a training node's memory is mostly here, not in Kedro's.
+        summary["peak_rss_mb"] = peak_rss_mb()
         replace_text(out / SUMMARY_FILE, json.dumps(summary, indent=2))
         # The stage is done and `hf/` is its product; stale optimizer states would make the
         # next run of this stage resume a finished one.

@@ -60,7 +60,12 @@ def evaluate_checkpoints(benchmark: str, evaluation: EvaluationParams, workdir: 
                             | {f"eval/{name}/average": report.average}
                             | {f"eval/{name}/{t}/{m}": v for t, extra in report.details.items()
                                for m, v in extra.items()}
-                            | {f"eval/chance/{t}": c for t, c in report.chance.items()})
+                            | {f"eval/chance/{t}": c for t, c in report.chance.items()}
+                            | {f"eval/{name}/{t}/rejected_prompt_too_long": n
+                               for t, n in report.rejected.items()})
+        if report.rejected:
+            log.warning("%s: requests not run, their prompt longer than the model reads "
+                        "(scored wrong): %s", name, report.rejected)
         lineage.log_artifact(report.samples_path, artifact_path=f"evaluation/{name}")
     scores = score_table(reports)
     figure = score_chart(scores)

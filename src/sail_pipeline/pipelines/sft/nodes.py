@@ -31,12 +31,15 @@ def _validator(tokenizer_path: str, preset: str, max_seq_len: int):
     from sail_pipeline.modeling.preset_specs import get_preset
     from sail_pipeline.modeling.processor import VLProcessor
     from sail_pipeline.modeling.tokenizer import load_tokenizer
+    from sail_pipeline.text_limits import longest_token_chars
 
     processor = VLProcessor(load_tokenizer(tokenizer_path), get_preset(preset).image_settings())
     encode = processor_encoder(processor)
 
+    longest = longest_token_chars(processor.tokenizer.get_vocab())
+
     def validate(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return validate_conversations(table, encode, processor.num_tiles, max_seq_len)
+        return validate_conversations(table, encode, processor.num_tiles, max_seq_len, longest)
 
     return validate
 
