@@ -17,7 +17,7 @@ _broken_environment: list[str] = []
 _SHARED_PROJECT = {"project", "project_copy", "readme_project"}
 # End-to-end tests long enough to get a worker of their own (see below).
 _LONG = ("variants", "dvc_queue", "selection_experiments", "every_bash_command", "scaling_sweep",
-         "killed_at_drawn_stages")
+         "killed_at_drawn_stages", "hostile_inputs")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -115,3 +115,25 @@ def project(tmp_path_factory, worker_id):
 def project_copy(project, tmp_path):
     """A copy of `project` that a test may change."""
     return shutil.copytree(project, tmp_path / "project", symlinks=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(world_tokenizer):
+    import torch
+
+    from sail_pipeline.modeling.inference import VLMGenerator
+    from sail_pipeline.modeling.presets import build_vlm, get_preset
+    from sail_pipeline.modeling.processor import VLProcessor
+
+    preset = get_preset("tiny")
+    model = build_vlm(preset, world_tokenizer, seed=0)
+    # Fresh init is so small that tied embeddings just echo the last prompt token ("\n"),
+    # so every caption would be "" and any mix-up invisible; larger weights make each
+    # caption depend on its image and prompt.
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.1)
+    return VLMGenerator(model, VLProcessor(world_tokenizer, preset.image_settings()),
+                        batch_size=64)
