@@ -2,8 +2,9 @@
 
 The schema (`sail_pipeline.schema`) checks every key and value it can without importing the
 library. Names that point into a registry (presets, evaluation tasks, real benchmarks,
-DeepSpeed files, image formats) and whether the world can be drawn are checked here, before
-any node runs, and every problem is reported with its dotted key.
+DeepSpeed files, image formats), whether the world can be drawn, the user's own files, and a
+candidate set that nothing draws from are checked here, before any node runs, and every
+problem is reported with its dotted key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sail_pipeline.schema import (
     training_runs,
     validate_parameters,
 )
+from sail_pipeline.schema.quality import MIN_CLIP_PAIRS
 
 
 def _trees(project: ProjectParams) -> Iterator[tuple[str, ProjectParams]]:
@@ -41,6 +43,39 @@ def _candidate_problems(prefix: str, tree: ProjectParams) -> list[str]:
         if spec.image_folder is not None and not Path(spec.image_folder).is_dir():
             problems.append(f"{key}.image_folder: {spec.image_folder} is not a folder")
     return problems
+
+
+def _file_problems(tree: ProjectParams) -> list[str]:
+    """The quality pipeline's inputs of the user's own, there before any node runs (not an
+    hour later, after recaptioning)."""
+    if tree.quality is None:
+        return []
+    problems = [f"quality.extra_sources[{index}] ({extra.name!r}).path: {extra.path} does not "
+                f"exist; give the Parquet file of that caption column"
+                for index, extra in enumerate(tree.quality.extra_sources)
+                if not Path(extra.path).is_file()]
+    clip = tree.quality.clip
+    if clip.source == "path" and not (Path(str(clip.path)) / "config.json").is_file():
+        problems.append(f"quality.clip.path: {clip.path} is not a Hugging Face CLIPModel "
+                        f"directory (no config.json); give a local one saved with its tokenizer "
+                        f"and image processor, or set quality.clip.source: train")
+    return problems
+
+
+def unused_candidate_problems(project: ProjectParams) -> list[str]:
+    """Each set of the user's own that no mixture or selection experiment draws from: it
+    would be validated, then left out of every table, and the run would succeed without it.
+    Said with the other problems of the tree (its file missing, say), not instead of them;
+    variants share the candidate sets, so the top-level tree decides."""
+    if project.sft is None:
+        return []
+    drawn = {*project.sft.candidate_names(),
+             *(project.selection.drawn_candidates() if project.selection is not None else ())}
+    return [f"sft.candidates.{name}: no SFT mixture or selection experiment draws from it; "
+            f"name it in an sft.mixtures.<stage>.sources (or in selection.quality.candidates "
+            f"or selection.incremental.candidates, with that experiment in "
+            f"selection.experiments), or remove it"
+            for name in project.sft.candidates if name not in drawn]
 
 
 def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) -> list[str]:
@@ -77,6 +112,8 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.curation is not None:
             problems += _format_problems(tree.curation.settings.allowed_formats or [],
                                          f"{prefix}curation.settings.allowed_formats")
+    # Once: a variant that overrides `quality` is refused (its instance does not read it).
+    problems += _file_problems(project)
     if deepspeed_dir is not None:
         from sail_pipeline.training.config import load_deepspeed_config
 
@@ -115,6 +152,25 @@ def combination_problems(tree: ProjectParams, nodes: set[str]) -> list[str]:
     """Settings each valid alone that cannot work together in the nodes about to run (base
     names), with the fix: found before the first node, not minutes later (or as a DeepSpeed
     error on an empty table)."""
+    return _oracle_problems(tree, nodes) + _clip_pair_problems(tree, nodes)
+
+
+def _clip_pair_problems(tree: ProjectParams, nodes: set[str]) -> list[str]:
+    # The stand-in CLIP trains on the reference captions: a reference set smaller than it
+    # needs would stop the quality pipeline at its second node, after captioning.
+    if "train_quality_clip" not in nodes or tree.quality is None or tree.captioning is None \
+            or tree.quality.clip.source != "train":
+        return []
+    size = tree.captioning.reference.size
+    if size is None or size >= MIN_CLIP_PAIRS:
+        return []
+    return [f"captioning.reference.size: the stand-in CLIP (quality.clip.source: train) trains "
+            f"on the reference captions and needs at least {MIN_CLIP_PAIRS}, and the reference "
+            f"set has {size}; raise captioning.reference.size to {MIN_CLIP_PAIRS} or more, or "
+            f"give your own CLIP (quality.clip: {{source: path, path: <a CLIPModel directory>}})"]
+
+
+def _oracle_problems(tree: ProjectParams, nodes: set[str]) -> list[str]:
     if tree.curation is None or _has_world(tree):
         return []
     backends = {}
@@ -146,7 +202,7 @@ def validate_project(params: dict[str, Any], deepspeed_dir: str | Path | None = 
     """The whole tree, checked against the schema and the registries; raises
     `InvalidParameters` listing every bad key."""
     project = validate_parameters(params)
-    problems = registry_problems(project, deepspeed_dir)
+    problems = registry_problems(project, deepspeed_dir) + unused_candidate_problems(project)
     if problems:
         raise InvalidParameters(format_problems(problems))
     return project

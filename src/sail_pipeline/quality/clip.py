@@ -25,12 +25,21 @@ from transformers import (
 )
 
 from sail_pipeline.captioning.backends import decode_image
-from sail_pipeline.schema.quality import ClipParams
+from sail_pipeline.errors import UserError
+from sail_pipeline.schema.quality import MIN_CLIP_PAIRS, ClipParams
 
 log = logging.getLogger(__name__)
 
 # Bumped when the score's definition changes, so cached scores are recomputed.
 CLIP_VERSION = "clipscore-1"
+
+
+class NotAClipDirectory(UserError, FileNotFoundError):
+    """`quality.clip.path` (or a stand-in's output) is not a Hugging Face CLIPModel directory."""
+
+
+class TooFewClipPairs(UserError, ValueError):
+    """The stand-in CLIP was given fewer usable (image, caption) pairs than it trains on."""
 
 
 class ClipScorer:
@@ -50,7 +59,10 @@ class ClipScorer:
     def load(cls, path: str | Path, batch_size: int = 256, device: str = "cpu") -> ClipScorer:
         path = Path(path)
         if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} is not a CLIP directory (no config.json)")
+            raise NotAClipDirectory(f"{path} is not a CLIP directory (no config.json): give "
+                                    f"quality.clip.path a local Hugging Face CLIPModel directory "
+                                    f"with its tokenizer and image processor, or set "
+                                    f"quality.clip.source: train")
         return cls(CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path),
                    AutoImageProcessor.from_pretrained(path), batch_size, device)
 
@@ -135,8 +147,18 @@ def train_standin_clip(images: list[bytes], captions: list[str], tokenizer_dir: 
     Returns a summary: steps, seconds, the in-batch retrieval accuracy before and after on a
     held-out tenth of the pairs (image → its own caption among the held-out captions).
     """
-    if len(images) < 20:
-        raise ValueError(f"the stand-in CLIP needs at least 20 pairs, got {len(images)}")
+    decoded = [decode_image(b) for b in images]
+    pairs = [(im, c) for im, c in zip(decoded, captions, strict=True)
+             if not isinstance(im, str) and isinstance(c, str) and c.strip()]
+    # Counted after decoding: an unreadable image or an empty caption teaches nothing, and
+    # too few left would fail later inside torch (an empty batch), not with this message.
+    if len(pairs) < MIN_CLIP_PAIRS:
+        raise TooFewClipPairs(
+            f"the stand-in CLIP needs at least {MIN_CLIP_PAIRS} (image, caption) pairs and got "
+            f"{len(pairs)} usable of {len(images)} (the reference captions of kept images, "
+            f"without empty captions or unreadable images); raise captioning.reference.size, "
+            f"or give your own CLIP: quality.clip: {{source: path, path: <a CLIPModel "
+            f"directory>}}")
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     processor = CLIPImageProcessor(size={"shortest_edge": spec.image_size},
@@ -144,9 +166,6 @@ def train_standin_clip(images: list[bytes], captions: list[str], tokenizer_dir: 
                                               "width": spec.image_size})
     model = CLIPModel(standin_config(tokenizer, spec))
     scorer = ClipScorer(model, tokenizer, processor, batch_size=spec.score_batch_size)
-    decoded = [decode_image(b) for b in images]
-    pairs = [(im, c) for im, c in zip(decoded, captions, strict=True)
-             if not isinstance(im, str) and isinstance(c, str) and c.strip()]
     order = np.random.default_rng(seed).permutation(len(pairs))
     held = [pairs[i] for i in order[:max(10, len(pairs) // 10)]]
     train = [pairs[i] for i in order[len(held):]]

@@ -42,8 +42,10 @@ class CaptionLikelihood:
         alt-texts of a few words and recaptions of a hundred tokens no longer share a batch
         padded to the longest. Values do not depend on the batching.
         """
-        targets = [ids[:self.max_caption_tokens]
-                   for ids in self.tokenizer(list(captions))["input_ids"]]
+        # Truncated by the tokenizer: the caption is cut at max_caption_tokens anyway, and a
+        # 10,000-character caption tokenized whole only to be cut warned of "indexing errors".
+        targets = [ids[:self.max_caption_tokens] for ids in self.tokenizer(
+            list(captions), truncation=True, max_length=self.max_caption_tokens)["input_ids"]]
         tiles = [self.processor.num_tiles(*image.size) for image in images]
         order = sorted(range(len(captions)), key=lambda i: (tiles[i], len(targets[i])))
         out = np.empty(len(captions))

@@ -19,12 +19,12 @@ from sail_pipeline.schema.captioning import CaptioningParams
 from sail_pipeline.schema.curation import CurationParams
 from sail_pipeline.schema.data import DataParams
 from sail_pipeline.schema.evaluation import EvaluationParams
-from sail_pipeline.schema.quality import QualityParams
+from sail_pipeline.schema.quality import BUILT_IN_SOURCES, QualityParams
 from sail_pipeline.schema.runtime import RuntimeParams
 from sail_pipeline.schema.scaling import ScalingParams
 from sail_pipeline.schema.selection import SelectionParams
-from sail_pipeline.schema.sft import SftParams
-from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, SFT_STAGES
+from sail_pipeline.schema.sft import ALL_IN_ONE, SftParams
+from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, RECIPE, SFT_STAGES, get_stage
 from sail_pipeline.schema.training import BackboneParams, TrainParams
 
 
@@ -98,8 +98,7 @@ class ProjectParams(StrictModel):
         if self.pretrain is None:
             return self
         if self.quality is not None:
-            names = ["alt_text", "recaption", "reference",
-                     *(s.name for s in self.quality.extra_sources)]
+            names = [*BUILT_IN_SOURCES, *(s.name for s in self.quality.extra_sources)]
             if self.pretrain.caption_source not in names:
                 raise ValueError(f"pretrain.caption_source {self.pretrain.caption_source!r} is "
                                  f"not a caption source; known: {names}")
@@ -141,6 +140,77 @@ class ProjectParams(StrictModel):
                                  f"differ per variant (the SFT tables are shared); "
                                  f"sft.schedule can")
         return self
+
+    @model_validator(mode="after")
+    def _variants_change_what_they_run(self) -> ProjectParams:
+        problems = variant_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
+
+def recipe_reads(schedule: str) -> frozenset[str]:
+    """The keys of a parameter tree that an instance of the recipe reads, derived from the
+    stage registry as the recipe's nodes are (`pipelines/recipe/pipeline.py`; a test checks
+    that the two agree): each stage's settings, the preset of a stage built from the
+    backbones, `sft.schedule` (it decides the nodes), `runtime` and `evaluation`. Under
+    `all_in_one` the one SFT stage takes the whole `sft`."""
+    reads = {"runtime", "evaluation", "sft.schedule"}
+    for stage in RECIPE:
+        spec = get_stage(stage)
+        reads.add("sft" if schedule == ALL_IN_ONE and stage in SFT_STAGES
+                  else f"{spec.group}.{stage}")
+        if spec.starts_from is None:
+            reads.add(f"{spec.group}.preset")
+    return frozenset(reads)
+
+
+def _differences(base: Any, other: Any, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two dumped trees (a list is one value)."""
+    if isinstance(base, dict) and isinstance(other, dict):
+        return [key for name in dict.fromkeys([*base, *other])
+                for key in _differences(base.get(name), other.get(name),
+                                        f"{prefix}.{name}" if prefix else str(name))]
+    return [] if base == other else [prefix]
+
+
+def _is_read(key: str, reads: frozenset[str]) -> bool:
+    # A key inside a read section, or a whole section replaced that holds one.
+    return any(key == r or key.startswith(r + ".") or r.startswith(key + ".") for r in reads)
+
+
+def variant_problems(project: ProjectParams) -> list[str]:
+    """Each variant that would silently do nothing: one equal to the top-level tree or to an
+    earlier variant (it trains the same models again), or an override of a key its instance
+    of the recipe does not read (it would run with the top-level value)."""
+    if not project.variants:
+        return []
+    base = project.model_dump(exclude={"variants"})
+    problems: list[str] = []
+    seen: list[str] = []
+    for name, tree in project.variants.items():
+        changed = _differences(base, tree.model_dump(exclude={"variants"}))
+        schedule = tree.sft.schedule if tree.sft is not None else "curriculum"
+        ignored = [key for key in changed if not _is_read(key, recipe_reads(schedule))]
+        if ignored:
+            # The `variants` pipeline's shared inputs are made once, from the top-level tree.
+            problems += [f"variants.{name}.{key}: a variant runs only the recipe's stages "
+                         f"({', '.join(RECIPE)}) and evaluation, and shares the data tables, "
+                         f"tokenizer and backbones with the top-level run, so this override "
+                         f"changes nothing; set it at the top level, or remove it from the "
+                         f"variant" for key in ignored]
+        elif not changed:
+            problems.append(f"variants.{name}: changes nothing (every setting equals the "
+                            f"top-level parameters); override a setting of a stage, runtime "
+                            f"or evaluation (e.g. {{sft: {{knowledge: {{lr: 5.0e-4}}}}}}), or "
+                            f"remove it")
+        else:
+            twin = next((other for other in seen if project.variants[other] == tree), None)
+            if twin is not None:
+                problems.append(f"variants.{name}: the same settings as variants.{twin}, so it "
+                                f"would train the same models again; change one, or remove it")
+            seen.append(name)
+    return problems
 
 
 class InvalidParameters(UserError, ValueError):
@@ -196,7 +266,9 @@ def validate_parameters(params: dict[str, Any]) -> ProjectParams:
             key = ".".join(str(part) for part in item["loc"])
             got = f" (got {item['input']!r})" if "input" in item and not isinstance(
                 item["input"], dict) else ""
-            # A check across keys has no location; its message starts with the key it names.
-            lines.append(f"{key}: {item['msg']}{got}" if key else
-                         item["msg"].removeprefix("Value error, "))
+            message = item["msg"].removeprefix("Value error, ")
+            # A check across keys has no location, or the location of the model that holds
+            # them: its message starts with the key it names.
+            named = not key or message.startswith((f"{key}.", f"{key}["))
+            lines.append(message if named else f"{key}: {item['msg']}{got}")
         raise InvalidParameters(format_problems(lines)) from None

@@ -44,6 +44,11 @@ SIGNALS: tuple[str, ...] = (
 )
 
 CaptionSource = str  # alt_text, recaption, reference, or the name of an extra source
+# The caption sources every pool has; an extra source adds a name beside them.
+BUILT_IN_SOURCES: tuple[str, ...] = ("alt_text", "recaption", "reference")
+# The stand-in CLIP holds out max(10, a tenth) of its pairs to measure retrieval and trains on
+# the rest: below this it has almost nothing to learn from (`quality.clip.source: train`).
+MIN_CLIP_PAIRS = 20
 
 
 class ExtraCaptionSource(StrictModel):
@@ -152,11 +157,14 @@ class QualityParams(StrictModel):
 
     @model_validator(mode="after")
     def _known_sources(self) -> QualityParams:
-        names = {"alt_text", "recaption", "reference"} | {s.name for s in self.extra_sources}
+        names = set(BUILT_IN_SOURCES) | {s.name for s in self.extra_sources}
         unknown = [s for s in self.sources if s not in names]
         if unknown:
             raise ValueError(f"quality.sources: unknown caption source(s) {unknown}; known: "
                              f"{sorted(names)} (add your own under extra_sources)")
+        problems = self._unused_extra_sources()
+        if problems:
+            raise ValueError("\n  ".join(problems))
         # A rule on a signal that is not computed would reject every caption.
         off = {name for name, group in (("loglik_image", self.likelihood),
                                          ("image_gain", self.likelihood),
@@ -171,3 +179,22 @@ class QualityParams(StrictModel):
             raise ValueError("quality.filter.judge_min_score needs quality.judge.enabled: true "
                              "(or set judge_min_score: null)")
         return self
+
+    def _unused_extra_sources(self) -> list[str]:
+        """An extra source that no node scores: the quality node reads only the names in
+        `sources`, and a second source of one name replaces the first (a built-in one too),
+        so each of these would be read, or not, and silently left out of every table."""
+        problems, seen = [], set()
+        for index, extra in enumerate(self.extra_sources):
+            key = f"quality.extra_sources[{index}] ({extra.name!r})"
+            if extra.name in BUILT_IN_SOURCES or extra.name in seen:
+                owner = "a built-in source" if extra.name in BUILT_IN_SOURCES else \
+                    "an earlier extra source"
+                problems.append(f"{key}: the name {extra.name!r} is taken by {owner}, so one "
+                                f"of the two would be silently dropped; give it another name")
+            elif extra.name not in self.sources:
+                problems.append(f"{key}: declared but not in quality.sources, so no caption "
+                                f"of it would be scored or filtered; add it to quality.sources "
+                                f"or remove it")
+            seen.add(extra.name)
+        return problems

@@ -102,6 +102,15 @@ class SelectionParams(StrictModel):
                 raise ValueError(f"selection.{key}: give each candidate once (got {names})")
         return self
 
+    def drawn_candidates(self) -> list[str]:
+        """The sets that the experiments in `experiments` draw from (`schedule` draws from the
+        SFT mixtures' sets, which `sft` names)."""
+        drawn = {"quality": self.quality.candidates,
+                 "composition": [*self.composition.base.sources],
+                 "incremental": [*self.incremental.base.sources, *self.incremental.candidates]}
+        return list(dict.fromkeys(name for experiment in self.experiments
+                                  for name in drawn.get(experiment, [])))
+
     def candidate_names(self) -> list[str]:
         """Every set some experiment draws from, in first-use order."""
         return list(dict.fromkeys([

@@ -14,6 +14,7 @@ from sail_pipeline import dry_run, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.factory import weights_digest
 from sail_pipeline.curation.sources import world_values
+from sail_pipeline.errors import UserError
 from sail_pipeline.pipelines import training_node
 from sail_pipeline.quality import statistics
 from sail_pipeline.quality.filter import decide
@@ -36,6 +37,14 @@ log = logging.getLogger(__name__)
 CANDIDATE_COLUMNS = ["id", "source", "caption"]
 
 
+class CaptionSourceError(UserError, ValueError):
+    """An extra caption source whose file cannot give its captions: names the source."""
+
+
+class EmptyPretrainPool(UserError, ValueError):
+    """No caption of `pretrain.caption_source` passed the filter: Pretrain has nothing."""
+
+
 def _rows(ids: Any, source: str, captions: Any) -> pd.DataFrame:
     return pd.DataFrame({"id": list(ids), "source": source,
                          "caption": pd.Series(list(captions), dtype=object)})
@@ -49,14 +58,22 @@ def caption_candidates(manifest: pd.DataFrame, recaptions: pd.DataFrame,
               "reference": _rows(reference_captions["id"], "reference",
                                  reference_captions["caption"])}
     for extra in params.extra_sources:
-        if not extra.path.exists():
-            raise FileNotFoundError(f"quality.extra_sources[{extra.name}]: {extra.path} "
-                                    f"does not exist")
-        table = pd.read_parquet(extra.path)
+        if not extra.path.exists():  # checked at start too; it may have moved since
+            raise CaptionSourceError(f"quality.extra_sources[{extra.name}]: {extra.path} "
+                                     f"does not exist; give the Parquet file of that caption "
+                                     f"column")
+        try:
+            table = pd.read_parquet(extra.path)
+        except (OSError, ValueError) as error:  # pyarrow's errors derive from these
+            raise CaptionSourceError(f"quality.extra_sources[{extra.name}]: {extra.path} is "
+                                     f"not a Parquet table ({type(error).__name__}); give one "
+                                     f"with an id and a caption column") from None
         missing = {extra.id_column, extra.caption_column} - set(table.columns)
         if missing:
-            raise ValueError(f"quality.extra_sources[{extra.name}]: {extra.path} lacks "
-                             f"columns {sorted(missing)}")
+            raise CaptionSourceError(
+                f"quality.extra_sources[{extra.name}]: {extra.path} lacks columns "
+                f"{sorted(missing)} (has {list(table.columns)}); set its id_column and "
+                f"caption_column to the file's own names")
         tables[extra.name] = _rows(table[extra.id_column].astype(str), extra.name,
                                    table[extra.caption_column])
     kept = set(manifest["id"])
@@ -213,8 +230,11 @@ def pretrain_tables(decisions: pd.DataFrame, candidates: pd.DataFrame, manifest:
     pool = manifest[["id", "image"]][manifest["id"].isin(set(kept["id"]))].copy()
     pool["caption"] = captions.loc[pool["id"]].to_numpy()
     if pool.empty:
-        raise ValueError(f"no caption of source {caption_source!r} passed the quality filter: "
-                         f"see data/08_reporting/quality_funnel.csv")
+        raise EmptyPretrainPool(
+            f"no caption of source {caption_source!r} (pretrain.caption_source) passed the "
+            f"quality filter, so Pretrain has no pairs: loosen the rule that rejected them in "
+            f"quality.filter (data/08_reporting/quality_funnel.csv says which), or set "
+            f"pretrain.caption_source to another source in quality.sources")
     tables = pool_caption_tables(pool, ocr, sizes, seed)
     log.info("pretrain pool: %d kept %s captions -> alignment %d, advance %d rows",
              len(pool), caption_source, len(tables["alignment_train"]),
