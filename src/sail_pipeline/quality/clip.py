@@ -67,7 +67,9 @@ class ClipScorer:
                    AutoImageProcessor.from_pretrained(path), batch_size, device)
 
     def _text_ids(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.tokenizer(captions, add_special_tokens=True)["input_ids"]
+        # Truncated by the tokenizer too: `_fit` keeps max_tokens of it anyway.
+        rows = self.tokenizer(captions, add_special_tokens=True, truncation=True,
+                              max_length=self.max_tokens)["input_ids"]
         # CLIP pools the text at its end-of-text token; a tokenizer that does not append it
         # (our stand-in's) gets it here, and a long caption keeps it after truncation.
         rows = [self._fit(ids) for ids in rows]
