@@ -78,7 +78,7 @@ test: install  ## the test suite (includes end-to-end kedro and dvc runs), witho
 	$(BIN)/python -m pytest -q -m environment
 	$(BIN)/python -m pytest -m "not environment and not faults" -n 2 --dist loadgroup --durations=12
 
-test-faults: install  ## the slow fault tests: SIGKILL at drawn points, a real full disk, rendezvous sockets
+test-faults: install  ## the slow fault tests: SIGKILL at drawn points, a real full disk, rendezvous sockets, hostile inputs under a memory limit
 	$(BIN)/python -m pytest -m faults -n 2 --dist loadgroup --durations=12
 
 lint: install  ## ruff

@@ -68,6 +68,7 @@ def _hostile_folder(root) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults  # minutes: in `make test-faults`, which CI runs after `make test`
 def test_hostile_inputs_complete_under_a_memory_limit_with_every_input_accounted(
         project_copy, tmp_path):
     project = project_copy
