@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
@@ -44,6 +44,40 @@ class ParquetPathDataset(_PathDataset):
             raise DatasetError(f"{self._filepath}: expected a DataFrame, got {type(data).__name__}")
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
         data.to_parquet(self._filepath, index=False)
+
+
+@runtime_checkable
+class FinishedParquet(Protocol):
+    """A Parquet file written whole elsewhere, e.g. `sail_pipeline.curation.ParquetTable`.
+
+    Matched by shape, so that this module (imported by every stage) does not import the
+    library that makes it, nor make every stage depend on it.
+    """
+
+    path: Path
+    num_rows: int
+
+
+class ParquetTableDataset(ParquetPathDataset):
+    """A Parquet table that loads as a DataFrame, as `pandas.ParquetDataset` does, and saves a
+    DataFrame or a Parquet file a node streamed into its working folder (`FinishedParquet`).
+    That file is moved here, not read: a node can write a table it could never hold
+    (curation's manifest of every kept image) while the nodes after it load it as before.
+    """
+
+    loads_as_path = False
+
+    def _load(self) -> pd.DataFrame:  # type: ignore[override]
+        super()._load()  # says which pipeline makes it, when it is missing
+        return pd.read_parquet(self._filepath)
+
+    def _save(self, data: Any) -> None:
+        if not isinstance(data, FinishedParquet):
+            super()._save(data)
+            return
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        # A rename within one file system; across two, a copy (then the source is removed).
+        shutil.move(data.path, self._filepath)
 
 
 class PretrainedDirDataset(_PathDataset):

@@ -1,34 +1,65 @@
-"""The whole curation run, ingest → validate → dedup, and the accounting of every record."""
+"""The whole curation run, ingest → validate → dedup, and the accounting of every record.
+
+Two entry points share one implementation (`_Run`): `run_curation` returns DataFrames, for small
+runs and tests; `curate_to_parquet` streams the manifest and the quarantine into Parquet files,
+so its memory does not grow with the images it keeps. What it still holds per record is what
+dedup and the duplicate-id check need, O(n) but small: ids, sha256 digests and perceptual
+hashes in numpy arrays (`index_bytes`: ~150 bytes a kept record plus its id; 167 B a record in
+benchmarks/curation_many_files.py, against ~900 B in dicts before). A folder source holds one
+folder's listing per level of depth, not the tree's.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 
 from sail_pipeline.curation.batch import check_batch, raw_table
-from sail_pipeline.curation.dedup import ExactDuplicateIndex, NearDuplicateIndex
+from sail_pipeline.curation.dedup import ExactHashIndex, GrowingArray, NearHashIndex, SeenIds
+from sail_pipeline.curation.output import FrameSink, ParquetSink, ParquetTable, Row, Sink
 from sail_pipeline.curation.reasons import STAGE_OF, Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord, iter_records
 from sail_pipeline.executors import ExecutorParams, import_ray, iter_map_batches
 from sail_pipeline.schema import CurationFilterParams, SourceSpec, check_unique_names
+from sail_pipeline.storage import written_whole_or_not_at_all
 
-MANIFEST_COLUMNS = ["id", "source", "source_id", "sha256", "phash", "width", "height", "format",
-                    "mode_in", "normalised", "alt_text", "image"]
-QUARANTINE_COLUMNS = ["id", "source", "source_id", "reason", "detail"]
 FUNNEL_COLUMNS = ["stage", "reason", "count"]
 TOTAL, NOTE = "total", "note"
+# Kept rows go to the sink once their images reach this size, and at the end of every chunk:
+# what a run holds of its images (Arrow copies them once more while writing), and a Parquet
+# row group's size. Smaller would bloat the file's footer, one entry per row group and column.
+FLUSH_BYTES = 16 << 20
 
 
 class CurationAccountingError(RuntimeError):
     """kept + quarantined no longer equals the input: a bug in curation, never bad data."""
+
+
+def funnel_count(funnel: pd.DataFrame, reason: str) -> int:
+    """A funnel count: a total ("input", "kept", "quarantined"), a reason or a note."""
+    return int(funnel.loc[funnel["reason"] == reason, "count"].sum())
 
 
 @dataclass
@@ -39,67 +70,111 @@ class CurationResult:
 
     def count(self, reason: str) -> int:
         """A funnel count: a total ("input", "kept", "quarantined"), a reason or a note."""
-        rows = self.funnel[self.funnel["reason"] == reason]
-        return int(rows["count"].sum())
+        return funnel_count(self.funnel, reason)
+
+
+@dataclass
+class CurationFiles:
+    """What `curate_to_parquet` wrote, with the funnel."""
+
+    manifest: ParquetTable
+    quarantine: ParquetTable
+    funnel: pd.DataFrame
+    # The run's id and dedup indexes at the end: the part of its memory that grows with the
+    # number of records (a folder's listing aside).
+    index_bytes: int
+
+    def count(self, reason: str) -> int:
+        return funnel_count(self.funnel, reason)
 
 
 class _Run:
-    """Holds what one curation run has decided so far; decides one record at a time, in order.
+    """Decides one record at a time, in input order, and hands the rows to a sink.
 
     The per-record work (decode, normalise, hash) arrives precomputed from `check_batch`;
-    what is decided here depends on the records before, so it stays in one process.
+    what is decided here depends on the records before, so it stays in one process. It keeps
+    no row once the sink has it: only the indexes, which hold a few dozen bytes a record.
     """
 
-    def __init__(self, settings: CurationFilterParams) -> None:
+    def __init__(self, settings: CurationFilterParams, sink: Sink) -> None:
         self.settings = settings
-        self.input_ids: Counter[str] = Counter()
-        self.kept: list[dict[str, Any]] = []
-        self.quarantined: list[dict[str, str]] = []
+        self.sink = sink
+        self.seen = SeenIds()
+        self.kept_ids = GrowingArray(np.int64)  # kept position → the id's position in `seen`
+        self.n_input = 0
+        self.n_quarantined = 0
+        self.reasons: Counter[str] = Counter()
         self.notes: Counter[str] = Counter()
-        self.exact = ExactDuplicateIndex() if settings.exact_dedup else None
+        self.exact = ExactHashIndex() if settings.exact_dedup else None
         distance = settings.near_duplicate_max_distance
-        self.near = NearDuplicateIndex(distance) if distance is not None else None
+        self.near = NearHashIndex(distance) if distance is not None else None
+        self._kept: list[Row] = []
+        self._quarantined: list[Row] = []
+        self._held_bytes = 0
+        # This chunk's outcomes, for its accounting check.
+        self._chunk_kept: list[str] = []
+        self._chunk_quarantined: list[tuple[str, str]] = []
 
-    def admit(self, record: RawRecord) -> Rejection | None:
-        """Counts the record in; the rejection when it needs no checking, else None."""
-        self.input_ids[record.id] += 1
-        if self.input_ids[record.id] > 1:
+    @property
+    def n_kept(self) -> int:
+        return len(self.kept_ids)
+
+    @property
+    def index_bytes(self) -> int:
+        indexes = [self.seen, self.kept_ids, self.exact, self.near]
+        return sum(index.nbytes for index in indexes if index is not None)
+
+    def _kept_id(self, position: int) -> str:
+        return self.seen.pool[int(self.kept_ids.values[position])]
+
+    def admit(self, record: RawRecord) -> tuple[int, Rejection | None]:
+        """Counts the record in: its id's position, and the rejection when it needs no
+        checking (else None)."""
+        self.n_input += 1
+        position, before = self.seen.see(record.id)
+        if before:
             # By input order, so the decision is the same on every run of the same sources.
-            return Rejection(Reason.DUPLICATE_ID,
-                             f"id seen {self.input_ids[record.id] - 1} time(s) before; "
-                             "the first occurrence is the one checked")
+            return position, Rejection(Reason.DUPLICATE_ID,
+                                       f"id seen {before} time(s) before; "
+                                       "the first occurrence is the one checked")
         if record.error is not None:
-            return Rejection(record.error.reason, record.error.detail)
-        return None
+            return position, Rejection(record.error.reason, record.error.detail)
+        return position, None
 
-    def decide(self, record: RawRecord, checked: dict[str, Any]) -> None:
+    def decide(self, record: RawRecord, id_position: int, checked: dict[str, Any]) -> None:
         """Dedup an admitted record against those kept so far; keep it or quarantine it."""
         try:
-            self._decide(record, checked)
+            self._decide(record, id_position, checked)
         except Rejection as rejection:
             self.quarantine(record, rejection)
 
-    def _decide(self, record: RawRecord, checked: dict[str, Any]) -> None:
+    def _decide(self, record: RawRecord, id_position: int, checked: dict[str, Any]) -> None:
         sha256, reason = checked["sha256"], checked["reason"]
         if sha256 is None:  # failed before its bytes were hashed
             raise Rejection(Reason(reason), checked["detail"])
         # Checked before the image's own verdict, as identical bytes share it: only kept
         # records are indexed, so a bad first copy absorbs nothing.
         if self.exact is not None and (first := self.exact.match(sha256)) is not None:
-            raise Rejection(Reason.EXACT_DUPLICATE, f"same sha256 as {first}")
+            raise Rejection(Reason.EXACT_DUPLICATE, f"same sha256 as {self._kept_id(first)}")
         if reason is not None:
             raise Rejection(Reason(reason), checked["detail"])
         value = int(checked["phash"], 16)
         if self.near is not None and (found := self.near.match(value)) is not None:
-            kept_id, distance = found
-            raise Rejection(Reason.NEAR_DUPLICATE, f"pHash distance {distance} to {kept_id}")
+            position, distance = found
+            raise Rejection(Reason.NEAR_DUPLICATE,
+                            f"pHash distance {distance} to {self._kept_id(position)}")
         normalised = checked["normalised"]
         self.notes.update(normalised.split(";") if normalised else [])
+        # Every kept record enters each index, so a kept position is the same in all of them.
+        self.kept_ids.append(id_position)
         if self.exact is not None:
-            self.exact.add(record.id, sha256)
+            self.exact.add(sha256)
         if self.near is not None:
-            self.near.add(record.id, value)
-        self.kept.append({
+            self.near.add(value)
+        image = checked["image"]
+        self._held_bytes += len(image)
+        self._chunk_kept.append(record.id)
+        self._kept.append({
             "id": record.id,
             "source": record.source,
             "source_id": record.source_id,
@@ -111,27 +186,14 @@ class _Run:
             "mode_in": checked["mode_in"],
             "normalised": normalised,
             "alt_text": checked["alt_text"],
-            "image": checked["image"],
+            "image": image,
         })
 
-    def process(self, records: Sequence[RawRecord], executor: ExecutorParams,
-                advance: Callable[[str, int, int], None]) -> None:
-        """A chunk of records: checked in batches on the executor, then decided in order."""
-        rejections = [self.admit(record) for record in records]
-        to_check = [r for r, rejection in zip(records, rejections, strict=True)
-                    if rejection is None]
-        outputs = iter_map_batches(raw_table(to_check),
-                                   partial(check_batch, settings=self.settings), executor)
-        checked = (row for frame in outputs for row in frame.to_dict("records"))
-        for record, rejection in zip(records, rejections, strict=True):
-            if rejection is None:
-                self.decide(record, next(checked))
-            else:
-                self.quarantine(record, rejection)
-            advance(record.source, len(self.kept), len(self.quarantined))
-
     def quarantine(self, record: RawRecord, rejection: Rejection) -> None:
-        self.quarantined.append({
+        self.n_quarantined += 1
+        self.reasons[rejection.reason.value] += 1
+        self._chunk_quarantined.append((record.id, rejection.reason.value))
+        self._quarantined.append({
             "id": record.id,
             "source": record.source,
             "source_id": record.source_id,
@@ -139,14 +201,48 @@ class _Run:
             "detail": rejection.detail,
         })
 
-    def result(self) -> CurationResult:
-        manifest = pd.DataFrame(self.kept, columns=MANIFEST_COLUMNS)
-        manifest = manifest.astype({"width": "int64", "height": "int64"})
-        quarantine = pd.DataFrame(self.quarantined, columns=QUARANTINE_COLUMNS)
-        check_accounting(self.input_ids, manifest, quarantine)
-        funnel = funnel_table(sum(self.input_ids.values()), len(manifest),
-                              Counter(quarantine["reason"]), self.notes)
-        return CurationResult(manifest, quarantine, funnel)
+    def process(self, records: Sequence[RawRecord], executor: ExecutorParams,
+                progress: _Progress) -> None:
+        """A chunk of records: checked in batches on the executor, then decided in order."""
+        admitted = [self.admit(record) for record in records]
+        to_check = [record for record, (_, rejection) in zip(records, admitted, strict=True)
+                    if rejection is None]
+        outputs = iter_map_batches(raw_table(to_check),
+                                   partial(check_batch, settings=self.settings), executor)
+        checked = (row for frame in outputs for row in frame.to_dict("records"))
+        for record, (id_position, rejection) in zip(records, admitted, strict=True):
+            if rejection is None:
+                self.decide(record, id_position, next(checked))
+            else:
+                self.quarantine(record, rejection)
+            progress.advance(record.source, self.n_kept, self.n_quarantined)
+            if self._held_bytes >= FLUSH_BYTES:
+                self.flush()
+        self.flush()
+        self._check_chunk(records)
+
+    def flush(self) -> None:
+        if self._kept or self._quarantined:
+            self.sink.write(self._kept, self._quarantined)
+        self._kept, self._quarantined, self._held_bytes = [], [], 0
+
+    def _check_chunk(self, records: Sequence[RawRecord]) -> None:
+        # The whole run's ids are not held (each chunk's are), so the guard runs chunk by
+        # chunk; a repeat across chunks is a duplicate_id by construction (`seen`).
+        quarantined = self._chunk_quarantined
+        check_accounting(Counter(record.id for record in records),
+                         pd.DataFrame({"id": pd.Series(self._chunk_kept, dtype=object)}),
+                         pd.DataFrame({"id": pd.Series([i for i, _ in quarantined], dtype=object),
+                                       "reason": pd.Series([r for _, r in quarantined],
+                                                           dtype=object)}))
+        self._chunk_kept, self._chunk_quarantined = [], []
+
+    def funnel(self) -> pd.DataFrame:
+        if self.n_kept + self.n_quarantined != self.n_input:
+            raise CurationAccountingError(
+                f"curation lost track of records: kept {self.n_kept} + quarantined "
+                f"{self.n_quarantined} != input {self.n_input}")
+        return funnel_table(self.n_input, self.n_kept, self.reasons, self.notes)
 
 
 def funnel_table(n_input: int, n_kept: int, reasons: Counter[str], notes: Counter[str]
@@ -191,35 +287,90 @@ def check_accounting(input_ids: Counter[str], manifest: pd.DataFrame, quarantine
         raise CurationAccountingError("curation lost track of records: " + "; ".join(problems))
 
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
-    if not enabled:
-        yield lambda source, kept, quarantined: None
-        return
-    columns = (SpinnerColumn(), TextColumn("curating {task.description}"),
-               TextColumn("{task.completed} records"), TimeElapsedColumn())
-    with Progress(*columns) as progress:
-        task = progress.add_task("", total=None)
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (the kernel's high-water mark).
 
-        def advance(source: str, kept: int, quarantined: int) -> None:
-            progress.update(task, advance=1,
-                            description=f"{source}: {kept} kept, {quarantined} quarantined")
-
-        yield advance
-
-
-def run_curation(sources: Sequence[SourceSpec], settings: CurationFilterParams | None = None,
-                 world_scenes: pd.DataFrame | None = None, progress: bool = True,
-                 executor: ExecutorParams | None = None) -> CurationResult:
-    """Read every source in order, validate, normalise and dedup; account for every record.
-
-    `executor` says where decoding and normalising run (in-process by default, or on Ray);
-    the result is the same on either, because dedup is decided here, in input order.
-
-    Bad input never raises: it ends in `quarantine` with a reason. What does raise is a wrong
-    call (duplicate source names, a `world` source without `world_scenes`) and, as a guard
-    that should never fire, a CurationAccountingError.
+    On Linux VmHWM, the peak since this program started: getrusage's ru_maxrss also keeps the
+    peak of the process it was forked from (a large parent would mask a small child).
     """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows: the peak working set
+        import psutil
+
+        return int(psutil.Process().memory_info().peak_wset)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("- records/s" if speed is None else f"{speed:,.0f} records/s")
+
+
+class _PeakMemoryColumn(ProgressColumn):
+    # Read at each refresh (a few times a second), not per record.
+    def render(self, task: Task) -> Text:
+        return Text(f"peak RSS {peak_rss_bytes() / 2**20:,.0f} MiB")
+
+
+class _Progress:
+    """A line per source: records done of its total (where its reader knows it up front),
+    kept and quarantined so far, records/s, and the process's peak resident memory."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self._totals: dict[str, int] = {}
+        self._tasks: dict[str, Any] = {}
+        self._current: str | None = None
+
+    def total(self, source: str, n: int) -> None:
+        self._totals[source] = n
+
+    def advance(self, source: str, kept: int, quarantined: int) -> None:
+        if self._progress is None:
+            return
+        if source != self._current:
+            self._finish_current()
+            self._current = source
+            self._tasks[source] = self._progress.add_task(source, total=self._totals.get(source))
+        self._progress.update(self._tasks[source], advance=1,
+                              description=f"{source}: {kept} kept, {quarantined} quarantined")
+
+    def _finish_current(self) -> None:
+        # A source without a known total ends as a full bar, not a pulsing one.
+        if self._progress is not None and self._current is not None:
+            task = self._tasks[self._current]
+            self._progress.update(task, total=self._progress.tasks[task].completed)
+
+    def close(self) -> None:
+        self._finish_current()
+
+
+@contextmanager
+def _progress(enabled: bool, console: Console | None = None) -> Iterator[_Progress]:
+    if not enabled:
+        yield _Progress(None)
+        return
+    columns = (SpinnerColumn(), TextColumn("curating {task.description}"), BarColumn(),
+               MofNCompleteColumn(), _RateColumn(), _PeakMemoryColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        shown = _Progress(progress)
+        yield shown
+        shown.close()
+
+
+def _curate(sources: Sequence[SourceSpec], settings: CurationFilterParams | None,
+            world_scenes: pd.DataFrame | None, progress: bool, executor: ExecutorParams | None,
+            sink: Sink) -> _Run:
     settings = settings or CurationFilterParams()
     sources = list(sources)
     check_unique_names(sources)
@@ -228,11 +379,55 @@ def run_curation(sources: Sequence[SourceSpec], settings: CurationFilterParams |
     executor = executor or ExecutorParams()
     if executor.kind == "ray":
         import_ray()  # a missing extra fails before any source is read
-    run = _Run(settings)
-    records = (record for spec in sources for record in iter_records(spec, world_scenes))
-    with _progress(progress) as advance:
+    run = _Run(settings, sink)
+    with _progress(progress) as shown:
+        records = (record for spec in sources
+                   for record in iter_records(spec, world_scenes, on_total=shown.total))
         # In chunks, so that raw bytes of sources read into memory (shards, Parquet) are
         # held for one chunk at a time, not for the whole run.
         while chunk := list(islice(records, executor.chunk_size)):
-            run.process(chunk, executor, advance)
-    return run.result()
+            run.process(chunk, executor, shown)
+    return run
+
+
+def run_curation(sources: Sequence[SourceSpec], settings: CurationFilterParams | None = None,
+                 world_scenes: pd.DataFrame | None = None, progress: bool = True,
+                 executor: ExecutorParams | None = None) -> CurationResult:
+    """Read every source in order, validate, normalise and dedup; account for every record.
+
+    The manifest (every kept image) is returned in memory: for runs that fit there. A folder
+    of any size goes through `curate_to_parquet`, which gives the same rows in files.
+
+    `executor` says where decoding and normalising run (in-process by default, or on Ray);
+    the result is the same on either, because dedup is decided here, in input order.
+
+    Bad input never raises: it ends in `quarantine` with a reason. What does raise is a wrong
+    call (duplicate source names, a `world` source without `world_scenes`) and, as a guard
+    that should never fire, a CurationAccountingError.
+    """
+    sink = FrameSink()
+    run = _curate(sources, settings, world_scenes, progress, executor, sink)
+    manifest, quarantine = sink.frames()
+    return CurationResult(manifest, quarantine, run.funnel())
+
+
+def curate_to_parquet(sources: Sequence[SourceSpec], manifest_path: str | Path,
+                      quarantine_path: str | Path, settings: CurationFilterParams | None = None,
+                      world_scenes: pd.DataFrame | None = None, progress: bool = True,
+                      executor: ExecutorParams | None = None) -> CurationFiles:
+    """`run_curation`, with the manifest and the quarantine written to Parquet as they are
+    decided: the same rows in the same order, and memory that does not hold the images.
+
+    Each file appears whole when the run ends (it is written beside its path until then); a
+    run that fails leaves neither, and a full disk says so (`storage.DiskFull`).
+    """
+    with written_whole_or_not_at_all(manifest_path):
+        sink = ParquetSink(manifest_path, quarantine_path)
+        try:
+            run = _curate(sources, settings, world_scenes, progress, executor, sink)
+            funnel = run.funnel()
+        except BaseException:
+            sink.abort()
+            raise
+        manifest, quarantine = sink.close()
+    return CurationFiles(manifest, quarantine, funnel, run.index_bytes)

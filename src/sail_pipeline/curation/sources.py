@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import glob
 import json
+import os
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -69,39 +71,125 @@ def _describe(exc: BaseException) -> str:
 # --- folder ----------------------------------------------------------------------------------
 
 
-def read_folder(spec: FolderSource) -> Iterator[RawRecord]:
+OnTotal = Callable[[str, int], None]
+
+
+def _walk(root: Path, recursive: bool) -> Iterator[tuple[str, str, list[str]]]:
+    """Every file under `root` that is not a directory, as pathlib's sorted (r)glob("*") has
+    them: (folder, name, the sorted names of the files in that folder).
+
+    pathlib sorts paths part by part, which is a depth-first walk that sorts each folder's
+    entries by name and enters a subfolder where its name falls. So one folder's listing is
+    held per level, not the whole tree: memory grows with the largest folder, not with the
+    number of files. As pathlib: symlinked folders are not entered, unreadable folders list as
+    empty, and a dangling symlink counts (it ends as missing_file).
+    """
+    stack = [_entries(root, "", recursive)]
+    while stack:
+        step = next(stack[-1], None)
+        if step is None:
+            stack.pop()
+            continue
+        folder, name, names = step
+        if name is None:  # a subfolder, entered where its name sorts
+            stack.append(_entries(root, folder, recursive))
+        else:
+            yield folder, name, names
+
+
+def _entries(root: Path, folder: str, recursive: bool
+             ) -> Iterator[tuple[str, str | None, list[str]]]:
+    """One folder's files, (folder, name, its files' names), and its subfolders,
+    (folder/name/, None, []), in name order."""
+    files: list[str] = []
+    folders: list[str] = []
+    try:
+        with os.scandir(root / folder if folder else root) as entries:
+            for entry in entries:
+                if not _is_dir(entry):
+                    files.append(entry.name)
+                elif recursive and not entry.is_symlink():
+                    folders.append(entry.name)
+    except PermissionError:
+        return
+    files.sort()
+    subfolders = iter(sorted(folders))
+    following = next(subfolders, None)
+    for name in files:
+        while following is not None and following < name:
+            yield f"{folder}{following}/", None, []
+            following = next(subfolders, None)
+        yield folder, name, files
+    while following is not None:
+        yield f"{folder}{following}/", None, []
+        following = next(subfolders, None)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows a symlink, as Path.is_dir
+    except OSError:
+        return False
+
+
+def _is_sidecar(names: list[str], name: str, suffix: str, extensions: frozenset[str]) -> bool:
+    """Whether `name` is `image.with_suffix(suffix)` of an image file among `names` (sorted)."""
+    if not name.endswith(suffix):
+        return False
+    stem = name[:len(name) - len(suffix)]
+    # The image's name is the stem itself (no suffix, when "" is an extension) or the stem, a
+    # dot and a suffix: all sort together, from the stem on.
+    at = bisect.bisect_left(names, stem)
+    while at < len(names) and names[at].startswith(stem):
+        candidate = PurePosixPath(names[at])
+        if candidate.stem == stem and candidate.suffix.lower() in extensions:
+            return True
+        at += 1
+    return False
+
+
+def read_folder(spec: FolderSource, on_total: OnTotal | None = None) -> Iterator[RawRecord]:
     """Every file under the folder is one record: an image (with its sidecar's alt-text), or
-    quarantined as `unsupported`, so that nothing in a source folder goes unaccounted for."""
+    quarantined as `unsupported`, so that nothing in a source folder goes unaccounted for.
+
+    `on_total(source, n)` hears the number of records, from a first walk of the folder.
+    """
     root = Path(spec.path)
     if not root.is_dir():
         yield _failed(spec.name, str(root), Reason.MISSING_FILE, f"folder {root} does not exist")
         return
     if spec.extensions is not None:
-        extensions, read = {e.lower() for e in spec.extensions}, f"{sorted(spec.extensions)}"
+        extensions = frozenset(e.lower() for e in spec.extensions)
+        read = f"{sorted(spec.extensions)}"
     else:
         extensions, read = readable_extensions(), "every format this machine's Pillow reads"
-    candidates = root.rglob("*") if spec.recursive else root.glob("*")
+
+    def skipped(name: str, names: list[str]) -> bool:  # a sidecar, read with its image
+        return PurePosixPath(name).suffix.lower() not in extensions and \
+            _is_sidecar(names, name, spec.alt_text_suffix, extensions)
+
+    if on_total is not None:
+        on_total(spec.name, sum(not skipped(name, names)
+                                for _, name, names in _walk(root, spec.recursive)))
     # Sorted so that "first occurrence" in dedup means the same file on every machine. Anything
     # that is not a directory counts, so a dangling symlink shows up as missing, not nowhere.
-    files = sorted(p for p in candidates if not p.is_dir())
-    sidecars = {p.with_suffix(spec.alt_text_suffix) for p in files
-                if p.suffix.lower() in extensions}
-    for file in files:
-        source_id = file.relative_to(root).as_posix()
-        if file.suffix.lower() in extensions:
-            yield _folder_image(spec, file, source_id)
-        elif file in sidecars:
+    for folder, name, names in _walk(root, spec.recursive):
+        source_id = folder + name
+        suffix = PurePosixPath(name).suffix
+        if suffix.lower() in extensions:
+            yield _folder_image(spec, root / source_id, source_id)
+        elif skipped(name, names):
             continue
-        elif file.suffix == spec.alt_text_suffix:
+        elif suffix == spec.alt_text_suffix:
             yield _failed(spec.name, source_id, Reason.UNSUPPORTED,
                           "an alt-text sidecar with no image beside it")
-        elif spec.extensions is None and _pillow_reads(file):
+        elif spec.extensions is None and _pillow_reads(root / source_id):
             # A format Pillow reads under a name it does not know (a SPIDER file, a PNG saved
             # as .dat): kept for what it is, not for what it is called.
-            yield _folder_image(spec, file, source_id)
+            yield _folder_image(spec, root / source_id, source_id)
         else:
             yield _failed(spec.name, source_id, Reason.UNSUPPORTED,
-                          f"extension {file.suffix or '(none)'!r}, and not an image format "
+                          f"extension {suffix or '(none)'!r}, and not an image format "
                           f"read here (read: {read})")
 
 
@@ -264,7 +352,7 @@ def _parquet_record(spec: ParquetSource, base: Path, row: dict[str, Any], index:
     return RawRecord(spec.name, source_id, data=data, alt_text_raw=alt)
 
 
-def read_parquet(spec: ParquetSource) -> Iterator[RawRecord]:
+def read_parquet(spec: ParquetSource, on_total: OnTotal | None = None) -> Iterator[RawRecord]:
     path = Path(spec.path)
     wanted = [c for c in (spec.image_column, spec.path_column, spec.alt_text_column,
                           spec.id_column) if c is not None]
@@ -278,6 +366,8 @@ def read_parquet(spec: ParquetSource) -> Iterator[RawRecord]:
         reason = Reason.MISSING_FILE if isinstance(exc, FileNotFoundError) else Reason.READER_ERROR
         yield _failed(spec.name, path.name, reason, f"parquet {path}: {_describe(exc)}")
         return
+    if on_total is not None:
+        on_total(spec.name, file.metadata.num_rows)
     index = 0
     try:
         for batch in batches:
@@ -322,7 +412,7 @@ def _llava_record(spec: LlavaSource, folder: Path, entry: Any, index: int) -> Ra
     return RawRecord(spec.name, source_id, path=str(folder / image), alt_text_raw=alt)
 
 
-def read_llava(spec: LlavaSource) -> Iterator[RawRecord]:
+def read_llava(spec: LlavaSource, on_total: OnTotal | None = None) -> Iterator[RawRecord]:
     path = Path(spec.path)
     try:
         # The stdlib has no streaming JSON parser; LLaVA files fit in memory in practice.
@@ -333,6 +423,8 @@ def read_llava(spec: LlavaSource) -> Iterator[RawRecord]:
         reason = Reason.MISSING_FILE if isinstance(exc, FileNotFoundError) else Reason.READER_ERROR
         yield _failed(spec.name, path.name, reason, f"llava json {path}: {_describe(exc)}")
         return
+    if on_total is not None:
+        on_total(spec.name, len(entries))
     folder = Path(spec.image_folder)
     for index, entry in enumerate(entries):
         yield _llava_record(spec, folder, entry, index)
@@ -341,7 +433,8 @@ def read_llava(spec: LlavaSource) -> Iterator[RawRecord]:
 # --- world -----------------------------------------------------------------------------------
 
 
-def read_world(spec: WorldSource, scenes: pd.DataFrame) -> Iterator[RawRecord]:
+def read_world(spec: WorldSource, scenes: pd.DataFrame, on_total: OnTotal | None = None
+               ) -> Iterator[RawRecord]:
     missing = [c for c in ("id", "image", "alt_text") if c not in scenes.columns]
     if missing:
         yield _failed(spec.name, "scenes", Reason.READER_ERROR,
@@ -349,6 +442,8 @@ def read_world(spec: WorldSource, scenes: pd.DataFrame) -> Iterator[RawRecord]:
         return
     if "split" in scenes.columns:
         scenes = scenes[scenes["split"].isin(spec.splits)]
+    if on_total is not None:
+        on_total(spec.name, len(scenes))
     for scene_id, image, alt in zip(scenes["id"], scenes["image"], scenes["alt_text"],
                                     strict=True):
         data = None if _is_null(image) else _as_bytes(image)
@@ -375,16 +470,18 @@ def world_values(sources: list[SourceSpec], scenes: pd.DataFrame | None, column:
 # --- dispatch --------------------------------------------------------------------------------
 
 
-def iter_records(spec: SourceSpec, world_scenes: pd.DataFrame | None = None
-                 ) -> Iterator[RawRecord]:
+def iter_records(spec: SourceSpec, world_scenes: pd.DataFrame | None = None,
+                 on_total: OnTotal | None = None) -> Iterator[RawRecord]:
     """Every raw record of one source, in a deterministic order.
 
     A reader bug or an unforeseen failure ends the source with one quarantined record instead
-    of crashing the run, so the accounting still holds.
+    of crashing the run, so the accounting still holds. `on_total(source, n)` hears how many
+    records a source holds where its reader learns it before reading them (all but
+    WebDataset); a progress bar's total, not a promise (a reader error adds a record).
     """
     count = 0
     try:
-        for record in _reader(spec, world_scenes):
+        for record in _reader(spec, world_scenes, on_total):
             count += 1
             yield record
     except Exception as exc:  # the house rule: bad input never crashes a run
@@ -392,15 +489,16 @@ def iter_records(spec: SourceSpec, world_scenes: pd.DataFrame | None = None
                       f"{spec.kind} reader stopped after {count} records: {_describe(exc)}")
 
 
-def _reader(spec: SourceSpec, world_scenes: pd.DataFrame | None) -> Iterator[RawRecord]:
+def _reader(spec: SourceSpec, world_scenes: pd.DataFrame | None, on_total: OnTotal | None
+            ) -> Iterator[RawRecord]:
     if isinstance(spec, FolderSource):
-        return read_folder(spec)
+        return read_folder(spec, on_total)
     if isinstance(spec, WebDatasetSource):
         return read_webdataset(spec)
     if isinstance(spec, ParquetSource):
-        return read_parquet(spec)
+        return read_parquet(spec, on_total)
     if isinstance(spec, LlavaSource):
-        return read_llava(spec)
+        return read_llava(spec, on_total)
     if world_scenes is None:
         raise ValueError("a `world` source needs the scene table (world_scenes)")
-    return read_world(spec, world_scenes)
+    return read_world(spec, world_scenes, on_total)

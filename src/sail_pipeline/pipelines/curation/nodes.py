@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
-from sail_pipeline import lineage
-from sail_pipeline.curation import CurationParams, funnel_metrics, run_curation
+from sail_pipeline import dry_run, lineage
+from sail_pipeline.curation import (
+    CurationParams,
+    ParquetTable,
+    curate_to_parquet,
+    funnel_metrics,
+    run_curation,
+)
 from sail_pipeline.curation.chart import funnel_chart
+from sail_pipeline.curation.funnel import NOTE, TOTAL, funnel_count
 from sail_pipeline.schema import WorldSource
 
 log = logging.getLogger(__name__)
@@ -24,14 +32,35 @@ def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.Dat
     return scenes
 
 
-def curate(params: CurationParams, world_scenes: pd.DataFrame | None):
-    result = run_curation(params.sources, params.settings,
-                          world_scenes=_world_scenes(params, world_scenes),
-                          executor=params.executor)
-    log.info("curation: %d records in, %d kept, %d quarantined", result.count("input"),
-             result.count("kept"), result.count("quarantined"))
-    reasons = result.quarantine["reason"].value_counts()
+def curate(params: CurationParams, world_scenes: pd.DataFrame | None, workdir: str
+           ) -> tuple[ParquetTable | pd.DataFrame, ParquetTable | pd.DataFrame, pd.DataFrame,
+                      object]:
+    """The manifest and the quarantine are streamed into `workdir` and handed on as files
+    (`ParquetTable`), which the catalog moves into place: the node never holds the images.
+
+    A dry run writes nothing, so it curates in memory and hands on DataFrames instead.
+    """
+    scenes = _world_scenes(params, world_scenes)
+    manifest: ParquetTable | pd.DataFrame
+    quarantine: ParquetTable | pd.DataFrame
+    if dry_run.active():
+        result = run_curation(params.sources, params.settings, world_scenes=scenes,
+                              executor=params.executor)
+        manifest, quarantine, funnel = result.manifest, result.quarantine, result.funnel
+    else:
+        folder = Path(workdir)
+        files = curate_to_parquet(params.sources, folder / "manifest.parquet",
+                                  folder / "quarantine.parquet", params.settings,
+                                  world_scenes=scenes, executor=params.executor)
+        manifest, quarantine, funnel = files.manifest, files.quarantine, files.funnel
+        log.info("curation: dedup and id indexes %.1f MiB at the end (%d records)",
+                 files.index_bytes / 2**20, files.count("input"))
+    log.info("curation: %d records in, %d kept, %d quarantined", funnel_count(funnel, "input"),
+             funnel_count(funnel, "kept"), funnel_count(funnel, "quarantined"))
+    reasons = funnel[~funnel["stage"].isin([TOTAL, NOTE]) & (funnel["count"] > 0)]
     if len(reasons):
-        log.info("quarantined by reason: %s", ", ".join(f"{r} {n}" for r, n in reasons.items()))
-    lineage.log_metrics({k: float(v) for k, v in funnel_metrics(result.funnel).items()})
-    return result.manifest, result.quarantine, result.funnel, funnel_chart(result.funnel)
+        reasons = reasons.sort_values("count", ascending=False, kind="stable")
+        log.info("quarantined by reason: %s", ", ".join(
+            f"{r} {n}" for r, n in zip(reasons["reason"], reasons["count"], strict=True)))
+    lineage.log_metrics({k: float(v) for k, v in funnel_metrics(funnel).items()})
+    return manifest, quarantine, funnel, funnel_chart(funnel)

@@ -1,0 +1,155 @@
+"""Where curation's rows go as they are decided: lists for a DataFrame, or Parquet files.
+
+A run hands its kept and quarantined rows to a sink a few MB at a time (`funnel`); the sink
+decides what stays in memory. `FrameSink` keeps them all (the DataFrames of `run_curation`, for
+small runs and tests); `ParquetSink` appends them to two Parquet files, one row group per
+hand-over, so a run over any number of images holds one hand-over of them at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST_COLUMNS = ["id", "source", "source_id", "sha256", "phash", "width", "height", "format",
+                    "mode_in", "normalised", "alt_text", "image"]
+QUARANTINE_COLUMNS = ["id", "source", "source_id", "reason", "detail"]
+
+# The types pandas writes for the DataFrames (large_string for its str columns), fixed up
+# front: a file written part by part needs one schema, whatever the first part held (an
+# all-null alt_text would otherwise be typed `null`).
+_TEXT = pa.large_string()
+MANIFEST_SCHEMA = pa.schema(
+    [(name, _TEXT) for name in MANIFEST_COLUMNS[:5]]
+    + [("width", pa.int64()), ("height", pa.int64())]
+    + [(name, _TEXT) for name in MANIFEST_COLUMNS[7:11]]
+    + [("image", pa.binary())])
+QUARANTINE_SCHEMA = pa.schema([(name, _TEXT) for name in QUARANTINE_COLUMNS])
+
+Row = dict[str, Any]
+
+
+class Sink(Protocol):
+    def write(self, kept: list[Row], quarantined: list[Row]) -> None:
+        """Takes rows in decision order; the caller does not touch the lists afterwards."""
+
+
+class FrameSink:
+    """Every row in memory, for the DataFrames of `run_curation`."""
+
+    def __init__(self) -> None:
+        self.kept: list[Row] = []
+        self.quarantined: list[Row] = []
+
+    def write(self, kept: list[Row], quarantined: list[Row]) -> None:
+        self.kept += kept
+        self.quarantined += quarantined
+
+    def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        manifest = pd.DataFrame(self.kept, columns=MANIFEST_COLUMNS)
+        manifest = manifest.astype({"width": "int64", "height": "int64"})
+        return manifest, pd.DataFrame(self.quarantined, columns=QUARANTINE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class ParquetTable:
+    """A Parquet file written whole, and its row count (`len`).
+
+    What a node returns instead of a DataFrame that would not fit in memory; the catalog's
+    `sail_pipeline.io.ParquetTableDataset` moves the file to its own path (it knows this class
+    by its shape, `io.FinishedParquet`, not by import).
+    """
+
+    path: Path
+    num_rows: int
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(self.path, columns=columns)
+
+
+@cache
+def _memory_pool() -> pa.MemoryPool:
+    # Arrow's default pool here (mimalloc) keeps freed row-group buffers cached; jemalloc
+    # hands them back (the 10,000-file benchmark's peak: 225 → 216 MiB).
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it (Windows)
+        return pa.system_memory_pool()
+
+
+class _PartWriter:
+    """Rows appended to a Parquet file as row groups; beside its path until `close`."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._schema = schema
+        # PNG bytes are compressed and all distinct already: dictionary and snappy pages over
+        # them only cost time and buffers (that peak again: 216 → 202 MiB).
+        binary = [field.name for field in schema if field.type == pa.binary()]
+        self._writer = pq.ParquetWriter(
+            self.partial, schema, memory_pool=_memory_pool(),
+            use_dictionary=[name for name in schema.names if name not in binary],
+            compression={name: "none" if name in binary else "snappy" for name in schema.names})
+        self.rows = 0
+
+    def write(self, rows: list[Row]) -> None:
+        columns = [pa.array([row[field.name] for row in rows], type=field.type,
+                            memory_pool=_memory_pool()) for field in self._schema]
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=self._schema))
+        self.rows += len(rows)
+
+    def close(self) -> ParquetTable:
+        self._writer.close()
+        os.replace(self.partial, self.path)
+        return ParquetTable(self.path, self.rows)
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+
+class ParquetSink:
+    """Kept rows to `manifest_path`, quarantined rows to `quarantine_path`, as they come.
+
+    Each file appears whole at `close` (it is written beside its path until then); `abort`
+    leaves neither behind.
+    """
+
+    def __init__(self, manifest_path: str | Path, quarantine_path: str | Path) -> None:
+        self._manifest = _PartWriter(Path(manifest_path), MANIFEST_SCHEMA)
+        try:
+            self._quarantine = _PartWriter(Path(quarantine_path), QUARANTINE_SCHEMA)
+        except BaseException:
+            self._manifest.abort()
+            raise
+
+    def write(self, kept: list[Row], quarantined: list[Row]) -> None:
+        if kept:
+            self._manifest.write(kept)
+        if quarantined:
+            self._quarantine.write(quarantined)
+
+    def close(self) -> tuple[ParquetTable, ParquetTable]:
+        try:
+            return self._manifest.close(), self._quarantine.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        for writer in (self._manifest, self._quarantine):
+            writer.abort()
