@@ -196,3 +196,25 @@ def build_llava(path: Path, seed: int = 400) -> dict[str, str]:
     ]
     path.write_text(json.dumps(entries))
     return {"l0": f"{KEPT}{SEP}duplicate_id", "l1": "missing_file", "l2": "no_image", "3": KEPT}
+
+
+def build_other_sources(root: Path) -> tuple[list, dict[str, dict[str, str]]]:
+    """Every source kind but a folder, built under `root`, then the world: (their specs, in
+    this order; {source name: its expected outcomes}), for tests that curate everything."""
+    from sail_pipeline.schema import LlavaSource, ParquetSource, WebDatasetSource, WorldSource
+
+    expected = {"wds": build_webdataset(root / "wds"),
+                "pq_bytes": build_parquet_bytes(root / "pq_bytes" / "data.parquet"),
+                "pq_paths": build_parquet_paths(root / "pq_paths" / "index.parquet"),
+                "llava": build_llava(root / "llava" / "chat.json")}
+    specs = [
+        WebDatasetSource(kind="webdataset", name="wds", shards=str(root / "wds" / "*.tar")),
+        ParquetSource(kind="parquet", name="pq_bytes", path=str(root / "pq_bytes/data.parquet"),
+                      image_column="jpg", id_column="key", alt_text_column="caption"),
+        ParquetSource(kind="parquet", name="pq_paths", path=str(root / "pq_paths/index.parquet"),
+                      path_column="file", alt_text_column="text"),
+        LlavaSource(kind="llava", name="llava", path=str(root / "llava" / "chat.json"),
+                    image_folder=str(root / "llava" / "images")),
+        WorldSource(kind="world"),
+    ]
+    return specs, expected

@@ -42,6 +42,7 @@ from tests.curation_fixtures import (
     blocks,
     build_llava,
     build_messy_folder,
+    build_other_sources,
     build_parquet_bytes,
     build_parquet_paths,
     build_webdataset,
@@ -97,22 +98,9 @@ def world_scenes() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def everything(tmp_path_factory: pytest.TempPathFactory, messy, world_scenes):
     """Every source kind, with the expected outcome of each id."""
-    root = tmp_path_factory.mktemp("sources")
-    expected = {"messy": messy[1], "wds": build_webdataset(root / "wds"),
-                "pq_bytes": build_parquet_bytes(root / "pq_bytes" / "data.parquet"),
-                "pq_paths": build_parquet_paths(root / "pq_paths" / "index.parquet"),
-                "llava": build_llava(root / "llava" / "chat.json")}
-    sources = [
-        folder(messy[0]),
-        WebDatasetSource(kind="webdataset", name="wds", shards=str(root / "wds" / "*.tar")),
-        ParquetSource(kind="parquet", name="pq_bytes", path=str(root / "pq_bytes/data.parquet"),
-                      image_column="jpg", id_column="key", alt_text_column="caption"),
-        ParquetSource(kind="parquet", name="pq_paths", path=str(root / "pq_paths/index.parquet"),
-                      path_column="file", alt_text_column="text"),
-        LlavaSource(kind="llava", name="llava", path=str(root / "llava" / "chat.json"),
-                    image_folder=str(root / "llava" / "images")),
-        WorldSource(kind="world"),
-    ]
+    others, expected = build_other_sources(tmp_path_factory.mktemp("sources"))
+    expected = {"messy": messy[1], **expected}
+    sources = [folder(messy[0]), *others]
     result = run_curation(sources, CurationFilterParams(), world_scenes=world_scenes, progress=True)
     return sources, expected, result
 

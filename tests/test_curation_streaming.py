@@ -26,10 +26,6 @@ from sail_pipeline.curation import (
     CurationFilterParams,
     CurationParams,
     FolderSource,
-    LlavaSource,
-    ParquetSource,
-    WebDatasetSource,
-    WorldSource,
     curate_to_parquet,
     dedup,
     funnel,
@@ -44,11 +40,8 @@ from sail_pipeline.pipelines.curation import nodes
 from sail_pipeline.schema import ExecutorParams
 from tests.curation_fixtures import (
     blocks,
-    build_llava,
     build_messy_folder,
-    build_parquet_bytes,
-    build_parquet_paths,
-    build_webdataset,
+    build_other_sources,
     encoded,
 )
 
@@ -60,22 +53,9 @@ def every_kind(tmp_path_factory: pytest.TempPathFactory) -> list:
     """Every source kind, messy, and one folder twice (exact duplicates across sources)."""
     root = tmp_path_factory.mktemp("streaming")
     build_messy_folder(root / "messy")
-    build_webdataset(root / "wds")
-    build_parquet_bytes(root / "pq_bytes" / "data.parquet")
-    build_parquet_paths(root / "pq_paths" / "index.parquet")
-    build_llava(root / "llava" / "chat.json")
-    return [
-        FolderSource(kind="folder", name="messy", path=str(root / "messy")),
-        WebDatasetSource(kind="webdataset", name="wds", shards=str(root / "wds" / "*.tar")),
-        ParquetSource(kind="parquet", name="pq_bytes", path=str(root / "pq_bytes/data.parquet"),
-                      image_column="jpg", id_column="key", alt_text_column="caption"),
-        ParquetSource(kind="parquet", name="pq_paths", path=str(root / "pq_paths/index.parquet"),
-                      path_column="file", alt_text_column="text"),
-        LlavaSource(kind="llava", name="llava", path=str(root / "llava" / "chat.json"),
-                    image_folder=str(root / "llava" / "images")),
-        WorldSource(kind="world"),
-        FolderSource(kind="folder", name="again", path=str(root / "messy")),
-    ]
+    others, _ = build_other_sources(root)
+    return [FolderSource(kind="folder", name="messy", path=str(root / "messy")), *others,
+            FolderSource(kind="folder", name="again", path=str(root / "messy"))]
 
 
 # --- streamed == in memory -------------------------------------------------------------------
