@@ -66,7 +66,7 @@ def test_an_empty_captioner_table_stops_before_training(tmp_path, monkeypatch):
     def launched(*args, **kwargs):
         raise AssertionError("DeepSpeed was launched on an empty table")
 
-    monkeypatch.setattr(nodes.training_node, "train", launched)
+    monkeypatch.setattr(nodes.engine_stage, "train", launched)
     empty = tmp_path / "captioner_train.parquet"
     pd.DataFrame({"id": pd.Series([], dtype=str), "messages": pd.Series([], dtype=str)}
                  ).to_parquet(empty)

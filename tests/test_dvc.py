@@ -60,3 +60,12 @@ def test_the_import_graph_follows_lazy_and_relative_imports():
 def test_dvc_yaml_is_what_the_pipelines_and_catalog_give():
     assert (ROOT / "dvc.yaml").read_text() == dvc_stages.render(), \
         "dvc.yaml is out of date with the pipelines, catalog or imports: run `make dvc`"
+
+
+def test_dvcignore_hides_every_telemetry_file_from_dvc():
+    from sail_pipeline import run_telemetry
+
+    patterns = {line.strip() for line in (ROOT / ".dvcignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+    missing = set(run_telemetry.TELEMETRY_FILES + run_telemetry.CACHE_FOLDERS) - patterns
+    assert not missing, f".dvcignore misses telemetry files {sorted(missing)}"

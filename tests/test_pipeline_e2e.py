@@ -6,6 +6,7 @@ every test here, and the namespaced variants run on a copy of it: what only real
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 
@@ -145,6 +146,12 @@ def test_mlflow_tree_and_lineage(project):
     assert sorted(children["tags.mlflow.runName"]) == sorted([*BACKBONES, "captioner", *RECIPE])
     assert (children["status"] == "FINISHED").all()
     assert (runs["tags.git.commit"].dropna().str.len() == 40).all()
+    # MLflow's own commit tag, which its UI shows, on every run, the parent included
+    assert (runs["tags.mlflow.source.git.commit"] == parent["tags.git.commit"]).all()
+    # the tables the run read are the parent's dataset inputs
+    read = {i.dataset.name for i in
+            mlflow.tracking.MlflowClient().get_run(parent["run_id"]).inputs.dataset_inputs}
+    assert {"knowledge_train", "alignment_train", "benchmark"} <= read
     assert parent["metrics.eval/preference/average"] >= 0
     assert 0 <= parent["metrics.eval/preference/world_pope/yes_ratio"] <= 1
     assert parent["metrics.knowledge/eval_loss_after"] < parent["metrics.knowledge/eval_loss_before"]
@@ -318,3 +325,24 @@ def test_report_prints_the_readme_tables(project):
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
     assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
     assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_repeated_run_writes_byte_identical_dvc_outputs(project_copy):
+    """The same commit and seed, run again: every output DVC tracks is byte-identical, so
+    dvc.lock does not change (timings, logs and run ids are telemetry, which .dvcignore hides:
+    sail_pipeline.run_telemetry)."""
+    project = project_copy
+    before = (project / "dvc.lock").read_text()
+    for pipeline in ("backbones", "evaluation"):
+        again = run(project, "kedro", "run", f"--pipelines={pipeline}")
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+        assert f"dvc.lock records {pipeline}" in again.stdout + again.stderr
+    after = (project / "dvc.lock").read_text()
+    assert after == before, "".join(difflib.unified_diff(
+        before.splitlines(True), after.splitlines(True), n=1))[-3000:]
+    # the telemetry is still there, beside the outputs
+    summary = json.loads((project / "data/06_models/llm/model.json").read_text())["summary"]
+    assert "wall_seconds" not in summary
+    assert "wall_seconds" in json.loads(
+        (project / "data/06_models/llm/model.telemetry.json").read_text())

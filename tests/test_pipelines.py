@@ -19,9 +19,9 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from sail_pipeline.context import resolve_param
+from sail_pipeline.engine import stage as training_node
 from sail_pipeline.evaluation.runner import EvalReport
 from sail_pipeline.io import ParquetPathDataset
-from sail_pipeline.pipelines import training_node
 from sail_pipeline.pipelines.backbones import create_pipeline as backbones
 from sail_pipeline.pipelines.curation import create_pipeline as curation
 from sail_pipeline.pipelines.data import create_pipeline as data

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sail_pipeline.recipe_data import conversation_table
+from sail_pipeline.run_telemetry import read_merged
 from sail_pipeline.schema import LauncherParams, RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig, TrackingConfig, load_deepspeed_config
 from sail_pipeline.training.launcher import build_command, rank_environment
@@ -126,13 +127,13 @@ def test_sigkill_mid_stage_then_rerun_matches_an_uninterrupted_run(tmp_path, wor
                 "tflops_per_gpu", "mfu", "peak_memory_gib"):
         assert telemetry[key] >= 0, key
     assert 0 < telemetry["mfu"] < 1
-    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    summary = read_merged(tmp_path / "killed" / "summary.json")
     assert summary["mask_mismatches"] == 0 and summary["padding_fraction"] < 0.2
     assert not (tmp_path / "killed" / "checkpoints").exists()
 
     # The summary and the MLflow run say what an uninterrupted run says: the "before"
     # evaluation happened in the killed process, and is carried in the checkpoint.
-    whole_summary = json.loads((tmp_path / "whole" / "summary.json").read_text())
+    whole_summary = read_merged(tmp_path / "whole" / "summary.json")
     assert summary["resumed_at_step"] == resumed_at[-1]
     assert whole_summary["resumed_at_step"] is None
     for key in ("eval_loss_before", "eval_loss_after", "final_train_loss"):

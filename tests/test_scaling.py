@@ -7,10 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sail_pipeline.engine.chain import chain_identity
 from sail_pipeline.scaling.plan import Point, plan_points, point_command
-from sail_pipeline.scaling.point import SharedInputs, identity, settings_digest
+from sail_pipeline.scaling.point import SharedInputs, point_chain, settings_digest
 from sail_pipeline.scaling.pool import PoolTooSmall, build_pools, check_sizes, point_pairs
-from sail_pipeline.schema import InvalidParameters, ScalingParams, validate_parameters
+from sail_pipeline.schema import (
+    InvalidParameters,
+    RuntimeParams,
+    ScalingParams,
+    validate_parameters,
+)
 
 _TRAIN = {"epochs": 1, "lr": 1e-3}
 SWEEP = {"sizes": [10, 20, 40], "seeds": [0, 1, 2], "alignment": _TRAIN, "advance": _TRAIN,
@@ -113,13 +119,18 @@ def _shared(tmp_path) -> SharedInputs:
     return SharedInputs(**paths)
 
 
+def identity(point, pairs, images, sweep, shared, preset) -> str:
+    return chain_identity(point_chain(point, pairs, images, sweep, shared, preset),
+                          RuntimeParams())
+
+
 def test_identity_follows_what_decides_the_result_and_nothing_else(tmp_path):
     candidates, kept = _candidates()
     pairs, _ = build_pools(candidates, kept, {}, _sweep())
     shared = _shared(tmp_path)
     point = Point("recaption_filtered", 10, 0)
     chosen = point_pairs(pairs, point.variant, point.n, point.seed, 10)
-    images = pd.Series({i: f"sha-{i}" for i in candidates["id"]})
+    images = pd.Series({i: f"png-{i}".encode() for i in candidates["id"]})
     first = identity(point, chosen, images, _sweep(), shared, "tiny")
     assert identity(point, chosen, images, _sweep(), shared, "tiny") == first
     # how often a stage logs does not change what it computes
@@ -130,7 +141,7 @@ def test_identity_follows_what_decides_the_result_and_nothing_else(tmp_path):
     changed = [
         identity(point, chosen, images, _sweep(alignment=_TRAIN | {"lr": 5e-4}), shared, "tiny"),
         identity(point, chosen.assign(caption="other"), images, _sweep(), shared, "tiny"),
-        identity(point, chosen, images.replace(images[chosen["id"][0]], "x"), _sweep(), shared,
+        identity(point, chosen, images.replace(images[chosen["id"][0]], b"x"), _sweep(), shared,
                  "tiny"),
         identity(Point("recaption_filtered", 10, 1), chosen, images, _sweep(), shared, "tiny"),
         identity(point, chosen, images, _sweep(), shared, "llava-tiny"),

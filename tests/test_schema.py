@@ -48,7 +48,7 @@ def test_a_field_added_to_train_params_reaches_the_trainer_with_no_other_edit(tm
     schema.write_text(text.replace(anchor, anchor + "    ema_decay: float = 0.0\n"))
     script = f"""
 import json
-from sail_pipeline.pipelines.training_node import run_config
+from sail_pipeline.engine.stage import run_config
 from sail_pipeline.schema import RuntimeParams, TrainParams
 from sail_pipeline.training.config import RunConfig
 cfg = run_config("knowledge", TrainParams(steps=2, lr=1e-3, ema_decay=0.5), RuntimeParams(),

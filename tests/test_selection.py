@@ -7,16 +7,21 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from sail_pipeline.engine import chain
+from sail_pipeline.engine import experiment as engine_experiment
+from sail_pipeline.engine import stage as engine_stage
+from sail_pipeline.engine.experiment import point_row
 from sail_pipeline.schema import HARMFUL_CANDIDATES, InvalidParameters, MixtureParams
 from sail_pipeline.schema.selection import (
+    CandidateQualityParams,
     CompositionParams,
     IncrementalParams,
-    QualityParams,
 )
 from sail_pipeline.selection import point
 from sail_pipeline.selection.experiments import (
@@ -28,14 +33,15 @@ from sail_pipeline.selection.experiments import (
     check_sizes,
     compose,
     composition_effects,
+    composition_grid,
     composition_variants,
+    incremental_grid,
+    incremental_trajectory,
     kendall_tau,
+    quality_grid,
     quality_ranking,
-    run_composition,
-    run_incremental,
-    run_quality,
-    run_schedule,
     schedule_counts,
+    schedule_grid,
     schedule_tables,
 )
 from tests.test_pipelines import micro_params, run_in_memory
@@ -73,6 +79,17 @@ def fake_train(noise: float = 0.3):
     return train
 
 
+def make(label, table, seed, /, train=None, **fields):
+    """A point that carries its table (or phases) to the planted scorer instead of a chain."""
+    return SimpleNamespace(label=label, table=table, seed=seed, fields=fields)
+
+
+def drive(grid, train) -> pd.DataFrame:
+    """The grid's points table, each point scored by the planted `train`."""
+    return pd.DataFrame([point_row(point, result) for point, result in
+                         engine_experiment.drive(grid, lambda p: train(p.label, p.table, p.seed))])
+
+
 def test_compose_is_nested_reproducible_and_names_sources():
     tables = _world()
     base = compose(tables, {"probes": 30, "general_vqa": 20}, seed=0)
@@ -95,9 +112,9 @@ def test_kendall_tau():
 
 def test_quality_ranks_candidates_and_measures_stability_across_sizes():
     train = fake_train()
-    params = QualityParams(candidates=["general_vqa", "probes", "wrong_answers", "text_only"],
+    params = CandidateQualityParams(candidates=["general_vqa", "probes", "wrong_answers", "text_only"],
                            sizes=[50, 100, 200])
-    points = run_quality(params, [0, 1, 2], _world(), train)
+    points = drive(quality_grid(params, [0, 1, 2], _world(), make), train)
     assert len(points) == 4 * 3 * 3 == len(train.calls)
     stats, taus = quality_ranking(points)
     ranks = stats[stats["size"] == 200].set_index("candidate")["rank"]
@@ -112,7 +129,8 @@ def test_composition_halves_each_group_and_pairs_the_change_by_seed():
     variants = composition_variants(params, groups)
     assert variants["halve_general"] == {"probes": 50, "counting": 60, "text_only": 40}
     assert set(variants) == {"base", "halve_general", "halve_math", "halve_text"}
-    points = run_composition(params, [0, 1, 2], _world(), groups, fake_train(noise=0.0))
+    points = drive(composition_grid(params, [0, 1, 2], _world(), groups, make),
+                   fake_train(noise=0.0))
     effects = composition_effects(points).set_index("variant")
     # Halving the most helpful group costs the most; every change has a spread over 3 seeds.
     assert effects["delta_mean"].idxmin() == "halve_general"
@@ -127,21 +145,23 @@ def test_individual_select_rejects_planted_harm_and_keeps_what_helps():
         candidates=["wrong_answers", "general_vqa", "other_image", "wrong_format",
                     "detailed_captions"], rows_per_candidate=100)
     train = fake_train(noise=0.3)
-    points, trajectory, selected, threshold = run_incremental(params, [0, 1, 2], _world(),
-                                                              train)
+    points = drive(incremental_grid(params, [0, 1, 2], _world(), make), train)
+    trajectory, selected, threshold = incremental_trajectory(points, params)
     assert not set(selected) & set(HARMFUL_CANDIDATES)
     assert "general_vqa" in selected
     assert threshold == pytest.approx(trajectory.loc[0, "std"])  # default: the base's noise
     assert list(trajectory["candidate"]) == ["base", *params.candidates]
     assert len(points) == 3 * (1 + len(params.candidates))
-    _, strict, _, used = run_incremental(params.model_copy(update={"threshold": 100.0}),
-                                         [0, 1, 2], _world(), fake_train())
+    strict_params = params.model_copy(update={"threshold": 100.0})
+    strict, _, used = incremental_trajectory(
+        drive(incremental_grid(strict_params, [0, 1, 2], _world(), make), fake_train()),
+        strict_params)
     assert used == 100.0 and not strict["kept"][1:].any()
 
 
 def test_every_table_is_checked_against_its_sources_before_training():
     rows = {name: 400 for name in [*HELPFUL, *HARM]}
-    quality = QualityParams(candidates=["probes"], sizes=[100, 800])
+    quality = CandidateQualityParams(candidates=["probes"], sizes=[100, 800])
     composition = CompositionParams(base=MixtureParams(size=1000, sources={"probes": 1.0}))
     incremental = IncrementalParams(base=MixtureParams(size=100, sources={"probes": 1.0}),
                                     candidates=["probes"], rows_per_candidate=350)
@@ -176,8 +196,8 @@ def test_schedule_splits_one_draw_across_the_stages_and_all_in_one_is_their_unio
 
     from sail_pipeline.schema.selection import ScheduleParams
 
-    points = run_schedule(ScheduleParams(sizes=[130, 260, 520]), [0, 1], mixtures, stage_train,
-                          world, train)
+    points = drive(schedule_grid(ScheduleParams(sizes=[130, 260, 520]), [0, 1], mixtures,
+                                 stage_train, world, make), train)
     assert len(points) == 12 and set(points["variant"]) == {CURRICULUM, ALL_IN_ONE}
     assert seen[0] == ("curriculum n=130 seed=0", ["knowledge", "instruction", "preference"],
                        [100, 20, 10])
@@ -200,9 +220,9 @@ def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_pat
         return {"hf_dir": f"{workdir}/hf", "summary": {"wall_seconds": 1.0,
                                                        "eval_loss_after": 0.5}}
 
-    monkeypatch.setattr(point.training_node, "train", fake_train_stage)
-    monkeypatch.setattr(point, "evaluate_checkpoint",
-                        lambda hf, bench, work, settings, phase: ({"sft/average": 42.0}, 0.1))
+    monkeypatch.setattr(engine_stage, "train", fake_train_stage)
+    monkeypatch.setattr(chain, "evaluate",
+                        lambda hf, evaluation, work: {f"{evaluation.label}/average": 42.0})
     for name in ("weights", "bench.parquet", "eval.parquet"):
         (tmp_path / name).write_text(name)
     start = point.StartPoint(str(tmp_path / "weights"), str(tmp_path / "bench.parquet"),
@@ -238,12 +258,13 @@ def test_a_point_with_the_same_inputs_is_reused_and_a_changed_one_trains(tmp_pat
     gone = subprocess.Popen(["true"])
     gone.wait()
     third = [Phase("knowledge", project.selection.train, table.iloc[:7])]
-    identity = point.point_identity(third, 0, project.selection.evaluation, start)
+    identity = chain.chain_identity(
+        point.sft_chain(third, 0, project.selection.evaluation, start), project.runtime)
     killed = tmp_path / "store" / f"{identity}.partial-{gone.pid}"
     (killed / "sft_0_knowledge").mkdir(parents=True)
     live = tmp_path / "store" / f"{identity}.partial-1"  # pid 1 is always alive
     live.mkdir()
-    with caplog.at_level(logging.INFO, logger="sail_pipeline.scaling.point"):
+    with caplog.at_level(logging.INFO, logger="sail_pipeline.engine.store"):
         assert not point.run_sft_point("c", third, 0, *args)["reused"]
     assert not killed.exists() and live.exists()
     assert f"removed the unfinished work of a killed run (pid {gone.pid})" in caplog.text
@@ -260,7 +281,6 @@ def test_selection_parameters_fail_at_start_naming_the_key():
 
 def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
         tmp_path, small_world, world_tokenizer, monkeypatch):
-    from sail_pipeline.pipelines.selection import nodes
     from sail_pipeline.pipelines.selection.pipeline import create_pipeline as selection
 
     project = micro_params(selection={"seeds": [0, 1, 2], "incremental": {
@@ -269,15 +289,19 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
 
     schedule_rows: dict[tuple[int, str], list[set[str]]] = {}
 
-    def fake_point(label, phases, seed, evaluation, start, runtime, store):
-        table = pd.concat([p.table for p in phases])
-        identity = hashlib.sha256(("|".join(f"{p.stage}:{'|'.join(p.table['id'])}"
-                                            for p in phases) + str(seed)).encode()
+    def fake_point(point, runtime, store, tracker=None):
+        """The engine's point, scored by a planted truth instead of trained."""
+        label, seed = point.label, point.chain.seed
+        phases = [step.train.rows for step in point.chain.steps]
+        table = pd.concat(phases)
+        source = table["id"].str.split("/").str[0]  # compose() names each row by its set
+        identity = hashlib.sha256(("|".join(f"{s.stage}:{'|'.join(s.train.rows['id'])}"
+                                            for s in point.chain.steps) + str(seed)).encode()
                                   ).hexdigest()[:8]
         reused = identity in calls
         calls.append(identity)
-        harm = table["source"].isin(HARMFUL_CANDIDATES).mean()
-        chats = (table["source"] == "multi_turn").mean()
+        harm = source.isin(HARMFUL_CANDIDATES).mean()
+        chats = (source == "multi_turn").mean()
         score = 40.0 - 30 * harm + 5 * chats + seed * 0.1
         if label.startswith((CURRICULUM, ALL_IN_ONE)):
             schedule_rows.setdefault((seed, label.split()[1]), []).append(set(table["id"]))
@@ -286,7 +310,7 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
         return {"scores": {AVERAGE: score}, "identity": identity,
                 "reused": reused, "timing": {"total_seconds": 0.0}}
 
-    monkeypatch.setattr(nodes, "run_sft_point", fake_point)
+    monkeypatch.setattr(engine_experiment, "run_point", fake_point)
     monkeypatch.setattr("sail_pipeline.pipelines.selection.pipeline.last_validated",
                         lambda: project)
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")

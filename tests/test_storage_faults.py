@@ -77,7 +77,7 @@ def test_a_damaged_shard_names_itself_and_the_fix(tmp_path):
 
 
 def test_a_damaged_stored_point_names_itself_and_the_fix(tmp_path):
-    from sail_pipeline.scaling.point import RESULT_FILE, DamagedPoint, stored_result
+    from sail_pipeline.engine.store import RESULT_FILE, DamagedPoint, stored_result
 
     (tmp_path / "abc123").mkdir()
     (tmp_path / "abc123" / RESULT_FILE).write_text('{"scores": {"sft/av')

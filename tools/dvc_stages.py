@@ -22,14 +22,14 @@ Run it from the project's virtual environment (it loads the project's pipelines)
 from __future__ import annotations
 
 import argparse
-import ast
 import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import tomllib
 import yaml
+
+from sail_pipeline.identity import import_closure, module_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "sail_pipeline"
@@ -64,70 +64,7 @@ HEADER = """\
 """
 
 
-# --- the import graph --------------------------------------------------------------------------
-
-
-def module_file(module: str) -> Path | None:
-    """The source file of a module of the package (its __init__.py for a package)."""
-    if module != PACKAGE and not module.startswith(PACKAGE + "."):
-        return None
-    base = SRC.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def _imported(module: str, path: Path) -> set[str]:
-    """Modules of the package that `path` imports, anywhere in its body."""
-    is_package = path.name == "__init__.py"
-    source = path.read_text()
-    found: set[str] = set()
-    if is_package and "import_module(" in source:
-        # A package that loads its names on first use (PEP 562 __getattr__): any of its
-        # modules may run.
-        found |= {f"{module}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__"}
-    for statement in ast.walk(ast.parse(source, str(path))):
-        if isinstance(statement, ast.Import):
-            found |= {alias.name for alias in statement.names}
-        elif isinstance(statement, ast.ImportFrom):
-            if statement.level:
-                parts = module.split(".")
-                anchor = parts if is_package else parts[:-1]
-                anchor = anchor[: len(anchor) - statement.level + 1]
-                base = ".".join(anchor + ([statement.module] if statement.module else []))
-            else:
-                base = statement.module or ""
-            found.add(base)
-            # `from package import submodule` imports the submodule too
-            found |= {f"{base}.{alias.name}" for alias in statement.names}
-    return {name for name in found if module_file(name) is not None}
-
-
-def import_closure(roots: Iterable[str], skip: tuple[str, ...] = ()) -> set[str]:
-    """Every module of the package that importing `roots` loads (parents included), not
-    following into the packages `skip` names."""
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        module = todo.pop()
-        if module in seen or module_file(module) is None or any(
-                module == name or module.startswith(name + ".") for name in skip):
-            continue
-        seen.add(module)
-        parts = module.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-        todo += _imported(module, module_file(module))  # type: ignore[arg-type]
-    return seen
-
-
-def entry_point_modules() -> set[str]:
-    """Modules other programs load by entry point (lmms-eval loads our model adapter)."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    modules = set()
-    for group in project.get("entry-points", {}).values():
-        modules |= {target.split(":")[0] for target in group.values()}
-    return modules
+# --- the import graph: sail_pipeline.identity walks it, for DVC and for point identities --------
 
 
 def catalog_modules() -> set[str]:
@@ -149,11 +86,8 @@ def stage_modules(stage: str) -> set[str]:
     # The registry imports every pipeline to register it, but a stage runs only its own: a
     # change to the sweep's report must not make `dvc status` call the whole chain stale.
     # What the stage's own pipeline imports (the recipe template, shared helpers) is followed.
-    modules = (import_closure(GLUE, skip=_other_pipelines(stage))
-               | import_closure([f"{PACKAGE}.pipelines.{stage}", *catalog_modules()]))
-    if f"{PACKAGE}.evaluation.runner" in modules:  # lmms-eval loads our model by entry point
-        modules |= import_closure(entry_point_modules())
-    return modules
+    return (import_closure(GLUE, skip=_other_pipelines(stage))
+            | import_closure([f"{PACKAGE}.pipelines.{stage}", *catalog_modules()]))
 
 
 def covered(path: Path, deps: Iterable[str]) -> bool:

@@ -229,6 +229,7 @@ class TrackingHook(MlflowHook):
         super().after_context_created(context)
         self._project_path = str(context.project_path)
         self._project = context.project_params
+        self._logged_tables: set[str] = set()
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
@@ -261,6 +262,14 @@ class TrackingHook(MlflowHook):
                  for k, v in inputs.items()}
         super().before_node_run(node, catalog, plain, is_async)
         lineage.current_namespace.set(node.namespace)
+        if getattr(self, "_is_mlflow_enabled", False):
+            # The tables the run read, as dataset inputs of the Kedro run itself (each stage's
+            # own run logs the ones it trained on).
+            tables = {v for v in inputs.values() if isinstance(v, str) and v.endswith(".parquet")
+                      and v not in self._logged_tables}
+            self._logged_tables |= tables
+            for table in sorted(tables):
+                lineage.log_table_inputs({"input": table})
         if node.namespace and getattr(self, "_is_mlflow_enabled", False):
             # The instance's own run gets its parameters without the namespace, so runs of
             # different variants compare key by key in the MLflow UI.

@@ -7,6 +7,7 @@ the Kedro process, which is what lets the same pipeline run on data that does no
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -15,6 +16,8 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import CSVDataset
+
+from sail_pipeline import run_telemetry
 
 
 class _PathDataset(AbstractDataset[Any, str]):
@@ -147,14 +150,20 @@ class ModelPointerDataset(JSONDataset):
         for key in self._PATH_KEYS:
             if stored.get(key) is not None and Path(stored[key]).resolve().is_relative_to(folder):
                 stored[key] = Path(stored[key]).resolve().relative_to(folder).as_posix()
+        measured: dict[str, Any] = {}
         if isinstance(stored.get("summary"), dict):
             # The summary repeated the absolute folders; the pointer's own keys are the truth.
-            stored["summary"] = {k: v for k, v in stored["summary"].items()
-                                 if k not in self._PATH_KEYS}
+            # Its timings go beside it (`telemetry`), out of what DVC hashes.
+            stored["summary"], measured = run_telemetry.split(
+                {k: v for k, v in stored["summary"].items() if k not in self._PATH_KEYS})
         super().save(stored)
+        run_telemetry.telemetry_path(self._filepath).write_text(json.dumps(measured, indent=2))
 
     def load(self) -> dict[str, Any]:
         data = super().load()
+        extra = run_telemetry.telemetry_path(self._filepath)
+        if isinstance(data.get("summary"), dict) and extra.exists():
+            data["summary"] |= json.loads(extra.read_text())
         folder = self._folder()
         for key in self._PATH_KEYS:
             if data.get(key) is not None and not Path(data[key]).is_absolute():

@@ -6,12 +6,11 @@ the recipe runs without a namespace. kedro-mlflow maps one Kedro run to one MLfl
 no nested-run API, so the instance runs are made here, by run id, and handed to the trainer
 (`TrackingConfig.parent_run_id`).
 
-No Kedro here: the trainer imports `table_digest` and `log_table_inputs` in its own process.
+No Kedro here: the trainer imports `log_table_inputs` in its own process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from sail_pipeline.identity import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ _instance_runs: dict[tuple[str, str], str] = {}
 
 @lru_cache(maxsize=4)
 def git_state(root: str = ".") -> dict[str, str]:
-    """`git.commit` and `git.dirty` of the checkout at `root` ({} outside git)."""
+    """The commit of the checkout at `root` as MLflow's own `mlflow.source.git.commit` tag
+    (the UI shows it on every run), and `git.commit` / `git.dirty` ({} outside git)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
@@ -42,16 +44,8 @@ def git_state(root: str = ".") -> dict[str, str]:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
         return {}
-    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
-
-
-def table_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (first 16 hex digits): names exactly the table a run read."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return {"mlflow.source.git.commit": commit, "git.commit": commit,
+            "git.dirty": str(dirty).lower()}
 
 
 def log_table_inputs(tables: dict[str, str | None]) -> None:
@@ -64,7 +58,7 @@ def log_table_inputs(tables: dict[str, str | None]) -> None:
         if path is None or not Path(path).exists():
             continue
         dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())),
-                              name=Path(path).stem, digest=table_digest(path))
+                              name=Path(path).stem, digest=file_digest(path))
         mlflow.log_input(dataset, context=context)
 
 

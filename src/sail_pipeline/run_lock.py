@@ -11,7 +11,6 @@ killed run leaves no stale lock to clear by hand.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sail_pipeline import identity
 from sail_pipeline.errors import UserError
 
 LOCKS_FOLDER = ".locks"
@@ -80,7 +80,7 @@ class OutputLocks:
 
 def _folder_lock_path(folder: Path) -> Path:
     # Outside the folder: the folders are DVC outputs, whose hash a lock file would change.
-    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:20]
+    digest = identity.lock_name(str(folder.resolve()))
     locks = Path(tempfile.gettempdir()) / f"sail-folder-locks-{os.getuid()}"
     locks.mkdir(mode=0o700, exist_ok=True)
     return locks / f"{digest}.lock"

@@ -94,6 +94,9 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
         if tree.scaling is not None:
             evaluations |= {f"{prefix}scaling.after_pretrain": tree.scaling.after_pretrain,
                             f"{prefix}scaling.after_sft": tree.scaling.after_sft}
+        if tree.selection is not None:
+            evaluations[f"{prefix}selection.evaluation"] = tree.selection.evaluation
+            problems += _experiment_problems(prefix, tree.selection.experiments)
         for key, evaluation in evaluations.items():
             unknown = sorted(set(evaluation.question_types or ()) - set(TASK_TYPES))
             if unknown:
@@ -123,6 +126,16 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
             except (FileNotFoundError, ValueError) as error:
                 problems.append(f"{key}.deepspeed: {error}")
     return problems
+
+
+def _experiment_problems(prefix: str, names: list[str]) -> list[str]:
+    from sail_pipeline.selection.registry import SELECTION_EXPERIMENTS
+
+    unknown = [name for name in names if name not in SELECTION_EXPERIMENTS]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    return ([f"{prefix}selection.experiments: unknown {unknown}; known: "
+             f"{list(SELECTION_EXPERIMENTS)}"] if unknown else []) + \
+        ([f"{prefix}selection.experiments: {repeated} named twice"] if repeated else [])
 
 
 def _format_problems(formats: list[str], key: str) -> list[str]:

@@ -7,12 +7,11 @@ captioner starts a fresh folder instead of mixing two models' captions.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sail_pipeline import identity as digests
 from sail_pipeline.captioning.api_client import resolve_api_key
 from sail_pipeline.captioning.backends import BackendFactory
 from sail_pipeline.schema import ApiParams, PoolRecaptionParams, RecaptionParams, result_settings
@@ -26,13 +25,7 @@ def weights_digest(model_dir: str | Path) -> str:
     files = sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"{folder} holds no weight files (*.safetensors, *.bin)")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return digests.named_bytes_digest(files)
 
 
 def caption_identity(params: RecaptionParams, model_dir: str | None = None,
@@ -57,7 +50,7 @@ def caption_identity(params: RecaptionParams, model_dir: str | None = None,
     settings = {k: v for k, v in result_settings(params).items()
                 if k in RecaptionParams.model_fields}
     identity = {"captioner": captioner, **settings}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    digest = digests.payload_digest(identity, 10)
     return f"{params.backend}-{digest}"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from sail_pipeline import identity
 from sail_pipeline.curation.formats import readable_formats
 from sail_pipeline.curation.reasons import Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord
@@ -117,7 +117,7 @@ def prepare(record: RawRecord, settings: CurationFilterParams) -> Prepared:
         raise Rejection(Reason.ZERO_BYTES, "file is empty")
     alt_text, notes = decode_alt_text(record.alt_text_raw, settings.alt_text_required,
                                       settings.max_alt_text_chars)
-    return Prepared(data, hashlib.sha256(data).hexdigest(), alt_text, notes)
+    return Prepared(data, identity.sha256_hex(data, None), alt_text, notes)
 
 
 @contextmanager

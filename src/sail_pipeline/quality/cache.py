@@ -9,13 +9,13 @@ temporary name and renamed, so a killed run leaves only whole parts.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from sail_pipeline import identity as digests
 
 KEY = ["id", "caption_sha"]
 
@@ -26,11 +26,11 @@ def caption_sha(caption: Any) -> str:
         return "missing"
     data = caption if isinstance(caption, bytes) else str(caption).encode("utf-8",
                                                                            "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:16]
+    return digests.sha256_hex(data)
 
 
 def version_folder(root: str | Path, group: str, identity: Any) -> Path:
-    digest = hashlib.sha256(repr(identity).encode()).hexdigest()[:10]
+    digest = digests.repr_digest(identity, 10)
     return Path(root) / f"{group}-{digest}"
 
 
@@ -52,7 +52,10 @@ class SignalCache:
         if rows.empty:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{len(list(self.folder.glob('part-*.parquet'))):05d}-{uuid.uuid4().hex[:6]}"
+        # Named by what it holds, so the same run writes the same names (the cache folder is a
+        # DVC output, hashed by name and bytes).
+        keys = digests.payload_digest(rows[KEY].astype(str).to_numpy().tolist(), 6)
+        name = f"part-{len(list(self.folder.glob('part-*.parquet'))):05d}-{keys}"
         temporary = self.folder / f".{name}.tmp"
         rows.to_parquet(temporary, index=False)
         os.replace(temporary, self.folder / f"{name}.parquet")

@@ -23,7 +23,6 @@ rubrics and the parsing, so stored scores can be cached by it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -31,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from sail_pipeline import identity
 from sail_pipeline.captioning.api_client import ApiCaptioner, CaptionRequest, resolve_api_key
 from sail_pipeline.captioning.backends import decode_image
 from sail_pipeline.evaluation.world_metrics import caption_counts
@@ -73,7 +73,7 @@ RUBRICS: dict[str, str] = {"vir": VIR_PROMPT, "ita": ITA_PROMPT}
 # oracle's maps. The digest follows the rubrics themselves, so an edited prompt cannot be
 # forgotten.
 _REVISION = 1
-_RUBRIC_DIGEST = hashlib.sha256("\0".join(RUBRICS[c] for c in CRITERIA).encode()).hexdigest()
+_RUBRIC_DIGEST = identity.text_digest("\0".join(RUBRICS[c] for c in CRITERIA), None)
 JUDGE_VERSION = f"{_REVISION}-{_RUBRIC_DIGEST[:10]}"
 
 # What a judge told to reply with one integer may still wrap it in: "4", "4.", "Score: 4",

@@ -31,7 +31,7 @@ from sail_pipeline.schema.curation import (
     check_unique_names,
 )
 from sail_pipeline.schema.data import DataParams, StageSizeParams, TokenizerParams
-from sail_pipeline.schema.evaluation import EvaluationParams
+from sail_pipeline.schema.evaluation import EvaluationParams, EvaluationSettings
 from sail_pipeline.schema.executor import ExecutorKind, ExecutorParams
 from sail_pipeline.schema.project import (
     InvalidParameters,
@@ -46,7 +46,6 @@ from sail_pipeline.schema.project import (
 from sail_pipeline.schema.runtime import LauncherParams, RuntimeParams
 from sail_pipeline.schema.scaling import (
     SCALING_VARIANTS,
-    PointEvaluationParams,
     ScalingParams,
     ScalingVariant,
 )
@@ -100,6 +99,7 @@ __all__ = [
     "CurationParams",
     "DataParams",
     "EvaluationParams",
+    "EvaluationSettings",
     "ExecutorKind",
     "ExecutorParams",
     "FolderSource",
@@ -108,7 +108,6 @@ __all__ = [
     "LlavaSource",
     "ModuleKey",
     "ParquetSource",
-    "PointEvaluationParams",
     "PoolRecaptionParams",
     "PretrainParams",
     "ProjectParams",

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from sail_pipeline.errors import UserError
-from sail_pipeline.schema.base import StrictModel
+from sail_pipeline.schema.base import StrictModel, resolve_inherited
 from sail_pipeline.schema.captioning import CaptioningParams
 from sail_pipeline.schema.curation import CurationParams
 from sail_pipeline.schema.data import DataParams
@@ -45,6 +45,8 @@ PretrainParams = create_model(
 PretrainParams.__doc__ = "`pretrain`: the backbones, Pretrain-Alignment and Pretrain-Advance."
 
 _VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# The sections with fields that start from another section's settings (`inherited`).
+_INHERITING = {"scaling": ScalingParams, "selection": SelectionParams}
 
 
 class ProjectParams(StrictModel):
@@ -68,8 +70,13 @@ class ProjectParams(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _merge_variant_overrides(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or not raw.get("variants"):
+        if not isinstance(raw, dict):
             return raw
+        # The experiments' stages and evaluations start from the recipe's (`inherited`).
+        resolved = raw | {name: resolve_inherited(raw, name, model)
+                          for name, model in _INHERITING.items() if name in raw}
+        if not raw.get("variants"):
+            return resolved
         base = {k: v for k, v in raw.items() if k != "variants"}
         merged = {}
         if not isinstance(raw["variants"], dict):
@@ -80,7 +87,13 @@ class ProjectParams(StrictModel):
                 raise ValueError(f"variants.{name}: give a mapping of overrides, e.g. "
                                  f"{{sft: {{knowledge: {{lr: 5.0e-4}}}}}} (got {overrides!r})")
             merged[name] = deep_merge(base, overrides or {})
-        return base | {"variants": merged}
+            # A variant runs the recipe, not the experiments: their sections are the
+            # top-level run's, as resolved there, plus what the variant writes in them (which
+            # `variant_problems` then names as changing nothing).
+            merged[name] |= {section: deep_merge(resolved[section],
+                                                 (overrides or {}).get(section) or {})
+                             for section in _INHERITING if isinstance(resolved.get(section), dict)}
+        return resolved | {"variants": merged}
 
     @field_validator("variants")
     @classmethod

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
-from sail_pipeline.schema.base import StrictModel, neutral
+from sail_pipeline.schema.base import StrictModel, inherited, neutral
+from sail_pipeline.schema.evaluation import EvaluationSettings
 from sail_pipeline.schema.quality import FilterParams
 from sail_pipeline.schema.stages import PRETRAIN_STAGES
 from sail_pipeline.schema.training import TrainParams
@@ -55,15 +56,16 @@ SCALING_VARIANTS: dict[str, ScalingVariant] = {
 }
 
 
-class PointEvaluationParams(StrictModel):
-    """One evaluation of a point's checkpoint on the world's benchmark."""
+# Captions need room: at 8 new tokens caption F1 is cut off (0.14 against 0.33 at 40).
+POINT_EVALUATION = {"max_new_tokens": 40}
 
-    # null: every task; names checked against sail_pipeline.evaluation.tasks at the run's start.
-    question_types: list[str] | None = None
-    # Captions need room: at 8 new tokens caption F1 is cut off (0.14 against 0.33 at 40).
-    max_new_tokens: int = Field(40, gt=0)
-    limit: int | None = Field(None, gt=0)
-    batch_size: int = neutral(64, gt=0)
+
+def point_evaluation(**defaults: object) -> EvaluationSettings:
+    """An experiment point's evaluation: the recipe's `evaluation`, then these defaults, then
+    what the experiment's parameters write."""
+    values = POINT_EVALUATION | defaults
+    return inherited("evaluation", values,
+                     default_factory=lambda: EvaluationSettings.model_validate(values))
 
 
 class ScalingParams(StrictModel):
@@ -76,16 +78,17 @@ class ScalingParams(StrictModel):
     # Pretraining stages: one pass over the point's pairs (`epochs: 1`), so the budget grows
     # with N as in SAIL-VL. With Advance, Alignment takes half the pairs and Advance the other
     # half (disjoint, as in the recipe); alone, Alignment takes them all.
-    alignment: TrainParams
-    advance: TrainParams
+    # Each stage starts from the recipe's settings of that stage and overrides what differs
+    # (`schema.base.inherited`); a budget written here replaces the recipe's.
+    alignment: TrainParams = inherited("pretrain.alignment")
+    advance: TrainParams = inherited("pretrain.advance")
     # The fixed short SFT after pretraining, on the first `sft_samples` rows of the recipe's
     # SFT-Knowledge table (shuffled when made): every point reading and tokenizing all 69k
     # rows cost 25 s a point, for a budget that uses a few thousand.
-    sft: TrainParams
+    sft: TrainParams = inherited("sft.knowledge")
     sft_samples: int = Field(4000, gt=0)
-    after_pretrain: PointEvaluationParams = Field(
-        default_factory=lambda: PointEvaluationParams(question_types=["caption"]))
-    after_sft: PointEvaluationParams = Field(default_factory=PointEvaluationParams)
+    after_pretrain: EvaluationSettings = point_evaluation(question_types=["caption"])
+    after_sft: EvaluationSettings = point_evaluation()
     # The filter of the `*_filtered` variants; null: `quality.filter`. The recipe's filter
     # may keep too few pairs for the grid's largest size.
     filter: FilterParams | None = None
@@ -132,4 +135,4 @@ class ScalingParams(StrictModel):
         return self
 
 
-__all__ = ["SCALING_VARIANTS", "PointEvaluationParams", "ScalingParams", "ScalingVariant"]
+__all__ = ["SCALING_VARIANTS", "ScalingParams", "ScalingVariant", "point_evaluation"]

@@ -11,13 +11,16 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from sail_pipeline.schema.base import StrictModel
-from sail_pipeline.schema.scaling import PointEvaluationParams
+from sail_pipeline.schema.base import StrictModel, inherited
+from sail_pipeline.schema.evaluation import EvaluationSettings
+from sail_pipeline.schema.scaling import point_evaluation
 from sail_pipeline.schema.sft import MixtureParams
 from sail_pipeline.schema.training import TrainParams
 
-Experiment = Literal["quality", "composition", "incremental", "schedule"]
-EXPERIMENTS: tuple[str, ...] = Experiment.__args__  # type: ignore[attr-defined]
+# The experiments a run makes by default; every name of the registry
+# (sail_pipeline.selection.registry.SELECTION_EXPERIMENTS) may be named, which the run checks
+# when it starts.
+EXPERIMENTS: tuple[str, ...] = ("quality", "composition", "incremental", "schedule")
 
 
 def _increasing(sizes: list[int], fewest: int, why: str) -> list[int]:
@@ -28,7 +31,7 @@ def _increasing(sizes: list[int], fewest: int, why: str) -> list[int]:
     return sizes
 
 
-class QualityParams(StrictModel):
+class CandidateQualityParams(StrictModel):
     """Rank each candidate by training on subsets of it alone, at several subset sizes."""
 
     candidates: list[str]
@@ -75,14 +78,14 @@ class IncrementalParams(StrictModel):
 
 
 class SelectionParams(StrictModel):
-    experiments: list[Experiment] = Field(
+    experiments: list[str] = Field(
         default_factory=lambda: list(EXPERIMENTS))
     seeds: list[int]
-    # Every point's SFT: one pass over its table by default (`epochs: 1`), from the
-    # pretrained checkpoint (`advance_model`).
-    train: TrainParams
-    evaluation: PointEvaluationParams = Field(default_factory=PointEvaluationParams)
-    quality: QualityParams
+    # Every point's SFT: SFT-Knowledge's settings, one pass over its table by default
+    # (`epochs: 1`), from the pretrained checkpoint (`advance_model`).
+    train: TrainParams = inherited("sft.knowledge")
+    evaluation: EvaluationSettings = point_evaluation()
+    quality: CandidateQualityParams
     composition: CompositionParams
     incremental: IncrementalParams
     schedule: ScheduleParams
@@ -107,6 +110,7 @@ class SelectionParams(StrictModel):
         SFT mixtures' sets, which `sft` names)."""
         drawn = {"quality": self.quality.candidates,
                  "composition": [*self.composition.base.sources],
+                 "lr_sweep": [*self.composition.base.sources],
                  "incremental": [*self.incremental.base.sources, *self.incremental.candidates]}
         return list(dict.fromkeys(name for experiment in self.experiments
                                   for name in drawn.get(experiment, [])))

@@ -1,4 +1,5 @@
-"""SAIL-VL's SFT data experiments as plain functions over a `train` callback.
+"""SAIL-VL's SFT data experiments, each a grid of points and an analysis on the engine
+(`engine.experiment`):
 
 - quality: train on `size` rows of each candidate alone, at every size, and rank;
 - composition: halve (or drop) one group of a base mixture at a time;
@@ -15,23 +16,25 @@ base and the incremental search's base are the same table (and the same stored p
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from sail_pipeline.engine.experiment import Grid, Point
 from sail_pipeline.errors import UserError
+from sail_pipeline.identity import stable_int
 from sail_pipeline.schema import GROUPS
 from sail_pipeline.schema.selection import (
+    CandidateQualityParams,
     CompositionParams,
     IncrementalParams,
-    QualityParams,
     ScheduleParams,
 )
 from sail_pipeline.schema.sft import MixtureParams
 from sail_pipeline.schema.training import TrainParams
-from sail_pipeline.sft_data.mixture import row_counts, stable_int
+from sail_pipeline.sft_data.mixture import row_counts
 
 AVERAGE = "sft/average"
 CURRICULUM, ALL_IN_ONE = "curriculum", "all_in_one"
@@ -46,9 +49,9 @@ class Phase:
     table: pd.DataFrame
 
 
-# label, table (one stage with `selection.train`) or phases (in order), seed -> the point's
-# result ({"scores": {...}, ...})
-Train = Callable[[str, "pd.DataFrame | list[Phase]", int], dict]
+# label, table (one stage with `selection.train`) or phases (in order), seed, fields -> the
+# engine's point (`selection.point.SftPoints`)
+MakePoint = Callable[..., Point]
 
 
 class SelectionSizeError(UserError, ValueError):
@@ -88,18 +91,13 @@ def _shuffled(parts: list[pd.DataFrame], seed: int) -> pd.DataFrame:
                        ).reset_index(drop=True)
 
 
-def _row(result: dict, **fields) -> dict:
-    return {**fields, **result["scores"], "reused": result.get("reused", False),
-            "identity": result.get("identity", "")}
-
-
 # --- quality --------------------------------------------------------------------------------
 
-def quality_points(params: QualityParams, seeds: list[int]) -> list[tuple[str, int, int]]:
+def quality_points(params: CandidateQualityParams, seeds: list[int]) -> list[tuple[str, int, int]]:
     return [(c, n, s) for c in params.candidates for n in params.sizes for s in seeds]
 
 
-def check_sizes(quality: QualityParams, composition: CompositionParams,
+def check_sizes(quality: CandidateQualityParams, composition: CompositionParams,
                 incremental: IncrementalParams, rows: dict[str, int],
                 schedule: ScheduleParams | None = None,
                 mixtures: dict[str, MixtureParams] | None = None) -> None:
@@ -129,14 +127,12 @@ def check_sizes(quality: QualityParams, composition: CompositionParams,
         raise SelectionSizeError("; ".join(problems))
 
 
-def run_quality(params: QualityParams, seeds: list[int], tables: dict[str, pd.DataFrame],
-                train: Train) -> pd.DataFrame:
-    results = []
+def quality_grid(params: CandidateQualityParams, seeds: list[int],
+                 tables: dict[str, pd.DataFrame], make: MakePoint) -> Grid:
     for candidate, size, seed in quality_points(params, seeds):
         table = compose(tables, {candidate: size}, seed, key="quality.sizes")
-        result = train(f"{candidate} n={size} seed={seed}", table, seed)
-        results.append(_row(result, candidate=candidate, size=size, seed=seed))
-    return pd.DataFrame(results)
+        yield make(f"{candidate} n={size} seed={seed}", table, seed, candidate=candidate,
+                   size=size, seed=seed)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -192,16 +188,14 @@ def composition_variants(params: CompositionParams, groups: dict[str, str]
     return variants
 
 
-def run_composition(params: CompositionParams, seeds: list[int],
-                    tables: dict[str, pd.DataFrame], groups: dict[str, str], train: Train
-                    ) -> pd.DataFrame:
-    results = []
+def composition_grid(params: CompositionParams, seeds: list[int],
+                     tables: dict[str, pd.DataFrame], groups: dict[str, str], make: MakePoint
+                     ) -> Grid:
     for variant, counts in composition_variants(params, groups).items():
         for seed in seeds:
             table = compose(tables, counts, seed, key="composition.base")
-            result = train(f"{variant} seed={seed}", table, seed)
-            results.append(_row(result, variant=variant, rows=len(table), seed=seed))
-    return pd.DataFrame(results)
+            yield make(f"{variant} seed={seed}", table, seed, variant=variant, rows=len(table),
+                       seed=seed)
 
 
 def composition_effects(points: pd.DataFrame) -> pd.DataFrame:
@@ -230,40 +224,60 @@ class Step:
     kept: bool
 
 
-def run_incremental(params: IncrementalParams, seeds: list[int],
-                    tables: dict[str, pd.DataFrame], train: Train
-                    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str], float]:
-    """(every point, the trajectory, the kept candidates in order, the threshold used)."""
+def incremental_grid(params: IncrementalParams, seeds: list[int],
+                     tables: dict[str, pd.DataFrame], make: MakePoint) -> Grid:
+    """The base on every seed, then each candidate added to what was kept so far; a candidate
+    is kept when its seeds' average beats the current one by the threshold."""
     counts = row_counts(params.base.size, params.base.sources)
-    points = []
 
-    def scores_of(label: str, counts: dict[str, int]) -> np.ndarray:
+    def trial(label: str, counts: dict[str, int]) -> Generator[Point, dict, np.ndarray]:
         values = []
         for seed in seeds:
             table = compose(tables, counts, seed, key="incremental")
-            result = train(f"{label} seed={seed}", table, seed)
-            points.append(_row(result, step=label, seed=seed, rows=len(table)))
+            result = yield make(f"{label} seed={seed}", table, seed, step=label, seed=seed,
+                                rows=len(table))
             values.append(result["scores"][AVERAGE])
         return np.asarray(values, dtype=float)
 
-    base = scores_of("base", counts)
+    base = yield from trial("base", counts)
+    threshold = incremental_threshold(params, base)
+    current = float(base.mean())
+    for candidate in params.candidates:
+        tried = {**counts, candidate: counts.get(candidate, 0) + params.rows_per_candidate}
+        mean = float((yield from trial(f"+{candidate}", tried)).mean())
+        if mean - current > threshold:
+            counts, current = tried, mean
+
+
+def incremental_threshold(params: IncrementalParams, base: np.ndarray) -> float:
+    """`threshold`, or the base's seed-to-seed standard deviation."""
     spread = float(base.std(ddof=1)) if len(base) > 1 else 0.0
-    threshold = params.threshold if params.threshold is not None else spread
+    return params.threshold if params.threshold is not None else spread
+
+
+def incremental_trajectory(points: pd.DataFrame, params: IncrementalParams
+                           ) -> tuple[pd.DataFrame, list[str], float]:
+    """(the trajectory, the kept candidates in order, the threshold) of the grid's points,
+    decided as the grid decided them."""
+    steps = list(dict.fromkeys(points["step"]))
+    scores = {step: points.loc[points["step"] == step, AVERAGE].to_numpy(dtype=float)
+              for step in steps}
+    base = scores["base"]
+    threshold = incremental_threshold(params, base)
+    spread = float(base.std(ddof=1)) if len(base) > 1 else 0.0
     trajectory = [Step(0, "base", float(base.mean()), spread, 0.0, True)]
     current, selected = float(base.mean()), []
-    for k, candidate in enumerate(params.candidates, start=1):
-        trial = {**counts, candidate: counts.get(candidate, 0) + params.rows_per_candidate}
-        values = scores_of(f"+{candidate}", trial)
+    for k, step in enumerate(steps[1:], start=1):
+        values = scores[step]
         mean = float(values.mean())
         kept = mean - current > threshold
-        trajectory.append(Step(k, candidate, mean,
+        trajectory.append(Step(k, step.removeprefix("+"), mean,
                                float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                                mean - current, kept))
         if kept:
-            counts, current = trial, mean
-            selected.append(candidate)
-    return (pd.DataFrame(points), pd.DataFrame([s.__dict__ for s in trajectory]), selected,
-            threshold)
+            current = mean
+            selected.append(step.removeprefix("+"))
+    return pd.DataFrame([s.__dict__ for s in trajectory]), selected, threshold
 
 
 # --- schedule: curriculum vs all-in-one -------------------------------------------------------
@@ -316,18 +330,14 @@ def schedule_phases(size: int, seed: int, mixtures: dict[str, MixtureParams],
                                _shuffled(list(per_stage.values()), seed))]}
 
 
-def run_schedule(params: ScheduleParams, seeds: list[int], mixtures: dict[str, MixtureParams],
-                 stage_train: dict[str, TrainParams], tables: dict[str, pd.DataFrame],
-                 train: Train) -> pd.DataFrame:
+def schedule_grid(params: ScheduleParams, seeds: list[int], mixtures: dict[str, MixtureParams],
+                  stage_train: dict[str, TrainParams], tables: dict[str, pd.DataFrame],
+                  make: MakePoint) -> Grid:
     """One point per (schedule, size, seed), in the columns the scaling fit reads (`variant`,
     `n`, `seed`, the scores)."""
-    results = []
     for size in params.sizes:
         for seed in seeds:
             for variant, phases in schedule_phases(size, seed, mixtures, stage_train,
                                                    tables).items():
-                result = train(f"{variant} n={size} seed={seed}", phases, seed)
-                results.append(_row(result, variant=variant, n=size, seed=seed,
-                                    stages="+".join(p.stage for p in phases),
-                                    seconds=result.get("timing", {}).get("total_seconds")))
-    return pd.DataFrame(results)
+                yield make(f"{variant} n={size} seed={seed}", phases, seed, variant=variant,
+                           n=size, seed=seed, stages="+".join(p.stage for p in phases))

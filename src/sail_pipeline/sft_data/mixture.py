@@ -9,7 +9,6 @@ makes two rows share an id.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from sail_pipeline.errors import UserError
+from sail_pipeline.identity import stable_int
 from sail_pipeline.schema import CANDIDATES, MixtureParams
 from sail_pipeline.sft_data.validate import CANDIDATE_COLUMNS
 
@@ -93,9 +93,6 @@ def mix(stage: str, split: str, mixture: MixtureParams, size: int,
     return rows[[*CANDIDATE_COLUMNS, "source", "n_tokens"]].reset_index(drop=True), lines
 
 
-def stable_int(text: str) -> int:
-    """A 32-bit int from a string that, unlike hash(), is the same in every process."""
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def group_of(name: str, user_groups: dict[str, str]) -> str:

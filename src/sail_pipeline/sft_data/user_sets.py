@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline.errors import UserError
+from sail_pipeline.identity import stable_int
 from sail_pipeline.schema import CandidateSetParams
-from sail_pipeline.sft_data.mixture import stable_int
 from sail_pipeline.sft_data.validate import CANDIDATE_COLUMNS, Rejection
 
 _LLAVA_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",

@@ -7,7 +7,6 @@ The command is built by one function so that a dry run shows exactly what would 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import re
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sail_pipeline import run_telemetry
 from sail_pipeline.errors import UserError
 from sail_pipeline.schema import LauncherParams
 from sail_pipeline.training.config import RunConfig
@@ -158,7 +158,7 @@ def launch(cfg: RunConfig, launcher: LauncherParams) -> dict[str, Any]:
             f"training stage {cfg.stage!r} failed (exit code {code}); full log: {log_path}\n"
             f"--- last {len(tail)} lines ---\n{joined}"
         )
-    summary = json.loads(summary_path.read_text())
+    summary = run_telemetry.read_merged(summary_path)
     summary["hf_dir"] = str(out / HF_DIR)
     summary["run_dir"] = str(out)
     return summary

@@ -119,3 +119,8 @@ class PhaseClock:
 
     def report(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in self.phases.items()}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """`name value` pairs on one line, four significant digits: the trainer's log format."""
+    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())

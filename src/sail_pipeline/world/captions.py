@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from sail_pipeline.identity import stable_hash
 from sail_pipeline.world.palette import BACKGROUNDS, COLOURS
 from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.seeding import stable_hash
 from sail_pipeline.world.vocab import (
     NUMBER_WORDS,
     POSITION_PHRASES,

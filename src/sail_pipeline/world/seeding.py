@@ -6,15 +6,11 @@ one long stream, keeps a scene identical when n_train or n_benchmark changes.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
-
-def stable_hash(text: str) -> int:
-    """A 64-bit hash that, unlike ``hash()``, is the same in every process."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+from sail_pipeline.identity import stable_hash
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sail_pipeline.pipelines import training_node
+from sail_pipeline.engine import stage as engine_stage
 from sail_pipeline.schema import BackboneParams, RuntimeParams
 
 
@@ -12,9 +12,9 @@ def _backbone(stage: str, train: str, evaluation: str, tokenizer: str, backbone:
               preset: str, runtime: RuntimeParams, workdir: str) -> dict[str, Any]:
     if backbone.source == "path":
         # A user's pretrained weights are loaded exactly like the ones made here.
-        return training_node.from_path(str(backbone.path))
+        return engine_stage.from_path(str(backbone.path))
     assert backbone.train is not None  # checked by BackboneParams
-    return training_node.train(stage, backbone.train, runtime, workdir, train, evaluation,
+    return engine_stage.train(stage, backbone.train, runtime, workdir, train, evaluation,
                                preset=preset, tokenizer_path=tokenizer)
 
 

@@ -26,8 +26,8 @@ from sail_pipeline.captioning.factory import backend_factory, caption_identity
 from sail_pipeline.captioning.recaptioning import recaption
 from sail_pipeline.captioning.shards import read_captions, read_failures
 from sail_pipeline.curation.sources import world_values
+from sail_pipeline.engine import stage as engine_stage
 from sail_pipeline.errors import UserError
-from sail_pipeline.pipelines import training_node
 from sail_pipeline.schema import (
     CaptionerParams,
     CurationParams,
@@ -135,7 +135,7 @@ def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, visi
         given = Path(str(params.path))
         if not given.is_dir():
             raise FileNotFoundError(f"captioning.captioner.path: {given} is not a directory")
-        return training_node.from_path(str(given.resolve()))
+        return engine_stage.from_path(str(given.resolve()))
     assert params.train is not None  # checked by CaptionerParams
     if not dry_run.active() and len(pd.read_parquet(train, columns=["id"])) == 0:
         raise NoCaptionerData(
@@ -147,7 +147,7 @@ def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, visi
     else:
         start = {"preset": preset, "tokenizer_path": tokenizer, "llm_path": llm["hf_dir"],
                  "vision_path": vision["hf_dir"]}
-    return training_node.train("captioner", params.train, runtime, workdir, train,
+    return engine_stage.train("captioner", params.train, runtime, workdir, train,
                                evaluation, **start)
 
 

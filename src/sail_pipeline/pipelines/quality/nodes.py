@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import dry_run, identity, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.factory import weights_digest
 from sail_pipeline.curation.sources import world_values
+from sail_pipeline.engine import stage as engine_stage
 from sail_pipeline.errors import UserError
-from sail_pipeline.pipelines import training_node
 from sail_pipeline.quality import statistics
 from sail_pipeline.quality.filter import decide
 from sail_pipeline.quality.signals import (
@@ -100,7 +100,7 @@ def train_clip(reference_captions: pd.DataFrame, manifest: pd.DataFrame, tokeniz
                params: ClipParams, seed: int, workdir: str) -> dict[str, Any]:
     """The stand-in CLIP, trained on the reference pairs, or the user's own from a path."""
     if params.source == "path":
-        return training_node.from_path(str(params.path))
+        return engine_stage.from_path(str(params.path))
     from sail_pipeline.quality.clip import train_standin_clip
 
     images = manifest.set_index("id")["image"]
@@ -125,7 +125,7 @@ def _groups(params: QualityParams, clip: dict[str, Any], captioner: dict[str, An
 
     limit = params.max_caption_chars
     groups = [
-        SignalGroup("text", TextBatch, (TEXT_VERSION, limit, lineage.table_digest(Path(tokenizer) / "tokenizer.json")),
+        SignalGroup("text", TextBatch, (TEXT_VERSION, limit, identity.file_digest(Path(tokenizer) / "tokenizer.json")),
                     {"tokenizer_dir": tokenizer, "max_chars": limit}, batch_size=2048),
         SignalGroup("image", ImageBatch, IMAGE_VERSION, per_image=True, batch_size=2048),
         SignalGroup("clip", ClipBatch, (CLIP_VERSION, weights_digest(clip["hf_dir"]), limit),

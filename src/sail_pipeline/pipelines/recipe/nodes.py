@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sail_pipeline.pipelines import training_node
+from sail_pipeline.engine.chain import Backbones, Chain, Checkpoint, Step, Table, run_chain
 from sail_pipeline.schema import RuntimeParams, TrainParams, get_stage
 
 log = logging.getLogger(__name__)
@@ -16,16 +16,23 @@ def train_first_stage(train: str, evaluation: str, tokenizer: str, llm: dict, vi
                       settings: TrainParams, preset: str, runtime: RuntimeParams, workdir: str,
                       *, stage: str) -> dict[str, Any]:
     """A stage that starts from the backbones: a new VLM of `preset` (Pretrain-Alignment)."""
-    return training_node.train(stage, settings, runtime, workdir, train, evaluation,
-                               preset=preset, tokenizer_path=tokenizer,
-                               llm_path=llm["hf_dir"], vision_path=vision["hf_dir"])
+    return _one_stage(Backbones(preset, tokenizer, llm["hf_dir"], vision["hf_dir"]), stage,
+                      settings, train, evaluation, runtime, workdir)
 
 
 def train_next_stage(train: str, evaluation: str, previous: dict, settings: TrainParams,
                      runtime: RuntimeParams, workdir: str, *, stage: str) -> dict[str, Any]:
     """A stage that continues the previous stage's checkpoint."""
-    return training_node.train(stage, settings, runtime, workdir, train, evaluation,
-                               init_from=previous["hf_dir"])
+    return _one_stage(Checkpoint(previous["hf_dir"]), stage, settings, train, evaluation,
+                      runtime, workdir)
+
+
+def _one_stage(start: Backbones | Checkpoint, stage: str, settings: TrainParams, train: str,
+               evaluation: str, runtime: RuntimeParams, workdir: str) -> dict[str, Any]:
+    """The engine's chain of one stage, into the catalog's working folder for it."""
+    chain = Chain(start, [Step(stage, settings, Table(path=train), Table(path=evaluation))],
+                  runtime.seed)
+    return run_chain(chain, runtime, workdir, folders=[workdir]).last
 
 
 def train_all_in_one(train: str, evaluation: str, previous: dict, sft: Any,

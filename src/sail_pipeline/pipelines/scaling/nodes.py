@@ -11,16 +11,11 @@ import pandas as pd
 
 from sail_pipeline import dry_run, lineage
 from sail_pipeline.curation.sources import world_values
+from sail_pipeline.engine.chain import chain_identity
 from sail_pipeline.quality.filter import decide
 from sail_pipeline.scaling import report
 from sail_pipeline.scaling.plan import Point, plan_points, point_command, sweep_commands
-from sail_pipeline.scaling.point import (
-    SharedInputs,
-    identity,
-    run_point,
-    settings_digest,
-    stored_result,
-)
+from sail_pipeline.scaling.point import SharedInputs, point_chain, run_point, settings_digest
 from sail_pipeline.scaling.pool import build_pools, check_sizes, point_pairs
 from sail_pipeline.schema import CurationParams, RuntimeParams, ScalingParams
 from sail_pipeline.schema.quality import FilterParams
@@ -58,24 +53,19 @@ def point_node(point: Point) -> Callable[..., dict[str, Any]]:
             log.info("dry run: %s would run as: %s", point.label, command)
             return {"dry_run": True, "namespace": point.namespace, "command": command}
         pairs = point_pairs(pool, point.variant, point.n, point.seed, params.sizes[0])
-        indexed = manifest.set_index("id")
         shared = SharedInputs(tokenizer, llm["hf_dir"], vision["hf_dir"], benchmark,
                               alignment_eval, advance_eval, sft_train, sft_eval)
-        point_id = identity(point, pairs, indexed["sha256"], params, shared, preset)
-        result = stored_result(store, point_id)
-        reused = result is not None
-        if result is None:
-            log.info("%s: training (identity %s)", point.label, point_id)
-            try:
-                result = run_point(point, pairs, indexed["image"], params, shared, runtime,
-                                   preset, store, point_id)
-            except Exception as error:  # noqa: BLE001
-                # One failed point must not stop a sweep of a hundred: it is recorded, the
-                # fit names it with its reason, and the next run trains it again.
-                log.error("%s failed: %s", point.label, error)
-                return {"failed": True, "namespace": point.namespace, "identity": point_id,
-                        "error": str(error)[-2000:]}
-        result = result | {"reused": reused}
+        chain = point_chain(point, pairs, manifest.set_index("id")["image"], params, shared,
+                            preset)
+        try:
+            result = run_point(point, chain, params, runtime, preset, store)
+        except Exception as error:  # noqa: BLE001
+            # One failed point must not stop a sweep of a hundred: it is recorded, the
+            # fit names it with its reason, and the next run trains it again.
+            log.error("%s failed: %s", point.label, error)
+            return {"failed": True, "namespace": point.namespace,
+                    "identity": chain_identity(chain, runtime), "error": str(error)[-2000:]}
+        reused = result["reused"]
         _track(point, result)
         log.info("%s: %s | %s", point.label, "reused" if reused else
                  f"trained in {result['timing']['total_seconds']:.0f}s",

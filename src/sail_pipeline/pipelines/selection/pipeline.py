@@ -10,8 +10,9 @@ re-run trains only what changed.
 from kedro.pipeline import Pipeline, node
 
 from sail_pipeline.context import last_validated
-from sail_pipeline.pipelines.selection.nodes import OUTPUTS, experiment_node
+from sail_pipeline.pipelines.selection.nodes import experiment_node
 from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
+from sail_pipeline.selection.registry import SELECTION_EXPERIMENTS
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -31,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         node(experiment_node(experiment, names),
              ["params:selection", "params:sft", "params:runtime", "advance_model", "benchmark",
               "knowledge_eval", "selection_store", *(f"sft_candidate_{n}" for n in names)],
-             {name: name for name in OUTPUTS[experiment]},
+             {name: name for name in SELECTION_EXPERIMENTS[experiment].outputs},
              name=f"selection_{experiment}", tags=["selection", f"selection_{experiment}"])
         for experiment in selection.experiments
     ])

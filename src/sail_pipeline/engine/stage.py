@@ -1,4 +1,10 @@
-"""What every training node does: params -> run config -> DeepSpeed subprocess -> MLflow."""
+"""One stage: params -> the trainer's run config -> a DeepSpeed subprocess -> MLflow.
+
+Every stage of every chain trains through `train` (the recipe's nodes, the backbones, the
+captioner, every experiment point), so what a stage receives is built in one place,
+`run_config`, and a point's identity digests exactly that (`engine.chain.chain_identity`).
+No Kedro here.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +38,16 @@ def _tracking(stage: str, preset: str, seed: int) -> TrackingConfig:
               "sail.seed": str(seed), **({lineage.INSTANCE_TAG: namespace} if namespace else {})})
 
 
+# Where a run config says where things are: what an identity replaces with their digests.
+PATH_FIELDS = ("output_dir", "train_data", "eval_data", "init_from", "tokenizer_path",
+               "llm_path", "vision_path")
+
+
 def run_config(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: str,
-               train_data: str, eval_data: str | None, **weights: Any) -> RunConfig:
-    """The trainer's input: the stage's settings as validated, plus where things are."""
+               train_data: str, eval_data: str | None, tracked: bool = True,
+               **weights: Any) -> RunConfig:
+    """The trainer's input: the stage's settings as validated, plus where things are
+    (`tracked=False`: without the MLflow run it logs into, for an identity)."""
     spec = get_stage(stage)
     trainable = train.trainable or (list(spec.trainable) if spec.kind == "vlm"
                                     else list(ALL_MODULES))
@@ -43,7 +56,8 @@ def run_config(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: 
                      train_data=train_data, eval_data=eval_data, trainable_modules=trainable,
                      train=train, runtime=runtime,
                      deepspeed_config=load_deepspeed_config(train.deepspeed),
-                     tracking=_tracking(stage, weights.get("preset", "-"), runtime.seed),
+                     tracking=(_tracking(stage, weights.get("preset", "-"), runtime.seed)
+                               if tracked else TrackingConfig()),
                      **weights)
 
 
@@ -63,6 +77,12 @@ def train(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: str,
              summary.get("eval_loss_after", float("nan")), summary["train_samples"],
              summary["wall_seconds"])
     return {"hf_dir": summary["hf_dir"], "run_dir": summary["run_dir"], "summary": summary}
+
+
+def trainer_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What decides a stage's result among its run config: every setting as the trainer
+    receives it (trainable modules and the loaded DeepSpeed config included), no paths."""
+    return {k: v for k, v in cfg.fingerprint().items() if k not in PATH_FIELDS}
 
 
 def from_path(path: str) -> dict[str, Any]:
