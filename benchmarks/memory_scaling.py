@@ -31,7 +31,7 @@ from sail_pipeline.modeling.inference import VLMGenerator
 from sail_pipeline.modeling.presets import build_vlm, get_preset
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.modeling.tokenizer import train_tokenizer
-from sail_pipeline.run_timing import peak_rss_mb, reset_peak_rss
+from sail_pipeline.process_stats import peak_rss_mb, reset_peak_rss
 from sail_pipeline.schema import RecaptionParams
 
 batch, side, alt_chars, capped = json.loads(sys.argv[1])

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from sail_pipeline.captioning.captioner_data import captioner_tables
 from sail_pipeline.captioning.factory import caption_identity, weights_digest
 from sail_pipeline.captioning.recaptioning import build_prompt
+from sail_pipeline.glue.validation import validate_project
 from sail_pipeline.schema import (
     CaptionerParams,
     InvalidParameters,
     PoolRecaptionParams,
     validate_parameters,
 )
-from sail_pipeline.validation import validate_project
 
 
 def _pool(n: int) -> pd.DataFrame:

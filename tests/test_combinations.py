@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from sail_pipeline.glue.validation import advisories, combination_problems, validate_project
 from sail_pipeline.schema.project import deep_merge
-from sail_pipeline.validation import advisories, combination_problems, validate_project
 from tests.test_schema_properties import BASE
 
 PHOTOS = {"curation": {"sources": [{"kind": "folder", "name": "photos", "path": "/data/photos"}]}}

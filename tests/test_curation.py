@@ -34,8 +34,8 @@ from sail_pipeline.curation import (
     run_curation,
     validate_record,
 )
+from sail_pipeline.glue.validation import validate_project
 from sail_pipeline.schema import InvalidParameters
-from sail_pipeline.validation import validate_project
 from tests.curation_fixtures import (
     KEPT,
     SEP,

@@ -20,7 +20,6 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from sail_pipeline import dry_run
 from sail_pipeline.curation import (
     MANIFEST_COLUMNS,
     CurationFilterParams,
@@ -35,7 +34,7 @@ from sail_pipeline.curation import (
 )
 from sail_pipeline.curation.formats import readable_extensions
 from sail_pipeline.curation.reasons import Reason
-from sail_pipeline.io import ParquetTableDataset
+from sail_pipeline.glue.io import ParquetTableDataset
 from sail_pipeline.pipelines.curation import nodes
 from sail_pipeline.schema import ExecutorParams
 from tests.curation_fixtures import (
@@ -311,7 +310,7 @@ def test_parquet_table_dataset_moves_a_streamed_file_and_loads_a_frame(tmp_path)
     assert list(dataset.load().columns) == MANIFEST_COLUMNS
 
 
-def test_the_node_streams_and_a_dry_run_writes_nothing(tmp_path):
+def test_the_node_streams_into_its_working_folder(tmp_path):
     folder = tmp_path / "photos"
     expected = build_messy_folder(folder)
     params = CurationParams.model_validate(
@@ -319,15 +318,6 @@ def test_the_node_streams_and_a_dry_run_writes_nothing(tmp_path):
     manifest, quarantine, table, _ = nodes.curate(params, None, str(tmp_path / "work"))
     assert len(manifest) + len(quarantine) == len(expected)
     assert manifest.path.parent == tmp_path / "work"  # for the catalog to move into place
-
-    dry_run.activate(True)
-    try:
-        manifest, quarantine, _, _ = nodes.curate(params, None, str(tmp_path / "dry"))
-    finally:
-        dry_run.activate(False)
-    assert isinstance(manifest, pd.DataFrame) and isinstance(quarantine, pd.DataFrame)
-    assert len(manifest) + len(quarantine) == len(expected)
-    assert not (tmp_path / "dry").exists()
     assert table["count"][table["reason"] == Reason.EXACT_DUPLICATE.value].item() == 1
 
 

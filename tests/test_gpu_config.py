@@ -8,9 +8,9 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from sail_pipeline import settings
+from sail_pipeline.glue.validation import validate_project
 from sail_pipeline.schema import training_runs
 from sail_pipeline.training.memory_plan import plan
-from sail_pipeline.validation import validate_project
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -80,7 +80,7 @@ def test_an_edit_to_code_the_chain_runs_recomputes_the_point(sandbox, edit):
     assert _identity(sandbox) != before
 
 
-@pytest.mark.parametrize("edit", ["curation/dedup.py", "scaling/plots.py",
+@pytest.mark.parametrize("edit", ["curation/dedup.py", "experiments/scaling/plots.py",
                                   "pipelines/curation/nodes.py"])
 def test_an_edit_outside_the_closure_reuses_the_point(sandbox, edit):
     before = _identity(sandbox)

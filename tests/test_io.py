@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from sail_pipeline.io import DryRunDataset, FolderDataset, ModelPointerDataset, ParquetPathDataset
+from sail_pipeline.glue.io import (
+    DryRunDataset,
+    FolderDataset,
+    ModelPointerDataset,
+    ParquetPathDataset,
+)
 
 
 def _pointer(root):

@@ -7,9 +7,9 @@ import io
 
 import pytest
 
+from sail_pipeline.cli.memory_plan import main
 from sail_pipeline.training.memory_plan import (
     layer_activation_bytes,
-    main,
     model_shapes,
     model_state_bytes,
     plan,

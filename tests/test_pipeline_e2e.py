@@ -109,7 +109,7 @@ def test_two_variants_run_as_namespaced_instances(project_copy):
     alignment = json.loads((project / "data/06_models/fast/alignment/run_config.json"
                             ).read_text())
     assert alignment["llm_path"] == str((project / "data/06_models/llm/hf").resolve())
-    variant = run(project, "python", "-m", "sail_pipeline.report", "--namespace", "fast")
+    variant = run(project, "sail-report", "--namespace", "fast")
     assert variant.returncode == 0 and "| preference |" in variant.stdout
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
@@ -319,7 +319,7 @@ def test_quality_scores_filters_and_feeds_pretraining(project):
 
 @pytest.mark.slow
 def test_report_prints_the_readme_tables(project):
-    result = run(project, "python", "-m", "sail_pipeline.report")
+    result = run(project, "sail-report")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| alignment | projector | kept captions, half of the pool |" in result.stdout
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout

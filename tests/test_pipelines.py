@@ -18,10 +18,10 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
-from sail_pipeline.context import resolve_param
 from sail_pipeline.engine import stage as training_node
 from sail_pipeline.evaluation.runner import EvalReport
-from sail_pipeline.io import ParquetPathDataset
+from sail_pipeline.glue.context import resolve_param
+from sail_pipeline.glue.io import ParquetPathDataset
 from sail_pipeline.pipelines.backbones import create_pipeline as backbones
 from sail_pipeline.pipelines.curation import create_pipeline as curation
 from sail_pipeline.pipelines.data import create_pipeline as data
@@ -238,7 +238,7 @@ def test_two_variants_run_as_namespaced_instances_with_their_own_settings(
                                      "seed_1": {"runtime": {"seed": 1}}})
     shared = {**TABLES, "tokenizer": "/tokenizer", "llm_model": {"hf_dir": "/llm/hf"},
               "vision_model": {"hf_dir": "/vision/hf"}, "benchmark": "/benchmark.parquet"}
-    out = run_in_memory(variants(project.variants), project, tmp_path, shared)
+    out = run_in_memory(variants(project), project, tmp_path, shared)
     configs = trainer.configs.values()
     knowledge = {Path(c.output_dir).name: c for c in configs if c.stage == "knowledge"}
     assert knowledge["fast.knowledge_workdir"].train.lr == 0.004

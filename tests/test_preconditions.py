@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from sail_pipeline.errors import TRACEBACK_VARIABLE, UserError, explain
+from sail_pipeline.glue.validation import combination_problems, validate_project
 from sail_pipeline.schema import InvalidParameters, deep_merge
 from sail_pipeline.schema.quality import MIN_CLIP_PAIRS, QualityParams
-from sail_pipeline.validation import combination_problems, validate_project
 from tests.test_pipelines import micro_params, run_in_memory
 from tests.test_schema_properties import BASE
 

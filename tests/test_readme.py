@@ -195,8 +195,8 @@ print("FAILED", failed)
 
 
 def test_every_yaml_snippet_is_valid_parameters():
+    from sail_pipeline.glue.validation import validate_project
     from sail_pipeline.schema import deep_merge
-    from sail_pipeline.validation import validate_project
 
     base: dict = {}
     for path in sorted((ROOT / "conf/base").glob("parameters*.yml")):

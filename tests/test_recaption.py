@@ -138,7 +138,7 @@ def test_a_second_run_on_the_same_shard_folder_waits_then_skips_what_the_first_d
     the second waits for the first's lock, then captions nothing twice."""
     import threading
 
-    from sail_pipeline.run_lock import sole_writer
+    from sail_pipeline.folder_lock import sole_writer
 
     manifest = manifest_of(scenes, 12)
     oracle = OracleBackend(oracle_of(scenes))
@@ -147,7 +147,7 @@ def test_a_second_run_on_the_same_shard_folder_waits_then_skips_what_the_first_d
     with sole_writer(tmp_path, "the first run"):  # ...and the first run not done yet
         second = threading.Thread(target=lambda: done.setdefault(
             "summary", recaption(manifest, oracle, tmp_path, settings(), progress=False)))
-        with caplog.at_level(logging.WARNING, logger="sail_pipeline.run_lock"):
+        with caplog.at_level(logging.WARNING, logger="sail_pipeline.glue.run_lock"):
             second.start()
             second.join(timeout=1.0)
             assert second.is_alive() and not done, "the second run wrote beside the first"

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from sail_pipeline.run_lock import LOCKS_FOLDER, OutputLocks, OutputsInUse, sole_writer
+from sail_pipeline.folder_lock import sole_writer
+from sail_pipeline.glue.run_lock import LOCKS_FOLDER, OutputLocks, OutputsInUse
 from tests.project import make_project, run
 
 HOLD = """
 import sys, time
-from sail_pipeline.run_lock import OutputLocks
+from sail_pipeline.glue.run_lock import OutputLocks
 OutputLocks(sys.argv[1]).acquire(sys.argv[2:], holder="pid HOLDER, the test's other run")
 print("held", flush=True)
 time.sleep(600)
@@ -28,7 +29,7 @@ time.sleep(600)
 HOLD_FOLDER = """
 import sys, time
 from pathlib import Path
-from sail_pipeline.run_lock import sole_writer
+from sail_pipeline.folder_lock import sole_writer
 with sole_writer(sys.argv[1], "the test's other run"):
     print("held", flush=True)
     while not Path(sys.argv[2]).exists():
@@ -110,7 +111,7 @@ def test_a_shared_folder_has_one_writer_the_other_waits_then_goes_on(tmp_path, c
         with sole_writer(folder, "recaptioning"):
             entered.set()
 
-    with caplog.at_level("INFO", logger="sail_pipeline.run_lock"):
+    with caplog.at_level("INFO", logger="sail_pipeline.glue.run_lock"):
         thread = threading.Thread(target=second)
         thread.start()
         assert not entered.wait(timeout=1.0), "the second writer did not wait"

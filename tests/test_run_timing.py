@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from sail_pipeline.hooks import NodeTimingHook
-from sail_pipeline.run_timing import RunTiming, breakdown, process_started_at, training_summaries
+from sail_pipeline.glue.hooks import NodeTimingHook
+from sail_pipeline.glue.run_timing import RunTiming, breakdown, training_summaries
+from sail_pipeline.process_stats import process_started_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import run_breakdown  # noqa: E402

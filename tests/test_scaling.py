@@ -8,9 +8,14 @@ import pandas as pd
 import pytest
 
 from sail_pipeline.engine.chain import chain_identity
-from sail_pipeline.scaling.plan import Point, plan_points, point_command
-from sail_pipeline.scaling.point import SharedInputs, point_chain, settings_digest
-from sail_pipeline.scaling.pool import PoolTooSmall, build_pools, check_sizes, point_pairs
+from sail_pipeline.experiments.scaling.plan import Point, plan_points, point_command
+from sail_pipeline.experiments.scaling.point import SharedInputs, point_chain, settings_digest
+from sail_pipeline.experiments.scaling.pool import (
+    PoolTooSmall,
+    build_pools,
+    check_sizes,
+    point_pairs,
+)
 from sail_pipeline.schema import (
     InvalidParameters,
     RuntimeParams,

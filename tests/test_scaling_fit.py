@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sail_pipeline.scaling.fit import (
+from sail_pipeline.experiments.scaling.fit import (
     bands_for,
     bootstrap_log_linear,
     compare_variants,
@@ -23,8 +23,8 @@ from sail_pipeline.scaling.fit import (
     fit_sweep,
     noise_floor,
 )
-from sail_pipeline.scaling.plots import plot_metric, plot_residuals
-from sail_pipeline.scaling.reproduction import reproduction_report, verdict
+from sail_pipeline.experiments.scaling.plots import plot_metric, plot_residuals
+from sail_pipeline.experiments.scaling.reproduction import reproduction_report, verdict
 
 SIZES = [1000 * 2**k for k in range(5)]
 SEEDS = [0, 1, 2]

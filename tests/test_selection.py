@@ -17,14 +17,8 @@ from sail_pipeline.engine import chain
 from sail_pipeline.engine import experiment as engine_experiment
 from sail_pipeline.engine import stage as engine_stage
 from sail_pipeline.engine.experiment import point_row
-from sail_pipeline.schema import HARMFUL_CANDIDATES, InvalidParameters, MixtureParams
-from sail_pipeline.schema.selection import (
-    CandidateQualityParams,
-    CompositionParams,
-    IncrementalParams,
-)
-from sail_pipeline.selection import point
-from sail_pipeline.selection.experiments import (
+from sail_pipeline.experiments.selection import point
+from sail_pipeline.experiments.selection.experiments import (
     ALL_IN_ONE,
     AVERAGE,
     CURRICULUM,
@@ -43,6 +37,12 @@ from sail_pipeline.selection.experiments import (
     schedule_counts,
     schedule_grid,
     schedule_tables,
+)
+from sail_pipeline.schema import HARMFUL_CANDIDATES, InvalidParameters, MixtureParams
+from sail_pipeline.schema.selection import (
+    CandidateQualityParams,
+    CompositionParams,
+    IncrementalParams,
 )
 from tests.test_pipelines import micro_params, run_in_memory
 
@@ -311,14 +311,12 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
                 "reused": reused, "timing": {"total_seconds": 0.0}}
 
     monkeypatch.setattr(engine_experiment, "run_point", fake_point)
-    monkeypatch.setattr("sail_pipeline.pipelines.selection.pipeline.last_validated",
-                        lambda: project)
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")
     # The sets the SFT mixtures use are the sft pipeline's; a run after `make run` finds them.
     from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
 
     pipeline = candidate_pipeline(list(dict.fromkeys([
-        *project.selection.candidate_names(), *project.sft.candidate_names()]))) + selection()
+        *project.selection.candidate_names(), *project.sft.candidate_names()]))) + selection(project)
     out = run_in_memory(pipeline, project, tmp_path, {
         "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
         "world_conversations": small_world.conversations, "world_probes": small_world.probes,

@@ -291,8 +291,8 @@ def test_bad_sft_configuration_fails_at_start_naming_the_key(tmp_path):
         micro_params(sft={"schedule": "all_in_one", "knowledge": {"steps": None, "tokens": 900}})
     steps = micro_params(sft={"schedule": "all_in_one"}).sft  # micro's stages all count steps
     assert steps.all_in_one().steps == sum(getattr(steps, s).steps for s in SFT_STAGES)
+    from sail_pipeline.glue.validation import validate_project
     from sail_pipeline.schema import deep_merge
-    from sail_pipeline.validation import validate_project
 
     tree = micro_params().model_dump()
     tree = deep_merge(tree, {"sft": {"candidates": {"mine": {"path": str(tmp_path / "gone.json")},

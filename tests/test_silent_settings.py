@@ -16,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from sail_pipeline.glue.validation import validate_project
 from sail_pipeline.schema import CANDIDATES, InvalidParameters, deep_merge, validate_parameters
 from sail_pipeline.schema.project import recipe_reads
 from sail_pipeline.schema.quality import BUILT_IN_SOURCES
 from sail_pipeline.schema.selection import EXPERIMENTS
-from sail_pipeline.validation import validate_project
 from tests.test_pipelines import ROOT
 from tests.test_schema_properties import BASE
 

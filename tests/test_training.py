@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sail_pipeline.glue.validation import validate_project
 from sail_pipeline.modeling.presets import get_preset
 from sail_pipeline.modeling.processor import VLProcessor
 from sail_pipeline.schema import InvalidParameters, TrainParams
@@ -13,7 +14,6 @@ from sail_pipeline.training.data import ConversationData, StepBatches
 from sail_pipeline.training.launcher import LauncherParams, TrainingFailed, build_command, launch
 from sail_pipeline.training.schedule import warmup_cosine
 from sail_pipeline.training.train import choose_attention, choose_precision, deepspeed_config
-from sail_pipeline.validation import validate_project
 
 
 def test_batches_are_a_function_of_seed_and_step():

@@ -253,7 +253,8 @@ def test_biased_model_is_caught_by_each_protocol(monkeypatch, bench, tmp_path):
 
 
 def test_caption_score_cli_scores_a_column_and_names_a_bad_one(small_world, tmp_path, capsys):
-    from sail_pipeline.evaluation.caption_score import main, score_captions
+    from sail_pipeline.cli.caption_score import main
+    from sail_pipeline.evaluation.caption_score import score_captions
 
     scenes = small_world.scenes
     assert score_captions(scenes, scenes["reference_caption"].tolist())["score"] == 1.0

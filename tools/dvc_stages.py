@@ -40,8 +40,7 @@ STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", 
           "evaluation", "scaling", "selection")
 # Libraries of the experiment pipelines, and the stages that run them (the registry imports
 # every pipeline, so without this every stage would depend on every experiment's code).
-LIBRARIES = {f"{PACKAGE}.scaling": ("scaling", "selection"),
-             f"{PACKAGE}.selection": ("scaling", "selection")}
+LIBRARIES = {f"{PACKAGE}.experiments": ("scaling", "selection")}
 # Inputs a stage reads when they exist and does without when not: not a dependency, or
 # `dvc repro scaling` would first run the whole selection stage (the sweep's report adds the
 # schedule experiment's verdict only when that has run).
@@ -58,7 +57,7 @@ HEADER = """\
 # Written by tools/dvc_stages.py from the Kedro pipelines, the catalog and the import graph
 # (`make dvc`); tests/test_dvc.py fails when it is out of date. Do not edit by hand.
 # One stage per Kedro pipeline: DVC reruns a stage only when its code, its parameters or its
-# inputs changed. `kedro run` records what it ran in dvc.lock (sail_pipeline.hooks), so after
+# inputs changed. `kedro run` records what it ran in dvc.lock (sail_pipeline.glue.hooks), so after
 # `make run`, `dvc status` is clean. `dvc exp run -S conf/base/parameters_sft.yml:sft.knowledge.lr=5e-4`
 # runs an experiment. Run from an activated .venv (`source .venv/bin/activate`).
 """
@@ -68,7 +67,7 @@ HEADER = """\
 
 
 def catalog_modules() -> set[str]:
-    """Modules whose dataset classes the catalog names (`type: sail_pipeline.io.X`)."""
+    """Modules whose dataset classes the catalog names (`type: sail_pipeline.glue.io.X`)."""
     text = (ROOT / "conf/base/catalog.yml").read_text()
     return {".".join(name.split(".")[:-1]) for name in
             re.findall(rf"type:\s*({PACKAGE}\.[\w.]+)", text)}
@@ -126,19 +125,15 @@ def _project() -> tuple[dict, object]:
 
     sys.path.insert(0, str(SRC))
     configure_project(PACKAGE)
-    from sail_pipeline.context import remember
+    from sail_pipeline.glue.project import load_project
     from sail_pipeline.pipeline_registry import register_pipelines
-    from sail_pipeline.schema import validate_parameters
-    from sail_pipeline.settings import CONFIG_LOADER_ARGS
 
     loader = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="local")
     # The pipelines built from parameters (the sweep's points, the SFT candidate sets, the
     # selection experiments) come from the committed ones (conf/base), not a user's
     # conf/local, so dvc.yaml is the same on every machine.
-    base = OmegaConfigLoader(str(ROOT / "conf"), **(CONFIG_LOADER_ARGS
-                                                  | {"default_run_env": "base"}))
-    remember(validate_parameters(base["parameters"]))
-    return register_pipelines(), DataCatalog.from_config(loader["catalog"])
+    project = load_project("base", ROOT)
+    return register_pipelines(project), DataCatalog.from_config(loader["catalog"])
 
 
 def dataset_path(catalog: object, name: str) -> str | None:

@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from sail_pipeline.run_timing import breakdown
+from sail_pipeline.glue.run_timing import breakdown
 
 DEFAULT = Path("data/08_reporting/run_timing.json")
 

@@ -25,9 +25,8 @@ from mlflow.pyfunc import PythonModel  # noqa: E402
 
 PythonModel._skip_type_hint_validation = True
 
-from sail_pipeline.context import ProjectContext  # noqa: E402
-from sail_pipeline.errors import MissingEnvironmentVariable  # noqa: E402
-from sail_pipeline.hooks import (  # noqa: E402
+from sail_pipeline.glue.context import ProjectContext  # noqa: E402
+from sail_pipeline.glue.hooks import (  # noqa: E402
     CredentialsHook,
     DryRunHook,
     DvcLockHook,
@@ -36,17 +35,7 @@ from sail_pipeline.hooks import (  # noqa: E402
     TrackingHook,
     ValidateParametersHook,
 )
-
-
-def _env(name: str, default: str | None = None) -> str:
-    """`${env:NAME}` in parameters: machine-specific paths stay out of the tracked config."""
-    value = os.environ.get(name, default)
-    if value is None:
-        raise MissingEnvironmentVariable(
-            f"{name} is not set, and the configuration reads it (${{env:{name}}}): e.g. "
-            f"`export {name}=/path/to/model` before `kedro run --env gpu`")
-    return value
-
+from sail_pipeline.glue.project import CONFIG_LOADER_ARGS as PROJECT_CONFIG_LOADER_ARGS  # noqa: E402
 
 CONTEXT_CLASS = ProjectContext
 # kedro-mlflow's hook is registered as TrackingHook, which extends it with lineage.
@@ -57,13 +46,4 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
          DvcLockHook(), NodeTimingHook(), TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    "config_patterns": {
-        "parameters": ["parameters*", "parameters*/**"],
-    },
-    # An environment (conf/micro, conf/gpu) overrides single keys, not whole sections.
-    "merge_strategy": {"parameters": "soft"},
-    "custom_resolvers": {"env": _env},
-}
+CONFIG_LOADER_ARGS = PROJECT_CONFIG_LOADER_ARGS

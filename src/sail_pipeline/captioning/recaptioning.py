@@ -40,7 +40,7 @@ from sail_pipeline.captioning.shards import (
     write_shard,
 )
 from sail_pipeline.executors import import_ray, iter_map_batches
-from sail_pipeline.run_lock import sole_writer
+from sail_pipeline.folder_lock import sole_writer
 from sail_pipeline.schema import (
     PromptKind,
     RecaptionParams,

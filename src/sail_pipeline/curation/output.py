@@ -63,7 +63,7 @@ class ParquetTable:
     """A Parquet file written whole, and its row count (`len`).
 
     What a node returns instead of a DataFrame that would not fit in memory; the catalog's
-    `sail_pipeline.io.ParquetTableDataset` moves the file to its own path (it knows this class
+    `sail_pipeline.glue.io.ParquetTableDataset` moves the file to its own path (it knows this class
     by its shape, `io.FinishedParquet`, not by import).
     """
 

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from sail_pipeline.executors import iter_map_batches
+from sail_pipeline.folder_lock import sole_writer
 from sail_pipeline.quality import image as image_signals_module
 from sail_pipeline.quality import text as text_signals_module
 from sail_pipeline.quality.cache import KEY, SignalCache, caption_sha, version_folder
-from sail_pipeline.run_lock import sole_writer
 from sail_pipeline.schema import ExecutorParams
 
 log = logging.getLogger(__name__)

@@ -61,6 +61,7 @@ from sail_pipeline.schema.sft import (
 from sail_pipeline.schema.stages import (
     ALL_MODULES,
     BACKBONES,
+    CHAIN_PIPELINES,
     PRETRAIN_STAGES,
     RECIPE,
     SFT_STAGES,
@@ -75,6 +76,7 @@ from sail_pipeline.schema.world import WorldParams
 __all__ = [
     "ALL_IN_ONE",
     "CANDIDATES",
+    "CHAIN_PIPELINES",
     "GROUPS",
     "HARMFUL_CANDIDATES",
     "CandidateSetParams",

@@ -101,7 +101,7 @@ class CurationFilterParams(StrictModel):
     @classmethod
     def _upper_case(cls, formats: list[str] | None) -> list[str] | None:
         # Whether Pillow can open them is checked when the run starts
-        # (sail_pipeline.validation), so this schema does not import Pillow.
+        # (sail_pipeline.glue.validation), so this schema does not import Pillow.
         return None if formats is None else [f.upper() for f in formats]
 
 

@@ -1,6 +1,6 @@
 """The whole parameter tree, validated once when a run starts.
 
-`validate_parameters` checks everything that needs no registry; `sail_pipeline.validation`
+`validate_parameters` checks everything that needs no registry; `sail_pipeline.glue.validation`
 adds the checks against the registries (presets, tasks, DeepSpeed files, what Pillow opens)
 and is what the Kedro context calls.
 """

@@ -18,7 +18,7 @@ from sail_pipeline.schema.sft import MixtureParams
 from sail_pipeline.schema.training import TrainParams
 
 # The experiments a run makes by default; every name of the registry
-# (sail_pipeline.selection.registry.SELECTION_EXPERIMENTS) may be named, which the run checks
+# (sail_pipeline.experiments.selection.registry.SELECTION_EXPERIMENTS) may be named, which the run checks
 # when it starts.
 EXPERIMENTS: tuple[str, ...] = ("quality", "composition", "incremental", "schedule")
 

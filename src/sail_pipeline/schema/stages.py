@@ -70,3 +70,7 @@ def get_stage(name: str) -> StageSpec:
         return STAGES[name]
     except KeyError:
         raise KeyError(f"unknown stage {name!r}; known: {list(STAGES)}") from None
+
+# The Kedro pipelines of the whole chain, in the order they run: plain `kedro run`.
+CHAIN_PIPELINES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
+                   "evaluation")

@@ -8,21 +8,13 @@ checked by `sail_pipeline.world.config.check_feasible` (it measures fonts), whic
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from sail_pipeline.schema import palette, vocab
 from sail_pipeline.schema.base import StrictModel
 
 _WORD_RE = re.compile(r"^[a-z]+$")
-
-
-def _vocab() -> Any:
-    # The world's vocabulary, imported when a value is checked: importing it here would load
-    # the world package (numpy, pandas, Pillow) with the schema.
-    from sail_pipeline.world import palette, vocab
-
-    return palette, vocab
 
 
 def _unique_nonempty(field: str, values: list[str]) -> list[str]:
@@ -38,14 +30,14 @@ class WorldParams(StrictModel):
     """Everything that determines the generated world; same params => same bytes."""
 
     image_size: int = Field(64, ge=32, description="Square image side in pixels.")
-    shape_kinds: list[str] = Field(default_factory=lambda: list(_vocab()[1].SHAPE_KINDS))
-    colours: list[str] = Field(default_factory=lambda: list(_vocab()[0].DEFAULT_COLOURS))
+    shape_kinds: list[str] = Field(default_factory=lambda: list(vocab.SHAPE_KINDS))
+    colours: list[str] = Field(default_factory=lambda: list(palette.DEFAULT_COLOURS))
     min_objects: int = Field(1, ge=1)
     max_objects: int = Field(3, ge=1)
     radius_min: int = Field(10, ge=3, description="Pixels at image_size.")
     radius_max: int = Field(14, ge=3, description="Pixels at image_size.")
     text_probability: float = Field(0.3, ge=0.0, le=1.0)
-    ocr_words: list[str] = Field(default_factory=lambda: list(_vocab()[1].DEFAULT_OCR_WORDS))
+    ocr_words: list[str] = Field(default_factory=lambda: list(vocab.DEFAULT_OCR_WORDS))
     alt_text_noise: float = Field(0.3, ge=0.0, le=1.0)
     alt_text_incomplete: float = Field(0.5, ge=0.0, le=1.0)
     n_train: int = Field(4000, ge=0)
@@ -55,7 +47,7 @@ class WorldParams(StrictModel):
     @field_validator("shape_kinds")
     @classmethod
     def _known_kinds(cls, v: list[str]) -> list[str]:
-        known = _vocab()[1].SHAPE_KINDS
+        known = vocab.SHAPE_KINDS
         unknown = [k for k in v if k not in known]
         if unknown:
             raise ValueError(f"shape_kinds has unknown kinds {unknown}; known: {list(known)}")
@@ -64,7 +56,7 @@ class WorldParams(StrictModel):
     @field_validator("colours")
     @classmethod
     def _known_colours(cls, v: list[str]) -> list[str]:
-        known = _vocab()[0].COLOURS
+        known = palette.COLOURS
         unknown = [c for c in v if c not in known]
         if unknown:
             raise ValueError(f"colours has unknown colours {unknown}; known: {list(known)}")
@@ -78,7 +70,6 @@ class WorldParams(StrictModel):
             raise ValueError(f"ocr_words must be lowercase ascii words, got {malformed}")
         # An OCR word must never be another question type's answer, or an OCR answer could be
         # "right" for the wrong reason.
-        palette, vocab = _vocab()
         answers = {*palette.COLOURS, *vocab.SHAPE_KINDS, *map(vocab.plural, vocab.SHAPE_KINDS),
                    *vocab.NUMBER_WORDS, *vocab.POSITIONS}
         reserved = [w for w in v if w in answers]
@@ -91,7 +82,7 @@ class WorldParams(StrictModel):
     @field_validator("max_objects")
     @classmethod
     def _countable(cls, v: int) -> int:
-        most = _vocab()[1].MAX_COUNT
+        most = vocab.MAX_COUNT
         if v > most:
             raise ValueError(f"max_objects must be <= {most}, the largest count word")
         return v

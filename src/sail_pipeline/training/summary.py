@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from sail_pipeline import run_telemetry
-from sail_pipeline.run_timing import peak_rss_mb
+from sail_pipeline.process_stats import peak_rss_mb
 from sail_pipeline.storage import replace_text, written_whole_or_not_at_all
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.deepspeed_engine import consolidated_state

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sail_pipeline.run_timing import process_started_at
+from sail_pipeline.process_stats import process_started_at
 from sail_pipeline.training.packing import BatchStats
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from sail_pipeline.errors import TRACEBACK_VARIABLE, UserError
-from sail_pipeline.run_timing import reset_peak_rss
+from sail_pipeline.process_stats import reset_peak_rss
 from sail_pipeline.training.config import RunConfig
 from sail_pipeline.training.deepspeed_engine import deepspeed_config
 from sail_pipeline.training.evaluation import evaluate, metrics_before

@@ -1,5 +1,7 @@
 """Procedurally generated world of themed shape scenes with captions, VQA and chats."""
 
+from sail_pipeline.schema.palette import BACKGROUNDS, COLOURS, TEXT_RGB
+from sail_pipeline.schema.vocab import NUMBER_WORDS, POSITIONS, SHAPE_KINDS, number_word
 from sail_pipeline.world.alt_text import alt_text
 from sail_pipeline.world.captions import detailed_caption
 from sail_pipeline.world.config import WorldParams, check_feasible
@@ -16,7 +18,6 @@ from sail_pipeline.world.generate import (
     rows_of_split,
     scene_id_for,
 )
-from sail_pipeline.world.palette import BACKGROUNDS, COLOURS, TEXT_RGB
 from sail_pipeline.world.probes import PROBE_TYPES
 from sail_pipeline.world.questions import (
     ANSWER_INSTRUCTION,
@@ -28,7 +29,6 @@ from sail_pipeline.world.render import decode_image, encode_png, render
 from sail_pipeline.world.sampling import sample_scene
 from sail_pipeline.world.scene import Scene, ShapeInstance, scene_signature
 from sail_pipeline.world.seeding import scene_streams
-from sail_pipeline.world.vocab import NUMBER_WORDS, POSITIONS, SHAPE_KINDS, number_word
 from sail_pipeline.world.vqa import VQA, vqa_pairs
 
 __all__ = [

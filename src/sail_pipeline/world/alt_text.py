@@ -11,9 +11,9 @@ from typing import TypeVar
 
 import numpy as np
 
+from sail_pipeline.schema.vocab import noun, number_word, plural
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.vocab import noun, number_word, plural
 
 T = TypeVar("T")
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from sail_pipeline.identity import stable_hash
-from sail_pipeline.world.palette import BACKGROUNDS, COLOURS
-from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.vocab import (
+from sail_pipeline.schema.palette import BACKGROUNDS, COLOURS
+from sail_pipeline.schema.vocab import (
     NUMBER_WORDS,
     POSITION_PHRASES,
     POSITIONS,
@@ -13,6 +12,7 @@ from sail_pipeline.world.vocab import (
     noun,
     number_word,
 )
+from sail_pipeline.world.scene import Scene
 
 # Several phrasings keep the language model from memorising one sentence; no template starts
 # with an attribute word, so attributes always appear in their canonical lowercase form.

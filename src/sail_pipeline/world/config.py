@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from sail_pipeline.schema.vocab import POSITIONS
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.fonts import text_extent
 from sail_pipeline.world.layout import MARGIN, grid_slots, shape_area, third_x_range
-from sail_pipeline.world.vocab import POSITIONS
 
 __all__ = ["WorldParams", "check_feasible"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sail_pipeline.schema.vocab import POSITION_PHRASES
 from sail_pipeline.world.captions import detailed_caption
 from sail_pipeline.world.questions import PARAPHRASES, applicable_types, canonical_answer
 from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.vocab import POSITION_PHRASES
 
 IMAGE_PLACEHOLDER = "<image>"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sail_pipeline.schema.vocab import POSITION_PHRASES
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.questions import (
     PARAPHRASES,
@@ -23,7 +24,6 @@ from sail_pipeline.world.questions import (
     canonical_answer,
 )
 from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.vocab import POSITION_PHRASES
 
 PROBE_TYPES: tuple[str, ...] = ("pope", "mme", "mmbench")
 YES, NO = "yes", "no"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from sail_pipeline.schema.vocab import POSITIONS, number_word
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.scene import Scene
-from sail_pipeline.world.vocab import POSITIONS, number_word
 
 QUESTION_TYPES: tuple[str, ...] = ("count", "colour", "shape", "position", "ocr")
 

@@ -7,10 +7,10 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sail_pipeline.schema.palette import BACKGROUND_NOISE, BACKGROUNDS, COLOURS, TEXT_RGB
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.fonts import load_font
 from sail_pipeline.world.layout import band_height, font_size, square_half_side, triangle_points
-from sail_pipeline.world.palette import BACKGROUND_NOISE, BACKGROUNDS, COLOURS, TEXT_RGB
 from sail_pipeline.world.scene import Scene
 from sail_pipeline.world.seeding import render_rng
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from sail_pipeline.schema.palette import BACKGROUNDS
+from sail_pipeline.schema.vocab import POSITIONS
 from sail_pipeline.schema.world import WorldParams
 from sail_pipeline.world.layout import Area, free_centres, grid_slots, shape_area, third_x_range
-from sail_pipeline.world.palette import BACKGROUNDS
 from sail_pipeline.world.scene import Scene, ShapeInstance
-from sail_pipeline.world.vocab import POSITIONS
 
 _LAYOUT_RESTARTS = 20
 

@@ -7,7 +7,7 @@ data -> backbones -> curation -> captioning -> quality -> pretrain, with no cycl
 from kedro.pipeline import Pipeline, node
 
 from sail_pipeline.pipelines.backbones import nodes
-from sail_pipeline.schema import BACKBONES, get_stage
+from sail_pipeline.schema import BACKBONES, ProjectParams, get_stage
 
 
 def _backbone_node(stage: str):
@@ -15,8 +15,8 @@ def _backbone_node(stage: str):
     return node(getattr(nodes, f"pretrain_{stage}"),
                 [f"{table}_train", f"{table}_eval", "tokenizer", f"params:pretrain.{stage}",
                  "params:pretrain.preset", "params:runtime", f"{stage}_workdir"],
-                f"{stage}_model", name=f"pretrain_{stage}", tags=["pretrain", "backbone"])
+                f"{stage}_model", name=f"pretrain_{stage}", tags=["pretrain", "backbone", "training"])
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     return Pipeline([_backbone_node(stage) for stage in BACKBONES])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.api_client import ApiCaptioner, resolve_api_key
 from sail_pipeline.captioning.backends import (
@@ -69,21 +69,6 @@ def reference_set(manifest: pd.DataFrame, size: int | None) -> pd.DataFrame:
     return (ordered if size is None else ordered.head(size)).reset_index(drop=True)
 
 
-def _no_captions(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (pd.DataFrame(columns=["id", "caption", "prompt_kind", "backend"]),
-            pd.DataFrame(columns=["id", "error"]))
-
-
-def _no_rows(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return pd.DataFrame(columns=["id", "image", "messages"]), \
-        pd.DataFrame(columns=["id", "image", "messages"])
-
-
-def _no_scores(*args: Any) -> tuple[pd.DataFrame, Any]:
-    return pd.DataFrame(columns=["captions", "scenes", "score"]), dry_run.blank_figure()
-
-
-@dry_run.or_placeholder(_no_captions)
 def reference_captions(manifest: pd.DataFrame, params: ReferenceCaptionParams,
                        curation: CurationParams, world_scenes: pd.DataFrame | None,
                        shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -107,7 +92,6 @@ def _required(captioner: CaptionerParams | None) -> CaptionerParams:
     return captioner
 
 
-@dry_run.or_placeholder(_no_rows)
 def make_captioner_tables(reference_captions: pd.DataFrame, manifest: pd.DataFrame,
                           prompts: PoolRecaptionParams, captioner: CaptionerParams | None,
                           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -137,7 +121,7 @@ def train_captioner(train: str, evaluation: str, tokenizer: str, llm: dict, visi
             raise FileNotFoundError(f"captioning.captioner.path: {given} is not a directory")
         return engine_stage.from_path(str(given.resolve()))
     assert params.train is not None  # checked by CaptionerParams
-    if not dry_run.active() and len(pd.read_parquet(train, columns=["id"])) == 0:
+    if not runtime.launcher.dry_run and len(pd.read_parquet(train, columns=["id"])) == 0:
         raise NoCaptionerData(
             f"the captioner has no training rows ({train}): no reference caption succeeded. "
             f"See data/08_reporting/ and the reference captions' failures for why (e.g. the "
@@ -160,7 +144,6 @@ def _recaption_backend(params: PoolRecaptionParams, captioner: dict,
     return factory if params.executor.kind == "ray" else factory()
 
 
-@dry_run.or_placeholder(_no_captions)
 def recaption_pool(manifest: pd.DataFrame, captioner: dict, params: PoolRecaptionParams,
                    curation: CurationParams, world_scenes: pd.DataFrame | None,
                    shard_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -181,7 +164,6 @@ def recaption_pool(manifest: pd.DataFrame, captioner: dict, params: PoolRecaptio
 HELDOUT_MODES = {"captioner_caption_prompt": False, "captioner_recaption_prompt": True}
 
 
-@dry_run.or_placeholder(_no_scores)
 def score_heldout(world_scenes: pd.DataFrame | None, captioner: dict,
                   params: PoolRecaptionParams, shard_root: str) -> tuple[pd.DataFrame, Any]:
     """The captioner on the world's held-out scenes vs their alt-text, against the truth.

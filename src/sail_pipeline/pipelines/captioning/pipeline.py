@@ -7,9 +7,10 @@ captioner's held-out scores against the alt-text.
 from kedro.pipeline import Pipeline, node
 
 from sail_pipeline.pipelines.captioning import nodes
+from sail_pipeline.schema import ProjectParams
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     return Pipeline([
         node(nodes.reference_captions,
              ["curation_manifest", "params:captioning.reference", "params:curation",

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.curation import (
     CurationParams,
     ParquetTable,
     curate_to_parquet,
     funnel_metrics,
-    run_curation,
 )
 from sail_pipeline.curation.chart import funnel_chart
 from sail_pipeline.curation.funnel import NOTE, TOTAL, funnel_count
@@ -33,28 +32,17 @@ def _world_scenes(params: CurationParams, scenes: pd.DataFrame | None) -> pd.Dat
 
 
 def curate(params: CurationParams, world_scenes: pd.DataFrame | None, workdir: str
-           ) -> tuple[ParquetTable | pd.DataFrame, ParquetTable | pd.DataFrame, pd.DataFrame,
-                      object]:
+           ) -> tuple[ParquetTable, ParquetTable, pd.DataFrame, object]:
     """The manifest and the quarantine are streamed into `workdir` and handed on as files
-    (`ParquetTable`), which the catalog moves into place: the node never holds the images.
-
-    A dry run writes nothing, so it curates in memory and hands on DataFrames instead.
-    """
+    (`ParquetTable`), which the catalog moves into place: the node never holds the images."""
     scenes = _world_scenes(params, world_scenes)
-    manifest: ParquetTable | pd.DataFrame
-    quarantine: ParquetTable | pd.DataFrame
-    if dry_run.active():
-        result = run_curation(params.sources, params.settings, world_scenes=scenes,
-                              executor=params.executor)
-        manifest, quarantine, funnel = result.manifest, result.quarantine, result.funnel
-    else:
-        folder = Path(workdir)
-        files = curate_to_parquet(params.sources, folder / "manifest.parquet",
-                                  folder / "quarantine.parquet", params.settings,
-                                  world_scenes=scenes, executor=params.executor)
-        manifest, quarantine, funnel = files.manifest, files.quarantine, files.funnel
-        log.info("curation: dedup and id indexes %.1f MiB at the end (%d records)",
-                 files.index_bytes / 2**20, files.count("input"))
+    folder = Path(workdir)
+    files = curate_to_parquet(params.sources, folder / "manifest.parquet",
+                              folder / "quarantine.parquet", params.settings,
+                              world_scenes=scenes, executor=params.executor)
+    manifest, quarantine, funnel = files.manifest, files.quarantine, files.funnel
+    log.info("curation: dedup and id indexes %.1f MiB at the end (%d records)",
+             files.index_bytes / 2**20, files.count("input"))
     log.info("curation: %d records in, %d kept, %d quarantined", funnel_count(funnel, "input"),
              funnel_count(funnel, "kept"), funnel_count(funnel, "quarantined"))
     reasons = funnel[~funnel["stage"].isin([TOTAL, NOTE]) & (funnel["count"] > 0)]

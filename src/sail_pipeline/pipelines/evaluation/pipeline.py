@@ -2,9 +2,11 @@
 
 from kedro.pipeline import Pipeline
 
+from sail_pipeline.schema import ProjectParams
 
-def create_pipeline(**kwargs) -> Pipeline:
+
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     # Imported here: the recipe template imports this package's nodes.
     from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
 
-    return recipe().only_nodes_with_tags("evaluation")
+    return recipe(project).only_nodes_with_tags("evaluation")

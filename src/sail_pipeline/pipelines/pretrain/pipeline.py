@@ -4,7 +4,8 @@ caption pool, from the backbones (`kedro run --pipelines=backbones`)."""
 from kedro.pipeline import Pipeline
 
 from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
+from sail_pipeline.schema import ProjectParams
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return recipe().only_nodes_with_tags("pretrain")
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
+    return recipe(project).only_nodes_with_tags("pretrain")

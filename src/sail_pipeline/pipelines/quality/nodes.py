@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sail_pipeline import dry_run, identity, lineage
+from sail_pipeline import identity, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.captioning.factory import weights_digest
-from sail_pipeline.curation.sources import world_values
 from sail_pipeline.engine import stage as engine_stage
 from sail_pipeline.errors import UserError
 from sail_pipeline.quality import statistics
 from sail_pipeline.quality.filter import decide
+from sail_pipeline.quality.ground_truth import ground_truth
 from sail_pipeline.quality.signals import (
     IMAGE_VERSION,
     TEXT_VERSION,
@@ -90,12 +90,6 @@ def caption_candidates(manifest: pd.DataFrame, recaptions: pd.DataFrame,
     return candidates
 
 
-def _dry_clip(*args: Any) -> dict[str, Any]:
-    workdir = args[-1]
-    return {"hf_dir": str(Path(workdir) / "hf"), "run_dir": workdir, "dry_run": True}
-
-
-@dry_run.or_placeholder(_dry_clip)
 def train_clip(reference_captions: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str,
                params: ClipParams, seed: int, workdir: str) -> dict[str, Any]:
     """The stand-in CLIP, trained on the reference pairs, or the user's own from a path."""
@@ -109,13 +103,6 @@ def train_clip(reference_captions: pd.DataFrame, manifest: pd.DataFrame, tokeniz
                                  tokenizer, Path(workdir) / "hf", params, seed)
     lineage.log_metrics({f"quality_clip/{k}": float(v) for k, v in summary.items()})
     return {"hf_dir": str(Path(workdir) / "hf"), "run_dir": workdir, "summary": summary}
-
-
-def _ground_truth(manifest: pd.DataFrame, scenes: pd.DataFrame | None,
-                  curation: CurationParams) -> pd.Series:
-    """Each pool id's world scene (JSON), for the oracle judge; None where it has none."""
-    truth = world_values(curation.sources, scenes, "ground_truth")
-    return manifest["id"].map(truth).astype(object).where(manifest["id"].isin(truth), None)
 
 
 def _groups(params: QualityParams, clip: dict[str, Any], captioner: dict[str, Any],
@@ -151,18 +138,13 @@ def _groups(params: QualityParams, clip: dict[str, Any], captioner: dict[str, An
     return groups
 
 
-def _no_signals(candidates: pd.DataFrame, *args: Any) -> pd.DataFrame:
-    return pd.DataFrame(columns=["id", "source", "caption_sha", *SIGNALS])
-
-
-@dry_run.or_placeholder(_no_signals)
 def quality_signals(candidates: pd.DataFrame, manifest: pd.DataFrame,
                     world_scenes: pd.DataFrame | None, clip: dict[str, Any],
                     captioner: dict[str, Any], tokenizer: str, params: QualityParams,
                     curation: CurationParams, cache: str) -> pd.DataFrame:
     """Every signal of every candidate; only what the cache lacks is computed."""
     pool = manifest[["id", "image"]].assign(
-        ground_truth=_ground_truth(manifest, world_scenes, curation).to_numpy())
+        ground_truth=ground_truth(manifest, world_scenes, curation).to_numpy())
     table = candidates.merge(pool, on="id", how="left", validate="many_to_one")
     signals = compute_signals(table, _groups(params, clip, captioner, tokenizer), cache,
                               params.executor)
@@ -181,13 +163,6 @@ def _metric_name(name: str) -> str:
     return name.replace("<", " below ").replace(">", " above ")
 
 
-def _no_decisions(*args: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]:
-    decisions = pd.DataFrame(columns=["id", "source", "kept", "reasons"])
-    return (decisions, decisions, pd.DataFrame(columns=["source", "step", "count"]),
-            dry_run.blank_figure())
-
-
-@dry_run.or_placeholder(_no_decisions)
 def filter_captions(signals: pd.DataFrame, params: FilterParams
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any]:
     decisions, rejected, funnel = decide(signals, params)
@@ -199,7 +174,6 @@ def filter_captions(signals: pd.DataFrame, params: FilterParams
     return decisions, rejected, funnel, statistics.funnel_chart(funnel)
 
 
-@dry_run.or_placeholder(lambda *args: (pd.DataFrame(), "", dry_run.blank_figure()))
 def quality_report(signals: pd.DataFrame, candidates: pd.DataFrame
                    ) -> tuple[pd.DataFrame, str, Any]:
     """SAIL-Caption's Table 1: every source, then only the ids every source has."""
@@ -220,7 +194,6 @@ def quality_report(signals: pd.DataFrame, candidates: pd.DataFrame
     return both, text, statistics.histograms(signals, SIGNALS)
 
 
-@dry_run.or_placeholder(lambda *args: (pd.DataFrame(columns=["id", "image", "messages"]),) * 2)
 def pretrain_tables(decisions: pd.DataFrame, candidates: pd.DataFrame, manifest: pd.DataFrame,
                     ocr: pd.DataFrame, caption_source: str, sizes: StageSizeParams,
                     seed: int) -> tuple[str, str]:

@@ -7,9 +7,10 @@ report and filter -> the captions Pretrain-Alignment and -Advance train on.
 from kedro.pipeline import Pipeline, node
 
 from sail_pipeline.pipelines.quality import nodes
+from sail_pipeline.schema import ProjectParams
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     return Pipeline([
         node(nodes.caption_candidates,
              ["curation_manifest", "recaptions", "reference_captions", "params:quality"],

@@ -11,11 +11,10 @@ checkpoint on untouched (so evaluation and reports keep their rows).
 
 from kedro.pipeline import Pipeline, node
 
-from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.evaluation.nodes import evaluate_checkpoints
 from sail_pipeline.pipelines.recipe.nodes import pass_through_node_function, stage_node_function
 from sail_pipeline.recipe_data import ALL_IN_ONE_TABLE
-from sail_pipeline.schema import ALL_IN_ONE, RECIPE, SFT_STAGES, get_stage
+from sail_pipeline.schema import ALL_IN_ONE, RECIPE, SFT_STAGES, ProjectParams, get_stage
 
 # What an instance shares with the rest of the project instead of making its own: the data
 # tables, the tokenizer, the backbones and the benchmark.
@@ -26,9 +25,8 @@ SHARED_INPUTS = frozenset(
 )
 
 
-def configured_schedule() -> str:
-    """The run's `sft.schedule` (curriculum where no parameters were validated)."""
-    project = last_validated()
+def configured_schedule(project: ProjectParams | None) -> str:
+    """The tree's `sft.schedule` (curriculum without validated parameters)."""
     return project.sft.schedule if project is not None and project.sft is not None \
         else "curriculum"
 
@@ -60,8 +58,10 @@ def _all_in_one_nodes() -> list:
     return nodes
 
 
-def create_pipeline(schedule: str | None = None, **kwargs) -> Pipeline:
-    schedule = schedule or configured_schedule()
+def create_pipeline(project: ProjectParams | None = None, schedule: str | None = None,
+                    **kwargs) -> Pipeline:
+    """The recipe for `project`'s `sft.schedule` (or `schedule`, for a variant's own)."""
+    schedule = schedule or configured_schedule(project)
     stages = [s for s in RECIPE if schedule != ALL_IN_ONE or s not in SFT_STAGES]
     return Pipeline([
         *(_stage_node(stage) for stage in stages),

@@ -1,4 +1,4 @@
-"""Scaling nodes: wiring only; the work is in `sail_pipeline.scaling`."""
+"""Scaling nodes: wiring only; the work is in `sail_pipeline.experiments.scaling`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from typing import Any
 
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.curation.sources import world_values
 from sail_pipeline.engine.chain import chain_identity
+from sail_pipeline.experiments.scaling import report
+from sail_pipeline.experiments.scaling.plan import Point, plan_points
+from sail_pipeline.experiments.scaling.point import (
+    SharedInputs,
+    point_chain,
+    run_point,
+    settings_digest,
+)
+from sail_pipeline.experiments.scaling.pool import build_pools, check_sizes, point_pairs
+from sail_pipeline.experiments.selection import schedule
 from sail_pipeline.quality.filter import decide
-from sail_pipeline.scaling import report
-from sail_pipeline.scaling.plan import Point, plan_points, point_command, sweep_commands
-from sail_pipeline.scaling.point import SharedInputs, point_chain, run_point, settings_digest
-from sail_pipeline.scaling.pool import build_pools, check_sizes, point_pairs
 from sail_pipeline.schema import CurationParams, RuntimeParams, ScalingParams
 from sail_pipeline.schema.quality import FilterParams
 
@@ -48,10 +54,6 @@ def point_node(point: Point) -> Callable[..., dict[str, Any]]:
             vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
             sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
             runtime: RuntimeParams, store: str) -> dict[str, Any]:
-        if dry_run.active():
-            command = point_command(point, dry_run.run_env())
-            log.info("dry run: %s would run as: %s", point.label, command)
-            return {"dry_run": True, "namespace": point.namespace, "command": command}
         pairs = point_pairs(pool, point.variant, point.n, point.seed, params.sizes[0])
         shared = SharedInputs(tokenizer, llm["hf_dir"], vision["hf_dir"], benchmark,
                               alignment_eval, advance_eval, sft_train, sft_eval)
@@ -98,15 +100,9 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame | None,
                     schedule_points: pd.DataFrame | None, *results: dict[str, Any] | None
                     ) -> tuple:
-        if dry_run.active():
-            commands = sweep_commands(points, dry_run.run_env())
-            print("\n".join(commands))  # one line per command, for a scheduler's array file
-            log.info("dry run: %d commands above (pools, %d points, fit)", len(commands),
-                     len(points))
-            return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {}, "", {}
         finished, missing = [], []
         for point, result in zip(points, results, strict=True):
-            if result is None or result.get("dry_run"):
+            if not isinstance(result, dict):  # not run (or a dry run's stand-in)
                 missing.append(f"{point.namespace} (not run)")
             elif result.get("failed"):
                 reason = result["error"].strip().splitlines()[-1][:200] if result["error"] else ""
@@ -118,7 +114,8 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         if missing:
             log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
                         ", ".join(missing))
-        return report.build(finished, missing, params, accounting, schedule_points)
+        return report.build(finished, missing, params, accounting,
+                            schedule.report_section(schedule_points, params.bootstrap))
 
     fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
     return fit_scaling

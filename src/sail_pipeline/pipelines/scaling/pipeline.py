@@ -10,8 +10,9 @@ from collections.abc import Sequence
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from sail_pipeline.experiments.scaling.plan import Point, plan_points
 from sail_pipeline.pipelines.scaling import nodes
-from sail_pipeline.scaling.plan import Point
+from sail_pipeline.schema import ProjectParams
 
 # What every point loads: the pools, the images, the backbones and the shared tables.
 POINT_INPUTS = ["scaling_pool", "curation_manifest", "tokenizer", "llm_model", "vision_model",
@@ -29,7 +30,10 @@ def _point(point: Point) -> Pipeline:
                     parameters={name for name in POINT_INPUTS if name.startswith("params:")})
 
 
-def create_pipeline(points: Sequence[Point] = (), **kwargs) -> Pipeline:
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
+    """The pools, one node per point of `project`'s sweep, and the fit."""
+    points = plan_points(project.scaling) if project is not None and \
+        project.scaling is not None else []
     return Pipeline([
         node(nodes.scaling_pools,
              ["caption_candidates", "quality_signals", "curation_manifest", "world_scenes",

@@ -1,5 +1,5 @@
 """Selection nodes: wiring only; the experiments are grids and analyses in
-`sail_pipeline.selection.registry`, run by the engine."""
+`sail_pipeline.experiments.selection.registry`, run by the engine."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.engine.experiment import Point, Tracker, run_experiment
+from sail_pipeline.experiments.selection import experiments
+from sail_pipeline.experiments.selection.point import SftPoints, StartPoint
+from sail_pipeline.experiments.selection.registry import SELECTION_EXPERIMENTS, SelectionInputs
 from sail_pipeline.schema import SFT_STAGES
-from sail_pipeline.selection import experiments
-from sail_pipeline.selection.point import SftPoints, StartPoint
-from sail_pipeline.selection.registry import SELECTION_EXPERIMENTS, SelectionInputs
 from sail_pipeline.sft_data.mixture import group_of
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,6 @@ def _tracker(experiment: str) -> Tracker:
     return track
 
 
-def _planned(experiment: str, selection) -> str:
-    seeds = len(selection.seeds)
-    if experiment == "quality":
-        return str(len(experiments.quality_points(selection.quality, selection.seeds)))
-    if experiment == "composition":
-        return f"(1 base + 1 per group) x {seeds}"
-    if experiment == "schedule":
-        return f"2 schedules x {len(selection.schedule.sizes)} sizes x {seeds}"
-    if experiment == "incremental":
-        return f"up to (1 + {len(selection.incremental.candidates)}) x {seeds}"
-    return "its grid's"
-
-
 def _inputs(names: list[str], tables: tuple) -> dict[str, pd.DataFrame]:
     return {name: t if isinstance(t, pd.DataFrame) else pd.read_parquet(t)
             for name, t in zip(names, tables, strict=True)}
@@ -67,14 +54,6 @@ def experiment_node(experiment: str, names: list[str]) -> Callable[..., dict[str
 
     def run(selection, sft, runtime, advance: dict, benchmark: str, eval_table: str,
             store: str, *tables) -> dict[str, Any]:
-        if dry_run.active():
-            log.info("dry run: %s would train and evaluate %s points from %s (seeds %s) into "
-                     "%s", experiment, _planned(experiment, selection), advance["hf_dir"],
-                     selection.seeds, store)
-            return {name: (dry_run.blank_figure() if name.endswith("_plot") else
-                           {} if name.endswith("_selected") else
-                           "" if name.endswith("_report") else pd.DataFrame())
-                    for name in design.outputs}
         candidates = _inputs(names, tables)
         mixtures = {stage: getattr(sft.mixtures, stage) for stage in SFT_STAGES}
         experiments.check_sizes(selection.quality, selection.composition,

@@ -9,14 +9,13 @@ re-run trains only what changed.
 
 from kedro.pipeline import Pipeline, node
 
-from sail_pipeline.context import last_validated
+from sail_pipeline.experiments.selection.registry import SELECTION_EXPERIMENTS
 from sail_pipeline.pipelines.selection.nodes import experiment_node
 from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
-from sail_pipeline.selection.registry import SELECTION_EXPERIMENTS
+from sail_pipeline.schema import ProjectParams
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    project = last_validated()
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     selection = project.selection if project is not None else None
     if selection is None:
         return Pipeline([])

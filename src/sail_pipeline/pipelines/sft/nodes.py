@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.recipe_data import ALL_IN_ONE_TABLE, MIXTURE_TABLES
 from sail_pipeline.schema import CANDIDATES, SFT_STAGES, STAGES, WorldParams
 from sail_pipeline.sft_data import accounting
@@ -15,7 +15,6 @@ from sail_pipeline.sft_data.candidates import WorldSplit, build_candidate
 from sail_pipeline.sft_data.mixture import accounting_table, group_of, mix
 from sail_pipeline.sft_data.user_sets import held_out, read_user_set
 from sail_pipeline.sft_data.validate import (
-    CANDIDATE_COLUMNS,
     processor_encoder,
     validate_conversations,
 )
@@ -55,10 +54,6 @@ def candidate_node(name: str) -> Callable[..., tuple[pd.DataFrame, pd.DataFrame,
     def run(scenes: pd.DataFrame, vqa: pd.DataFrame, conversations: pd.DataFrame,
             probes: pd.DataFrame, world: WorldParams, tokenizer: str, preset: str, sft,
             seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        if dry_run.active():
-            log.info("dry run: would build and validate candidate set %s", name)
-            empty = pd.DataFrame(columns=[*CANDIDATE_COLUMNS, "n_tokens"])
-            return empty, empty, pd.DataFrame(columns=["split", "id", "reason"])
         # The longest any stage accepts; a mixture leaves out what its own stage cannot hold.
         validate = _validator(tokenizer, preset, max(getattr(sft, s).max_seq_len
                                                      for s in SFT_STAGES))
@@ -94,10 +89,6 @@ def mix_node(names: list[str]) -> Callable[..., dict[str, pd.DataFrame]]:
     """
 
     def run(sft, seed: int, *tables: str | pd.DataFrame) -> dict[str, pd.DataFrame]:
-        if dry_run.active():
-            # The stages' dry runs name the tables where a real run writes them.
-            log.info("dry run: would draw the SFT mixtures from %s", names)
-            return {name: pd.DataFrame() for name in MIXTURE_OUTPUTS}
         missing = [name for name in sft.candidate_names() if name not in names]
         if missing:
             raise ValueError(f"sft.mixtures name candidate sets {missing} that this pipeline "

@@ -5,7 +5,6 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Pipeline, node
 
-from sail_pipeline.context import last_validated
 from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
 from sail_pipeline.pipelines.sft.nodes import MIXTURE_OUTPUTS, candidate_node, mix_node
 from sail_pipeline.schema import CANDIDATES, HARMFUL_CANDIDATES, ProjectParams
@@ -39,9 +38,8 @@ def mixture_pipeline(names: list[str]) -> Pipeline:
 
 
 def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
-    """Built for `project`'s candidate sets (the run's validated parameters by default)."""
-    project = project or last_validated()
+    """Built for `project`'s candidate sets (every built-in real set without one)."""
     names = project.sft.candidate_names() if project is not None and project.sft is not None \
         else _FALLBACK
     return (candidate_pipeline(names) + mixture_pipeline(names)
-            + recipe().only_nodes_with_tags("sft"))
+            + recipe(project).only_nodes_with_tags("sft"))

@@ -7,8 +7,6 @@ its stages log into one MLflow child run of the Kedro run. The data tables, toke
 backbones and benchmark are shared.
 """
 
-from collections.abc import Mapping
-
 from kedro.pipeline import Pipeline, pipeline
 
 from sail_pipeline.pipelines.recipe.pipeline import SHARED_INPUTS
@@ -16,11 +14,11 @@ from sail_pipeline.pipelines.recipe.pipeline import create_pipeline as recipe
 from sail_pipeline.schema import ProjectParams
 
 
-def create_pipeline(variants: Mapping[str, ProjectParams] | None = None, **kwargs) -> Pipeline:
-    """One instance per variant, following that variant's own `sft.schedule`."""
+def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
+    """One instance per variant of `project`, following that variant's own `sft.schedule`."""
     instances = Pipeline([])
-    for name, tree in (variants or {}).items():
-        template = recipe(schedule=tree.sft.schedule if tree.sft is not None else None)
+    for name, tree in (project.variants if project is not None else {}).items():
+        template = recipe(tree)
         shared = sorted(SHARED_INPUTS & template.inputs())
         instances += pipeline(template, namespace=name, inputs=shared)
     return instances

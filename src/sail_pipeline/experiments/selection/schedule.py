@@ -13,10 +13,10 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sail_pipeline.scaling.fit import bands_for, compare_variants, fit_sweep
-from sail_pipeline.scaling.plots import plot_metric
-from sail_pipeline.scaling.reproduction import reproduction_report
-from sail_pipeline.selection.experiments import ALL_IN_ONE, AVERAGE, CURRICULUM
+from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
+from sail_pipeline.experiments.scaling.plots import plot_metric
+from sail_pipeline.experiments.scaling.reproduction import reproduction_report
+from sail_pipeline.experiments.selection.experiments import ALL_IN_ONE, AVERAGE, CURRICULUM
 
 TITLE = "SFT schedule: curriculum vs all-in-one"
 FIGURE = "selection/schedule.png"  # beside reproduction.md, as the catalog places it
@@ -62,3 +62,11 @@ def as_section(report: str) -> str:
     holds: both reports are in 08_reporting/)."""
     lines = [("#" + line) if line.startswith("#") else line for line in report.splitlines()]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def report_section(points: pd.DataFrame | None, n_boot: int) -> str:
+    """The schedule experiment's verdict as a section of the sweep's reproduction report
+    ("" when the experiment has not run)."""
+    if points is None or not isinstance(points, pd.DataFrame) or points.empty:
+        return ""
+    return as_section(analyse(points, n_boot=n_boot)[2])

@@ -129,7 +129,7 @@ def registry_problems(project: ProjectParams, deepspeed_dir: str | Path | None) 
 
 
 def _experiment_problems(prefix: str, names: list[str]) -> list[str]:
-    from sail_pipeline.selection.registry import SELECTION_EXPERIMENTS
+    from sail_pipeline.experiments.selection.registry import SELECTION_EXPERIMENTS
 
     unknown = [name for name in names if name not in SELECTION_EXPERIMENTS]
     repeated = sorted({name for name in names if names.count(name) > 1})

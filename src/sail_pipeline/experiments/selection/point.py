@@ -17,8 +17,8 @@ import pandas as pd
 
 from sail_pipeline.engine.chain import Chain, Checkpoint, Evaluation, Step, Table
 from sail_pipeline.engine.experiment import Point, run_point
+from sail_pipeline.experiments.selection.experiments import Phase
 from sail_pipeline.schema import SFT_STAGES, EvaluationSettings, RuntimeParams, TrainParams
-from sail_pipeline.selection.experiments import Phase
 
 # Columns a candidate table carries for the experiments' accounting, not for training.
 _ACCOUNTING = ("source", "n_tokens")

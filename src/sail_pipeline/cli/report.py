@@ -1,4 +1,4 @@
-"""Print the README's result tables from a finished run: `python -m sail_pipeline.report`.
+"""Print the README's result tables from a finished run: `sail-report`.
 
 Paths come from the project's catalog, so `--env micro` reads what `make micro` wrote.
 """
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--namespace", default=None,
                         help="a variant's (or sweep point's) tables instead of the recipe's")
     args = parser.parse_args()
-    from sail_pipeline.project_catalog import project_catalog
+    from sail_pipeline.glue.project_catalog import project_catalog
 
     print(tables(project_catalog(args.env), args.namespace))
 

@@ -17,8 +17,8 @@ import pandas as pd
 from sail_pipeline import identity
 from sail_pipeline.engine.chain import CHAIN_MODULE, Backbones, Chain, Evaluation, Step, Table
 from sail_pipeline.engine.store import run_stored
+from sail_pipeline.experiments.scaling.plan import Point
 from sail_pipeline.recipe_data import caption_table
-from sail_pipeline.scaling.plan import Point
 from sail_pipeline.schema import (
     SCALING_VARIANTS,
     RuntimeParams,

@@ -1,7 +1,8 @@
 """The project's Kedro context: parameters validated once, nodes given the validated models.
 
 Kedro adds a `params:<path>` dataset for every nested key of the parameters, descending into
-pydantic models. This context hands Kedro the validated tree instead of the raw dicts, so
+pydantic models. This context hands Kedro the validated tree (`glue.project.load_project`,
+the same function the pipeline registry and the tools call) instead of the raw dicts, so
 `params:pretrain.alignment` is a `TrainParams` and `params:runtime` a `RuntimeParams`: nodes
 take the narrowest part they need and never validate again. Each variant's merged tree sits
 under its own name, which is the namespace its instance of the recipe runs in, so
@@ -10,29 +11,12 @@ under its own name, which is the namespace its instance of the recipe runs in, s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kedro.framework.context import KedroContext
 
+from sail_pipeline.glue.project import load_project
 from sail_pipeline.schema import ProjectParams
-from sail_pipeline.training.config import DEEPSPEED_CONFIG_DIR
-from sail_pipeline.validation import validate_project
-
-# The tree of the context that validated last: the pipeline registry reads the variants'
-# names from it (Kedro registers pipelines after the context exists, before the run).
-_last_validated: ProjectParams | None = None
-
-
-def last_validated() -> ProjectParams | None:
-    return _last_validated
-
-
-def remember(project: ProjectParams) -> None:
-    """Build the parameter-dependent pipelines (the sweep's points, the SFT candidate sets,
-    the selection experiments) from `project` outside a Kedro run (tools/dvc_stages.py)."""
-    global _last_validated
-    _last_validated = project
 
 
 def resolve_param(project: ProjectParams, dataset: str) -> Any:
@@ -50,16 +34,8 @@ def resolve_param(project: ProjectParams, dataset: str) -> Any:
 class ProjectContext(KedroContext):
     @property
     def project_params(self) -> ProjectParams:
-        """The validated parameter tree (validated on first use, once per context)."""
-        global _last_validated
-        cached = getattr(self, "_project_params", None)
-        if cached is None:
-            cached = validate_project(dict(self.config_loader["parameters"]),
-                                      deepspeed_dir=Path(self.project_path)
-                                      / DEEPSPEED_CONFIG_DIR)
-            self._project_params = cached
-            _last_validated = cached
-        return cached
+        """The validated parameter tree of this context's environment and `--params`."""
+        return load_project(self.env, self.project_path, self._runtime_params)
 
     def _get_validated_params(self) -> dict[str, Any]:
         # Replaces Kedro's own per-node validation from type hints: the whole tree is

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from sail_pipeline.scaling.plan import size_label
+from sail_pipeline.experiments.scaling.plan import size_label
 
 # The paper's bar for calling a curve log-linear; a claim may set its own `r2_goal`.
 R2_GOAL = 0.9

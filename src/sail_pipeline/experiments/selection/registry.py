@@ -17,10 +17,10 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline.engine.experiment import Experiment, Grid
+from sail_pipeline.experiments.selection import experiments as designs
+from sail_pipeline.experiments.selection import plots, schedule
+from sail_pipeline.experiments.selection.point import SftPoints
 from sail_pipeline.schema import SFT_STAGES
-from sail_pipeline.selection import experiments as designs
-from sail_pipeline.selection import plots, schedule
-from sail_pipeline.selection.point import SftPoints
 
 AVERAGE = designs.AVERAGE
 

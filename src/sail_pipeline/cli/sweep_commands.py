@@ -1,6 +1,6 @@
-"""Print the sweep as shell commands, one per line, for a cluster scheduler.
+"""`sail-sweep-commands`: the sweep as shell commands, one per line, for a cluster scheduler.
 
-    python -m sail_pipeline.scaling.commands [--env ENV] > points.txt
+    sail-sweep-commands [--env ENV] > points.txt
 
 Line 1 makes the pools (run it once, first); then one line per point (run them concurrently:
 a Slurm array, Ray job submission); the last line fits whatever finished. The sweep is the
@@ -15,18 +15,13 @@ import contextlib
 import sys
 from pathlib import Path
 
-from sail_pipeline.scaling.plan import plan_points, sweep_commands
+from sail_pipeline.experiments.scaling.plan import plan_points, sweep_commands
 
 
 def configured_commands(project: Path, env: str | None) -> list[str]:
-    from kedro.config import OmegaConfigLoader
+    from sail_pipeline.glue.project import load_project
 
-    from sail_pipeline.settings import CONFIG_LOADER_ARGS
-    from sail_pipeline.validation import validate_project
-
-    args = CONFIG_LOADER_ARGS | ({"default_run_env": env} if env else {})
-    params = OmegaConfigLoader(str(project / "conf"), **args)["parameters"]
-    sweep = validate_project(params).scaling
+    sweep = load_project(env, project).scaling
     if sweep is None:
         raise SystemExit("no `scaling` section in the parameters (conf/base/parameters_scaling.yml)")
     return sweep_commands(plan_points(sweep), env)

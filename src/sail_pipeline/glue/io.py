@@ -18,6 +18,7 @@ from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import CSVDataset
 
 from sail_pipeline import run_telemetry
+from sail_pipeline.glue.dry_run import NOT_RUN
 
 
 class _PathDataset(AbstractDataset[Any, str]):
@@ -199,12 +200,13 @@ class DryRunDataset(AbstractDataset[Any, Any]):
         self._data: Any = _NOTHING
 
     def _load(self) -> Any:
-        if self._data is _NOTHING:
+        if self._data is _NOTHING and self._wrapped.exists():
             return self._wrapped.load()
         if getattr(self._wrapped, "loads_as_path", False):
             # It loads as the path a real run would write: what the next dry stage names.
             return str(self._wrapped._filepath.resolve())
-        return self._data
+        # Neither this run nor an earlier one made it (a dry run on a fresh clone).
+        return NOT_RUN if self._data is _NOTHING else self._data
 
     def _save(self, data: Any) -> None:
         self._data = data

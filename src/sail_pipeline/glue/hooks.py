@@ -15,11 +15,13 @@ from kedro.framework.hooks import hook_impl
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel
 
-from sail_pipeline import dry_run, lineage
+from sail_pipeline import lineage
 from sail_pipeline.captioning import credentials
-from sail_pipeline.io import DryRunDataset
-from sail_pipeline.run_lock import OutputLocks
-from sail_pipeline.run_timing import RunTiming, breakdown, process_started_at
+from sail_pipeline.glue.io import DryRunDataset
+from sail_pipeline.glue.run_lock import OutputLocks
+from sail_pipeline.glue.run_timing import RunTiming, breakdown
+from sail_pipeline.process_stats import process_started_at
+from sail_pipeline.schema import CHAIN_PIPELINES
 
 log = logging.getLogger(__name__)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -34,7 +36,7 @@ class ValidateParametersHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        from sail_pipeline.validation import advisories
+        from sail_pipeline.glue.validation import advisories
 
         self._project = context.project_params  # validates, or raises InvalidParameters
         log.info("parameters validated")
@@ -43,9 +45,9 @@ class ValidateParametersHook:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        from sail_pipeline.glue.validation import combination_problems
         from sail_pipeline.schema import InvalidParameters
         from sail_pipeline.schema.project import format_problems
-        from sail_pipeline.validation import combination_problems
 
         nodes = {node.name.rpartition(".")[2] for node in pipeline.nodes}
         problems = combination_problems(self._project, nodes)
@@ -68,7 +70,8 @@ class CredentialsHook:
 
 class DryRunHook:
     """`runtime.launcher.dry_run: true` prints every stage's command and writes no data: each
-    dataset of the run saves into memory, and loads what this run saved, else what is on disk."""
+    dataset of the run saves into memory, and loads what this run saved, else what is on disk
+    (the registry has stood in for every node that is not a training stage: glue.dry_run)."""
 
     def __init__(self) -> None:
         self._dry_run = False
@@ -79,7 +82,6 @@ class DryRunHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        dry_run.activate(self._dry_run, run_params.get("env"))
         if not self._dry_run:
             return
         for name in sorted(pipeline.datasets()):
@@ -92,7 +94,7 @@ class DryRunHook:
 
 
 class OutputLockHook:
-    """A run locks every dataset it writes before its first node (`sail_pipeline.run_lock`);
+    """A run locks every dataset it writes before its first node (`sail_pipeline.glue.run_lock`);
     first of the run's hooks, so a refused run starts no MLflow run. Not on a dry run, which
     writes nothing."""
 
@@ -194,10 +196,9 @@ class DvcLockHook:
             return
         import yaml
 
-        from sail_pipeline.pipeline_registry import DEFAULT
 
         names = run_params.get("pipeline_names") or ["__default__"]
-        ran = [n for name in names for n in (DEFAULT if name == "__default__" else [name])]
+        ran = [n for name in names for n in (CHAIN_PIPELINES if name == "__default__" else [name])]
         known = (yaml.safe_load((self._root / "dvc.yaml").read_text()) or {}).get("stages", {})
         stages = [name for name in ran if name in known]
         if not stages:

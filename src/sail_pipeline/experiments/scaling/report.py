@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline import lineage
-from sail_pipeline.scaling.fit import bands_for, compare_variants, fit_sweep
-from sail_pipeline.scaling.plots import plot_metric
-from sail_pipeline.scaling.reproduction import reproduction_report
+from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
+from sail_pipeline.experiments.scaling.plots import plot_metric
+from sail_pipeline.experiments.scaling.reproduction import reproduction_report
 from sail_pipeline.schema import ScalingParams
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,12 @@ def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def build(results: list[dict[str, Any]], missing: list[str], params: ScalingParams,
-          accounting: pd.DataFrame | None, schedule_points: pd.DataFrame | None = None
+          accounting: pd.DataFrame | None, schedule_section: str = ""
           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any], str, dict]:
     """(points, fits, comparisons, figures by file name, the report's markdown, the flat
-    metrics). `schedule_points`, when the selection pipeline's `schedule` experiment has run,
-    adds its curriculum vs all-in-one verdict to the report."""
+    metrics). `schedule_section`, when the selection pipeline's `schedule` experiment has run,
+    is its curriculum vs all-in-one verdict, appended to the report."""
     points = points_table(results)
-    schedule_section = _schedule_section(schedule_points, params.bootstrap)
     if points.empty:
         text = ("# Reproduction report\n\nNo point of the sweep has finished. Missing:\n\n"
                 + "\n".join(f"- {name}" for name in missing) + "\n" + schedule_section)
@@ -120,14 +119,6 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
     text += _pools_section(accounting) + schedule_section
     _log_fit(fits, len(points), len(missing))
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
-
-
-def _schedule_section(points: pd.DataFrame | None, n_boot: int) -> str:
-    if points is None or points.empty:
-        return ""
-    from sail_pipeline.selection import schedule  # matplotlib and the selection code: lazily
-
-    return schedule.as_section(schedule.analyse(points, n_boot=n_boot)[2])
 
 
 def _pools_section(accounting: pd.DataFrame | None) -> str:

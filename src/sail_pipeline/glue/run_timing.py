@@ -14,13 +14,11 @@ stage the peak of its own trainer process (`summary["peak_rss_mb"]`, read in tha
 
 from __future__ import annotations
 
-import os
-import re
-import resource
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from sail_pipeline.process_stats import peak_rss_mb, reset_peak_rss
 
 # The trainer's phases, grouped the way the README's breakdown reads them.
 PHASE_GROUPS = {
@@ -28,48 +26,6 @@ PHASE_GROUPS = {
     "engine": "start-up", "tracking": "tracking", "eval": "eval", "train": "train",
     "checkpoint": "save", "save": "save",
 }
-
-
-def process_started_at(pid: int | None = None) -> float:
-    """When the kernel created the process (seconds since the epoch), so that the phase
-    before the first line of Python (the interpreter and its imports) is measured too.
-
-    On Linux from /proc: the start tick against the uptime, both since boot. (psutil adds
-    the boot time in whole seconds, which put up to a second too many into `imports`.)
-    """
-    try:
-        stat = Path(f"/proc/{pid or os.getpid()}/stat").read_text()
-        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return time.time() - (uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        import psutil
-
-        return psutil.Process(pid or os.getpid()).create_time()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB since it started, or since the last
-    `reset_peak_rss()`: the kernel's VmHWM, else getrusage's ru_maxrss (never reset)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        if match:
-            return round(int(match.group(1)) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def reset_peak_rss() -> bool:
-    """Restart the high-water mark at the current resident size (Linux: clear_refs 5), so
-    the next `peak_rss_mb()` is the peak of what follows; False where the kernel cannot."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def training_summaries(value: Any, depth: int = 3) -> Iterator[dict[str, Any]]:

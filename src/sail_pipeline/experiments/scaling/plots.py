@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sail_pipeline.scaling.plan import size_label
+from sail_pipeline.experiments.scaling.plan import size_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -27,7 +27,7 @@ def latest_sweep(experiment_names: list[str] | None = None) -> str:
 
 def load_sweep(parent_run_id: str | None = None) -> pd.DataFrame:
     """One row per point of the sweep under `parent_run_id` (default: the newest sweep):
-    variant, n, tokens, seed and every score, as `sail_pipeline.scaling.fit` takes them."""
+    variant, n, tokens, seed and every score, as `sail_pipeline.experiments.scaling.fit` takes them."""
     import mlflow
 
     parent = parent_run_id or latest_sweep()

@@ -1,0 +1,65 @@
+"""The project's command-line entry points, all in this package.
+
+`kedro run` (this module's `run`, which Kedro's own defers to: Kedro loads this module's
+`cli` group and lets its commands override the built-in ones) is Kedro's, except that:
+- an error the user fixes (a bad parameter, a missing file or environment variable;
+  `sail_pipeline.errors`) is printed as its message, not as a 200-line traceback of the
+  machinery that found it; exit status 2, as for a usage error; `SAIL_TRACEBACK=1` prints the
+  traceback as well;
+- it records its `--env` and `--params` (`glue.project.record_session`) before Kedro starts,
+  so that the pipeline registry builds the pipelines from the parameters the run validates.
+
+The tools are this package's other modules, each a console script (pyproject.toml):
+`sail-report`, `sail-sweep-commands`, `sail-memory-plan`, `sail-caption-score`,
+`sail-quality-garbage`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+from kedro.framework.cli.utils import CONTEXT_SETTINGS
+
+from sail_pipeline.errors import TRACEBACK_VARIABLE, explain
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, name=__file__)
+def cli() -> None:
+    """The project's commands (Kedro's, with `run` showing configuration errors plainly)."""
+
+
+def _plain_errors(callback: Any) -> Any:
+    @functools.wraps(callback)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception as error:
+            message = explain(error)
+            if message is None or os.environ.get(TRACEBACK_VARIABLE):
+                raise
+            click.echo(message, err=True)
+            sys.exit(2)
+
+    return guarded
+
+
+def _recording_session(callback: Any) -> Any:
+    @functools.wraps(callback)
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        from sail_pipeline.glue.project import record_session
+
+        record_session(kwargs.get("env"), kwargs.get("params"))
+        return callback(*args, **kwargs)
+
+    return recorded
+
+
+run = click.Command(name="run", params=kedro_run.params, help=kedro_run.help,
+                    short_help=kedro_run.short_help, context_settings=kedro_run.context_settings,
+                    callback=_plain_errors(_recording_session(kedro_run.callback)))
+cli.add_command(run)
