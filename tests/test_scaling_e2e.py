@@ -44,7 +44,7 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     dry = _kedro(project, "--params", "runtime.launcher.dry_run=true")
     for namespace in POINTS:
         assert f"kedro run --pipelines=scaling --namespaces={namespace}" in dry.stdout
-    assert "kedro run --pipelines=scaling --tags=scaling_fit" in dry.stdout
+    assert "kedro run --pipelines=scaling --nodes=fit_scaling" in dry.stdout
     assert not (project / "data/06_models/scaling").exists()
 
     # Each point runs alone; the fit gathers what finished and names what did not.

@@ -345,3 +345,32 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
                 for line in report.splitlines() if line.startswith("| The curriculum")}
     assert list(verdicts.values()) == ["reproduced", "reproduced"], verdicts
     assert set(out["selection_quality_tau"].columns) >= {"size", 20, 40}
+
+
+def test_the_readmes_worked_example_is_the_registrys_code():
+    """README.md's "Adding an experiment" shows `lr_sweep`'s grid and analysis as they are."""
+    import inspect
+
+    from sail_pipeline.experiments.selection import registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for function in (registry._lr_sweep_grid, registry._lr_sweep):
+        assert inspect.getsource(function) in readme, function.__name__
+    assert registry.SELECTION_EXPERIMENTS["lr_sweep"].outputs == ("selection_lr_sweep_points",)
+
+
+def test_a_grid_of_the_lr_sweep_drives_with_a_planted_scorer():
+    """The worked example's grid and analysis on planted scores: the best factor is found."""
+    from sail_pipeline.experiments.selection import registry
+
+    project = micro_params()
+    tables = _world(200)
+    groups = {name: "general" for name in tables}
+    inputs = registry.SelectionInputs(project.selection, project.sft, tables, groups, make)
+    best = {0.5: 1.0, 1.0: 3.0, 2.0: 2.0}
+    points = drive(registry._lr_sweep_grid(inputs),
+                   lambda label, table, seed: {"scores": {AVERAGE: best[float(
+                       label.split("x")[1].split()[0])]}})
+    assert sorted(points["lr_factor"]) == [0.5, 1.0, 2.0]
+    outputs = registry._lr_sweep(points.assign(seconds=0.0), inputs)
+    assert max(outputs["metrics"], key=outputs["metrics"].get) == "selection/lr_sweep/x1.0"

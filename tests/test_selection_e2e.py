@@ -97,3 +97,19 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
     stages = [r for r in runs if r.data.tags.get("sail.stage") == "knowledge"
               and r.data.tags.get("sail.instance", "").startswith("selection_quality.")]
     assert stages and all(by_id[r.data.tags["mlflow.parentRunId"]] in points for r in stages)
+
+
+@pytest.mark.slow
+def test_an_experiment_added_as_a_grid_and_an_analysis_runs_on_micro(project_copy):
+    """README.md's worked example, `lr_sweep`, through the selection pipeline: three points
+    trained from the pretrained checkpoint, each an MLflow child run, the table written."""
+    project = project_copy
+    _kedro(project, "--params", "selection.experiments=[lr_sweep]")
+    points = pd.read_csv(project / "data/08_reporting/selection/lr_sweep_points.csv")
+    assert sorted(points["lr_factor"]) == [0.5, 1.0, 2.0]
+    assert points["sft/average"].notna().all() and not points["reused"].any()
+    assert len(_stored(project)) == 3 and "seconds" not in points
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    named = set(runs["tags.mlflow.runName"].dropna())
+    assert {f"lr_sweep: lr x{f} seed=0" for f in (0.5, 1.0, 2.0)} <= named
