@@ -4,6 +4,7 @@ node is stood in for, and datasets hand the next node the path a real run would 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from kedro.pipeline import Pipeline, node, pipeline
 
 from sail_pipeline.glue import dry_run
@@ -31,6 +32,8 @@ def test_every_node_but_the_training_stages_is_stood_in_for(caplog):
     assert by_name["two_outputs"].run({"b": 1}) == {"c": dry_run.NOT_RUN, "d": dry_run.NOT_RUN}
     assert by_name["dict_outputs"].run({"d": 1}) == {"e": dry_run.NOT_RUN, "f": dry_run.NOT_RUN}
     assert by_name["train_stage"].run({"c": 1}) == {"g": "trained"}  # as it is
+    with pytest.raises(dry_run.MissingForDryRun, match="train_stage starts from c, which"):
+        by_name["train_stage"].run({"c": dry_run.NOT_RUN})
     with caplog.at_level("INFO", logger="sail_pipeline.glue.dry_run"):
         by_name["alt_text_n16_s0.run_point"].run({"in": 1})
     assert ("alone: kedro run --pipelines=scaling --namespaces=alt_text_n16_s0 --env micro"

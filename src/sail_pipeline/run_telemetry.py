@@ -22,8 +22,10 @@ TELEMETRY_KEYS = frozenset({
 # runs it logged into, which differ every run).
 TELEMETRY_FILES = ("telemetry.json", "*.telemetry.json", "train.log", "metrics.jsonl",
                    "mlflow_run.json", "run_config.json")
-# Caches kept inside an output folder (lmms-eval's datasets cache of its task files).
-CACHE_FOLDERS = ("hf_cache/",)
+# Working folders inside an output folder: lmms-eval's datasets cache, and the task folders
+# written for it, whose YAML names absolute paths (lmms-eval resolves relative ones against the
+# working directory), so a copy of the project would hash them differently.
+CACHE_FOLDERS = ("hf_cache/", "data/**/tasks/")
 
 
 def split(summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

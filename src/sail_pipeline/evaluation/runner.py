@@ -51,9 +51,11 @@ class EvalReport:
     rejected: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """As JSON, its files named relative to the folder of `report.json`: a report written
+        in a copy of the project (`dvc exp run`, a moved checkout) is the same bytes."""
         data = asdict(self)
-        data["samples_path"] = str(self.samples_path)
-        data["results_path"] = str(self.results_path)
+        data["samples_path"] = os.path.relpath(self.samples_path, self.results_path.parent)
+        data["results_path"] = self.results_path.name
         return data
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from kedro.pipeline import Pipeline
 from kedro.pipeline.node import Node
 
+from sail_pipeline.errors import UserError
+
 log = logging.getLogger(__name__)
 TRAINING_TAG = "training"
 
@@ -64,9 +66,31 @@ def _stand_in(node: Node, pipeline: str, env: str | None) -> Node:
     return node._copy(func=not_run)
 
 
+class MissingForDryRun(UserError, RuntimeError):
+    """A training stage's dry run needs an input that no run has made."""
+
+
+def _guarded(node: Node) -> Node:
+    """A training node that says which input it lacks instead of failing on a stand-in."""
+    names = node.inputs
+    func = node.func
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        missing = [n for n, value in zip(names, args, strict=False) if value is NOT_RUN]
+        if missing:
+            raise MissingForDryRun(
+                f"dry run: {node.name} starts from {', '.join(missing)}, which neither this "
+                f"run nor an earlier one made; run the pipeline that makes it first, or "
+                f"include it in the dry run")
+        return func(*args, **kwargs)
+
+    run.__name__ = run.__qualname__ = func.__name__
+    return node._copy(func=run)
+
+
 def stand_ins(pipeline: Pipeline, name: str, env: str | None = None) -> Pipeline:
     """`pipeline` for a dry run: its training nodes as they are, every other node stood in."""
-    return Pipeline([node if TRAINING_TAG in node.tags else _stand_in(node, name, env)
+    return Pipeline([_guarded(node) if TRAINING_TAG in node.tags else _stand_in(node, name, env)
                      for node in pipeline.nodes])
 
 

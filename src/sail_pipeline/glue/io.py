@@ -200,13 +200,18 @@ class DryRunDataset(AbstractDataset[Any, Any]):
         self._data: Any = _NOTHING
 
     def _load(self) -> Any:
-        if self._data is _NOTHING and self._wrapped.exists():
-            return self._wrapped.load()
-        if getattr(self._wrapped, "loads_as_path", False):
+        as_path = getattr(self._wrapped, "loads_as_path", False)
+        if self._data is _NOTHING:
+            try:
+                return self._wrapped.load()
+            except (DatasetError, OSError):
+                # Neither this run nor an earlier one made it (a dry run on a fresh clone).
+                if not as_path:
+                    return NOT_RUN
+        if as_path:
             # It loads as the path a real run would write: what the next dry stage names.
             return str(self._wrapped._filepath.resolve())
-        # Neither this run nor an earlier one made it (a dry run on a fresh clone).
-        return NOT_RUN if self._data is _NOTHING else self._data
+        return self._data
 
     def _save(self, data: Any) -> None:
         self._data = data

@@ -1,9 +1,8 @@
 """The project's validated parameters, loaded in one place: `load_project(env)`.
 
 Kedro builds the pipelines (`pipeline_registry.register_pipelines`) before it runs them and
-calls the registry with no arguments; the project's `kedro run` (`sail_pipeline.cli`) names
-its environment and `--params` in the process environment (`KEDRO_ENV`, Kedro's own, and
-`SAIL_RUNTIME_PARAMS`), so that the registry, the context, the tools and the command-line
+calls the registry with no arguments; the project's `kedro run` (`sail_pipeline.cli`) records
+its environment and `--params` in the process environment (`SAIL_KEDRO_SESSION`), so that the registry, the context, the tools and the command-line
 tools all validate the same tree the same way, and every pipeline receives it as an argument.
 Loading is cached by the arguments and the configuration files' modification times.
 """
@@ -22,8 +21,7 @@ from sail_pipeline.errors import MissingEnvironmentVariable
 from sail_pipeline.schema import ProjectParams
 from sail_pipeline.training.config import DEEPSPEED_CONFIG_DIR
 
-ENV_VARIABLE = "KEDRO_ENV"
-RUNTIME_PARAMS_VARIABLE = "SAIL_RUNTIME_PARAMS"
+SESSION_VARIABLE = "SAIL_KEDRO_SESSION"
 
 
 
@@ -59,17 +57,19 @@ def project_root(path: str | Path | None = None) -> Path:
 
 def session_arguments() -> tuple[str | None, dict[str, Any]]:
     """(environment, runtime parameters) of the `kedro run` in this process, as the project's
-    run command records them (none: the default environment, no `--params`)."""
-    raw = os.environ.get(RUNTIME_PARAMS_VARIABLE)
-    return os.environ.get(ENV_VARIABLE) or None, json.loads(raw) if raw else {}
+    run command records them; outside one (kedro viz), Kedro's own `KEDRO_ENV`."""
+    if SESSION_VARIABLE in os.environ:
+        recorded = json.loads(os.environ[SESSION_VARIABLE])
+        return recorded["env"], recorded["params"]
+    return os.environ.get("KEDRO_ENV") or None, {}
 
 
 def record_session(env: str | None, runtime_params: dict[str, Any] | None) -> None:
-    """What `session_arguments` reads: set by the project's `kedro run` before Kedro starts."""
-    if env:
-        os.environ[ENV_VARIABLE] = env
-    if runtime_params:
-        os.environ[RUNTIME_PARAMS_VARIABLE] = json.dumps(runtime_params, default=str)
+    """What `session_arguments` reads, set by the project's `kedro run` before Kedro starts,
+    and replaced by the next one (several runs in one process do not leak into each other)."""
+    os.environ[SESSION_VARIABLE] = json.dumps(
+        {"env": env or os.environ.get("KEDRO_ENV") or None, "params": runtime_params or {}},
+        default=str)
 
 
 def config_loader(env: str | None, project: Path, runtime_params: dict[str, Any] | None = None
