@@ -22,7 +22,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test test-faults lint ui viz viz-build dvc micro clean help lock lock-gpu install-gpu
+.PHONY: install run test test-faults lint ui viz viz-build dvc docs-reference micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -97,6 +97,9 @@ viz-build: install  ## the static kedro-viz page: docs/viz/index.html (serve: py
 
 dvc: install  ## rewrite dvc.yaml from the pipelines, the catalog and the import graph
 	$(BIN)/python tools/dvc_stages.py
+
+docs-reference: install  ## rewrite docs/reference/parameters.md from the parameter schema
+	$(BIN)/python tools/param_reference.py
 
 clean:  ## remove generated data, runs and the MLflow store (keeps .venv)
 	rm -rf data mlflow.db mlruns

@@ -1,0 +1,44 @@
+"""docs/reference/parameters.md is generated from the schema and cannot drift from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic import Field, create_model
+
+from sail_pipeline.schema import ProjectParams, RuntimeParams
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("param_reference",
+                                              ROOT / "tools/param_reference.py")
+param_reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(param_reference)
+
+
+def test_the_committed_page_is_what_the_generator_writes():
+    result = subprocess.run([sys.executable, "tools/param_reference.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_field_added_to_the_schema_without_regenerating_fails_the_check():
+    runtime = create_model("RuntimeParams", __base__=RuntimeParams,
+                           profile_every=(int, Field(0, description="steps between profiles")))
+    tree = create_model("ProjectParams", __base__=ProjectParams,
+                        runtime=(runtime, Field(default_factory=runtime)))
+    assert param_reference.is_current()
+    assert not param_reference.is_current(tree)
+    assert "| `runtime.profile_every` | int | `0` | steps between profiles |" in \
+        param_reference.render(tree)
+
+
+def test_every_key_of_the_schema_is_on_the_page():
+    page = (ROOT / "docs/reference/parameters.md").read_text()
+    for key in ("pretrain.alignment.lr", "sft.knowledge.micro_batch_size",
+                "scaling.alignment", "selection.train", "curation.settings.max_alt_text_chars",
+                "captioning.recaption.max_alt_text_chars", "evaluation.checkpoints"):
+        assert f"`{key}`" in page, key
+    assert "inherits `pretrain.alignment`" in page
