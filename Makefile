@@ -14,6 +14,8 @@ STAMP := $(VENV)/.installed-$(FLAVOUR)
 GPU_FLAG := $(if $(filter gpu,$(FLAVOUR)),--gpu,)
 export KEDRO_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
+# mkdocs-material 9.8 prints a banner about MkDocs 2 on every build.
+export NO_MKDOCS_2_WARNING := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # pip warns about every local index it finds empty; the filter keeps the log readable while
 # pipefail still stops on a failed install.
@@ -22,7 +24,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test test-faults lint ui viz viz-build dvc docs-reference micro clean help lock lock-gpu install-gpu
+.PHONY: install run test test-faults lint ui viz viz-build dvc docs docs-build docs-reference micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -98,8 +100,14 @@ viz-build: install  ## the static kedro-viz page: docs/viz/index.html (serve: py
 dvc: install  ## rewrite dvc.yaml from the pipelines, the catalog and the import graph
 	$(BIN)/python tools/dvc_stages.py
 
-docs-reference: install  ## rewrite docs/reference/parameters.md from the parameter schema
-	$(BIN)/python tools/param_reference.py
+docs: install  ## the docs site on http://127.0.0.1:8000 (mkdocs, Material)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: install  ## the docs site, built into site/ (--strict: any warning fails)
+	$(BIN)/mkdocs build --strict
+
+docs-reference: install  ## rewrite the docs site's reference pages from the code (parameters, catalog, CLI, make)
+	$(BIN)/python tools/docs_reference.py
 
 clean:  ## remove generated data, runs and the MLflow store (keeps .venv)
 	rm -rf data mlflow.db mlruns

@@ -1,4 +1,4 @@
-"""docs/reference/parameters.md is generated from the schema and cannot drift from it."""
+"""The docs site's reference pages are generated from the code and cannot drift from it."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pydantic import Field, create_model
 from sail_pipeline.schema import ProjectParams, RuntimeParams
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("param_reference",
-                                              ROOT / "tools/param_reference.py")
-param_reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(param_reference)
+spec = importlib.util.spec_from_file_location("docs_reference",
+                                              ROOT / "tools/docs_reference.py")
+docs_reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(docs_reference)
 
 
 def test_the_committed_page_is_what_the_generator_writes():
-    result = subprocess.run([sys.executable, "tools/param_reference.py", "--check"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "tools/docs_reference.py", "--check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
 
 
@@ -29,10 +29,10 @@ def test_a_field_added_to_the_schema_without_regenerating_fails_the_check():
                            profile_every=(int, Field(0, description="steps between profiles")))
     tree = create_model("ProjectParams", __base__=ProjectParams,
                         runtime=(runtime, Field(default_factory=runtime)))
-    assert param_reference.is_current()
-    assert not param_reference.is_current(tree)
+    assert docs_reference.is_current()
+    assert not docs_reference.is_current(tree)
     assert "| `runtime.profile_every` | int | `0` | steps between profiles |" in \
-        param_reference.render(tree)
+        docs_reference.render(tree)
 
 
 def test_every_key_of_the_schema_is_on_the_page():
@@ -42,3 +42,11 @@ def test_every_key_of_the_schema_is_on_the_page():
                 "captioning.recaption.max_alt_text_chars", "evaluation.checkpoints"):
         assert f"`{key}`" in page, key
     assert "inherits `pretrain.alignment`" in page
+
+
+def test_the_other_reference_pages_name_what_they_document():
+    catalog = (ROOT / "docs/reference/catalog.md").read_text()
+    assert "| `curation_manifest` |" in catalog and "`{table}_train`" in catalog
+    commands = (ROOT / "docs/reference/command-line.md").read_text()
+    assert "## `sail-report`" in commands and "--namespace" in commands
+    assert "| `make run` |" in (ROOT / "docs/reference/make.md").read_text()
