@@ -32,6 +32,7 @@ from sail_pipeline.glue.hooks import (  # noqa: E402
     DvcLockHook,
     NodeTimingHook,
     OutputLockHook,
+    ProvenanceHook,
     TrackingHook,
     ValidateParametersHook,
 )
@@ -44,6 +45,6 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 # pluggy calls the last registered first: before the pipeline runs, the parameters are
 # checked against its nodes (ValidateParametersHook), then its outputs locked, then MLflow.
 HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
-         DvcLockHook(), NodeTimingHook(), TrackingHook())
+         DvcLockHook(), NodeTimingHook(), ProvenanceHook(), TrackingHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = PROJECT_CONFIG_LOADER_ARGS

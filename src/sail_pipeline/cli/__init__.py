@@ -19,13 +19,21 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-import click
-from kedro.framework.cli.project import run as kedro_run
-from kedro.framework.cli.utils import CONTEXT_SETTINGS
+# A tool's stdout is its output (`sail-report > results.md`): where this package is imported
+# before Kedro (a console script, not `kedro run`, which imported Kedro first), Kedro's logging,
+# configured when `kedro.framework.project` is imported, goes to stderr.
+if "kedro.framework.project" not in sys.modules:
+    os.environ.setdefault("KEDRO_LOGGING_CONFIG",
+                          str(Path(__file__).parents[1] / "glue" / "logging_stderr.yaml"))
 
-from sail_pipeline.errors import TRACEBACK_VARIABLE, explain
+import click  # noqa: E402
+from kedro.framework.cli.project import run as kedro_run  # noqa: E402
+from kedro.framework.cli.utils import CONTEXT_SETTINGS  # noqa: E402
+
+from sail_pipeline.errors import TRACEBACK_VARIABLE, explain  # noqa: E402
 
 
 @click.group(context_settings=CONTEXT_SETTINGS, name=__file__)

@@ -1,96 +1,73 @@
-"""Print the README's result tables from a finished run: `sail-report`.
+"""Print a finished run's results: `sail-report`.
 
-Paths come from the project's catalog, so `--env micro` reads what `make micro` wrote.
+With no `--page`, the recipe's tables (stages, scores, details) on stdout. With `--page NAME`,
+a whole results page of the docs site (its run's commit, date, machine and command, tables and
+figures); with `--out DIR` too, the page is written to `DIR/NAME.md` and its figures beside it
+(`make results` writes every page into docs/results/). Paths come from the project's catalog,
+so `--env micro` reads what `make micro` wrote. Logs go to stderr: stdout is only results.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
 
-from sail_pipeline.schema import BACKBONES, RECIPE, get_stage
-
-# The benchmark-format tasks' own metrics, beside their score.
-DETAILS = {"caption": ("object_recall", "attribute_recall", "object_precision",
-                       "attribute_precision"),
-           "pope": ("accuracy", "yes_ratio"), "mme": ("acc", "acc_plus", "total"),
-           "mmbench": ("accuracy",)}
-
-
-def _trains(stage: str) -> str:
-    spec = get_stage(stage)
-    stand_in = {"lm": "all (stand-in LLM)", "vision": "all (stand-in ViT)"}
-    return stand_in.get(spec.kind) or " + ".join(spec.trainable)
+# The registered pages (each module registers its own).
+from sail_pipeline.results import benchmarks, experiments, quality, recipe  # noqa: F401
+from sail_pipeline.results.page import PAGES, Sources, build, render, write_page
 
 
-def stage_table(pointers: dict[str, dict]) -> str:
-    """One row per trained stage (`pointers`: stage -> the `{stage}_model` pointer)."""
-    lines = ["| stage | trains | data | rows | seconds | held-out loss before → after |",
-             "|---|---|---|---|---|---|"]
-    for stage, pointer in pointers.items():
-        summary = pointer["summary"]
-        if "train_samples" not in summary:  # a user's backbone, given by path
-            continue
-        lines.append(f"| {stage} | {_trains(stage)} | {get_stage(stage).data} | "
-                     f"{summary['train_samples']} | {summary['wall_seconds']:.0f} | "
-                     f"{summary['eval_loss_before']:.3f} → {summary['eval_loss_after']:.3f} |")
-    return "\n".join(lines)
+def sources(catalog: Any, env: str | None) -> Sources:
+    from sail_pipeline.glue.project_catalog import catalog_path
+
+    def path(name: str) -> Path | None:
+        try:
+            return catalog_path(catalog, name)
+        except KeyError:
+            return None
+
+    provenance = catalog.load("run_provenance") if catalog.exists("run_provenance") else {}
+    return Sources(path=path, load=catalog.load, exists=catalog.exists, provenance=provenance,
+                   env=env)
 
 
-def eval_table(metrics: dict, report: dict) -> str:
-    """Scores per checkpoint and task; each task's chance level in brackets (– for none)."""
-    chance = next(iter(report.values()))["chance"]
-    tasks = [t for t in next(iter(metrics.values())) if t != "average"]
-    heads = [f"{t} ({chance[f'world_{t}']:.2f})" if f"world_{t}" in chance else f"{t} (–)"
-             for t in tasks]
-    lines = ["| checkpoint | " + " | ".join(heads) + " | average (0–100) |",
-             "|---|" + "---|" * (len(tasks) + 1)]
-    for checkpoint, scores in metrics.items():
-        lines.append(f"| {checkpoint} | " + " | ".join(f"{scores[t]:.2f}" for t in tasks)
-                     + f" | {scores['average']:.1f} |")
-    return "\n".join(lines)
+def tables(catalog: Any, namespace: str | None = None) -> str:
+    """The recipe's tables of a finished run, read through the project's catalog."""
+    return recipe.tables(sources(catalog, None), namespace)
 
 
-def details_table(report: dict) -> str:
-    """The benchmark-format tasks' other metrics (yes-ratio, acc+, ...), per checkpoint."""
-    columns = [(task, metric) for task, metrics in DETAILS.items() for metric in metrics
-               if any(metric in r["details"].get(f"world_{task}", {}) for r in report.values())]
-    if not columns:
-        return ""
-    lines = ["| checkpoint | " + " | ".join(f"{t} {m}" for t, m in columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    for checkpoint, r in report.items():
-        values = [r["details"].get(f"world_{t}", {}).get(m) for t, m in columns]
-        lines.append(f"| {checkpoint} | " + " | ".join(
-            "–" if v is None else f"{v:.0f}" if m == "total" else f"{v:.2f}"
-            for (_, m), v in zip(columns, values, strict=True)) + " |")
-    return "\n".join(lines)
-
-
-def tables(catalog, namespace: str | None = None) -> str:
-    """The README's tables of a finished run, read through the project's catalog."""
-    prefix = f"{namespace}." if namespace else ""
-    names = {stage: f"{stage}_model" for stage in BACKBONES}
-    names |= {stage: f"{prefix}{stage}_model" for stage in RECIPE}
-    pointers = {stage: catalog.load(name) for stage, name in names.items()
-                if catalog.exists(name)}
-    parts = [stage_table(pointers)]
-    if catalog.exists(f"{prefix}evaluation_metrics"):
-        metrics = catalog.load(f"{prefix}evaluation_metrics")
-        report = catalog.load(f"{prefix}evaluation_report")
-        parts += [eval_table(metrics, report), details_table(report)]
-    return "\n\n".join(part for part in parts if part)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default=None, help="the Kedro environment of the run "
                         "(default: local, i.e. `kedro run`; `micro` for `make micro`)")
     parser.add_argument("--namespace", default=None,
                         help="a variant's (or sweep point's) tables instead of the recipe's")
-    args = parser.parse_args()
+    parser.add_argument("--page", choices=sorted(PAGES), default=None,
+                        help="a whole results page of the docs site instead of the tables")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="with --page: write DIR/PAGE.md and its figures into DIR/PAGE/ "
+                        "instead of printing")
+    args = parser.parse_args(argv)
+    if args.out is not None and args.page is None:
+        parser.error("--out needs --page")
     from sail_pipeline.glue.project_catalog import project_catalog
 
-    print(tables(project_catalog(args.env), args.namespace))
+    catalog = project_catalog(args.env)
+    if args.page is None:
+        print(tables(catalog, args.namespace))
+        return
+    found = sources(catalog, args.env)
+    page = build(args.page, found)
+    command = shlex.join(["sail-report", *(argv if argv is not None else sys.argv[1:])])
+    if args.out is None:
+        print(render(page, found, command), end="")
+    else:
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(write_page(page, found, args.out, command), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,47 @@ class NodeTimingHook:
                  "whole table)", record["wall_seconds"], top, slowest)
 
 
+def kedro_command(run_params: dict) -> list[str]:
+    """The `kedro run` command line that a run's parameters describe."""
+    command = ["kedro", "run"]
+    if run_params.get("env"):
+        command.append(f"--env={run_params['env']}")
+    for key, flag in (("pipeline_names", "--pipelines"), ("namespaces", "--namespaces"),
+                      ("tags", "--tags"), ("node_names", "--nodes"),
+                      ("from_nodes", "--from-nodes"), ("to_nodes", "--to-nodes")):
+        if run_params.get(key):
+            command.append(f"{flag}={','.join(run_params[key])}")
+    if run_params.get("runtime_params"):
+        pairs = ",".join(f"{k}={v}" for k, v in run_params["runtime_params"].items())
+        command += ["--params", pairs]
+    return command
+
+
+class ProvenanceHook:
+    """Saves where a run's results came from (commit, code digest, date, machine, command)
+    into the catalog's `run_provenance`, under the run's pipelines (`__default__` for the
+    chain), so each results page names the run that wrote its data. Not on a dry run."""
+
+    def __init__(self) -> None:
+        self._dry_run = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._dry_run = context.project_params.runtime.launcher.dry_run
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        if self._dry_run or "run_provenance" not in catalog:
+            return
+        from sail_pipeline import provenance
+
+        key = ",".join(run_params.get("pipeline_names") or ["__default__"])
+        records = catalog.load("run_provenance") if catalog.exists("run_provenance") else {}
+        records[key] = provenance.record(kedro_command(run_params),
+                                         Path(run_params["project_path"]))
+        catalog.save("run_provenance", records)
+
+
 class DvcLockHook:
     """After a whole-pipeline `kedro run`, record in dvc.lock what it produced, as `dvc repro`
     would have: `dvc status` is then clean and `dvc repro` runs nothing.

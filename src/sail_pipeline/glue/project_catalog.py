@@ -1,21 +1,68 @@
 """The project's catalog outside `kedro run`, for the command-line tools (report, scoring).
 
 Paths come from the catalog of the chosen environment, as in a run: `--env micro` reads what
-`make micro` wrote under data/micro.
+`make micro` wrote under data/micro. Kedro's log lines go to stderr here, so that a tool's
+stdout holds only its results (`sail-report > results.md`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
+
+# Kedro configures logging when `kedro.framework.project` is first imported: to stdout, with
+# rich. A tool's stdout is its output, so its logs go to stderr instead.
+STDERR_LOGGING = Path(__file__).with_name("logging_stderr.yaml")
+
+
+def logs_to_stderr() -> None:
+    """Route Kedro's (and everyone's) log records to stderr, before or after Kedro set up."""
+    os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(STDERR_LOGGING))
+    if "kedro.framework.project" in sys.modules:
+        for handler in logging.getLogger().handlers:
+            console = getattr(handler, "console", None)
+            if console is not None:
+                console.file = sys.stderr
+            elif getattr(handler, "stream", None) is sys.stdout:
+                handler.setStream(sys.stderr)  # type: ignore[attr-defined]
 
 
 def project_catalog(env: str | None = None, project: str | Path | None = None) -> Any:
     """The DataCatalog a `kedro run --env <env>` in `project` (default: here) would use."""
+    logs_to_stderr()
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     root = Path(project or Path.cwd()).resolve()
     bootstrap_project(root)
+    logs_to_stderr()
     with KedroSession.create(project_path=root, env=env) as session:
         return session.load_context().catalog
+
+
+def catalog_path(catalog: Any, name: str) -> Path:
+    """The file or folder a catalog entry reads and writes (its `filepath` or `path`)."""
+    dataset = catalog.get(name)
+    if dataset is None:
+        raise KeyError(f"the catalog has no dataset {name!r}")
+    described = dataset._describe()
+    inner = described.get("dataset")  # kedro-mlflow's artifact wrapper
+    if isinstance(inner, dict):
+        described = {**inner, **described}
+    location = described.get("filepath") or described.get("path")
+    if location is None and hasattr(dataset, "_dataset"):
+        return catalog_path_of_dataset(dataset._dataset)
+    if location is None:
+        raise KeyError(f"the catalog's {name!r} names no file or folder")
+    return Path(str(location))
+
+
+def catalog_path_of_dataset(dataset: Any) -> Path:
+    described = dataset._describe()
+    location = described.get("filepath") or described.get("path")
+    if location is None:
+        raise KeyError(f"{type(dataset).__name__} names no file or folder")
+    return Path(str(location))
