@@ -24,7 +24,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test test-faults lint ui viz viz-build dvc docs docs-build docs-reference micro clean help lock lock-gpu install-gpu
+.PHONY: install run test test-faults lint ui viz viz-build dvc docs docs-build docs-reference docs-screenshots results micro clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -105,6 +105,14 @@ docs: install  ## the docs site on http://127.0.0.1:8000 (mkdocs, Material)
 
 docs-build: install  ## the docs site, built into site/ (--strict: any warning fails)
 	$(BIN)/mkdocs build --strict
+
+# RUN_ENV=micro reads the micro runs' data (data/micro); PAGES picks some of the pages.
+PAGES ?= recipe quality scaling selection benchmarks
+results: install  ## write the docs site's results pages from the runs' data in data/ (RUN_ENV=micro: data/micro; PAGES="scaling selection": some)
+	$(BIN)/sail-report $(if $(RUN_ENV),--env $(RUN_ENV),) --page $(PAGES) --out docs/results
+
+docs-screenshots: docs-build  ## open the built site in headless Chromium (apt-get install chromium): pages render, with images and navigation; screenshots in docs/screenshots/
+	$(BIN)/python tools/docs_screenshots.py --site site --out docs/screenshots
 
 docs-reference: install  ## rewrite the docs site's reference pages from the code (parameters, catalog, CLI, make)
 	$(BIN)/python tools/docs_reference.py

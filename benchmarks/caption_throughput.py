@@ -8,7 +8,7 @@ as in the real pool. Both runs are greedy, so every id must get the same caption
 prints how many do, each side's captions/s, and the speed-up last.
 
     python benchmarks/caption_throughput.py                 # tiny random-weight captioner
-    python benchmarks/caption_throughput.py --model data/06_models/pretrain/advance/hf
+    python benchmarks/caption_throughput.py --model data/06_models/advance/hf
 """
 
 from __future__ import annotations

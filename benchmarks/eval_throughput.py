@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-DEFAULT_CHECKPOINT = "data/06_models/sft/preference/hf"
+DEFAULT_CHECKPOINT = "data/06_models/preference/hf"
 DEFAULT_BENCHMARK = "data/05_model_input/benchmark.parquet"
 
 

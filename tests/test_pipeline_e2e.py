@@ -325,6 +325,38 @@ def test_report_prints_the_readme_tables(project):
     assert "| pope (0.50) |" in result.stdout and "| caption (–) |" in result.stdout
     assert result.stdout.count("\n| advance |") == 3  # stage, scores and details
     assert "mme acc_plus" in result.stdout and "pope yes_ratio" in result.stdout
+    # stdout is the tables alone (`sail-report > results.md`): Kedro's log lines go to stderr.
+    assert result.stdout.startswith("| stage |"), result.stdout[:500]
+    assert "INFO" not in result.stdout and "Loading data from" in result.stderr
+
+
+@pytest.mark.slow
+def test_results_pages_name_their_run_and_carry_their_figures(project, tmp_path):
+    """`sail-report --page … --out`: each page from the run's data, naming the run that wrote
+    it (its provenance record), with its figures copied beside it; a page whose experiment
+    never ran says so instead of showing stale or empty tables."""
+    from sail_pipeline.provenance import code_state
+
+    out = tmp_path / "results"
+    result = run(project, "sail-report", "--page", "recipe", "quality", "scaling", "selection",
+                 "benchmarks", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == ""  # written to files, each named on stderr
+    recipe = (out / "recipe.md").read_text()
+    provenance = json.loads((project / "data/08_reporting/run_provenance.json").read_text())
+    record = provenance["__default__"]
+    assert record["command"] == "kedro run" and record["machine"]["cores"] >= 1
+    assert "| commit |" in recipe and "| command | `kedro run` |" in recipe
+    assert f"code_state={record['code_state']}" in recipe
+    assert record["code_state"] == code_state()  # the session's run is of this code
+    assert "| knowledge |" in recipe and "](recipe/evaluation_scores.png)" in recipe
+    assert (out / "recipe/evaluation_scores.png").stat().st_size > 1000
+    quality = (out / "quality.md").read_text()
+    assert "## The quality filter" in quality and "(quality/quality_histograms.png)" in quality
+    assert "No sweep has run here yet" in (out / "scaling.md").read_text()
+    assert "No benchmark has been recorded here yet" in (out / "benchmarks.md").read_text()
+    printed = run(project, "sail-report", "--page", "recipe")
+    assert printed.stdout.startswith("# Results: the recipe"), printed.stdout[:300]
 
 
 @pytest.mark.slow

@@ -99,6 +99,105 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     assert set(notebook["figures"]) == {"pretrain/caption", "sft/average"}
     assert notebook["figures"]["sft/average"].axes[0].get_xscale() == "log"
 
+    _newcomer_path_reaches_the_curves_in_the_mlflow_ui(project)
+
+
+def _newcomer_commands() -> list[str]:
+    """The commands of docs/getting-started.md's newcomer path, as the page shows them."""
+    from tests.project import ROOT
+    from tests.test_docs_snippets import commands
+
+    page = (ROOT / "docs/getting-started.md").read_text()
+    block = page.split("<!-- newcomer-path -->", 1)[1]
+    return commands(block.split("```bash\n", 1)[1].split("```", 1)[0])
+
+
+def _make_recipe(target: str) -> str:
+    from tests.project import ROOT
+
+    makefile = (ROOT / "Makefile").read_text()
+    return makefile.split(f"\n{target}:", 1)[1].split("\n\t", 1)[1].split("\n", 1)[0]
+
+
+def _newcomer_path_reaches_the_curves_in_the_mlflow_ui(project) -> None:
+    """docs/getting-started.md: from a clone to a sweep's curves in the MLflow UI.
+
+    This test project holds the micro sizes in conf/local and its data in data/, so the page's
+    `--env micro` is what it ran without the flag: `make micro` is the session's `kedro run`,
+    the sweep is the `kedro run --pipelines=scaling` above. `make ui` runs here as the Makefile
+    writes it, on a free port, and serves the sweep: its runs, their data sizes and scores,
+    and the curves as artifacts of the sweep's run.
+    """
+    import socket
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    from tests.project import BIN, env
+
+    assert _newcomer_commands() == [
+        "make micro", ".venv/bin/kedro run --env micro --pipelines=scaling", "make ui"]
+    assert _make_recipe("micro") == "$(BIN)/kedro run --env micro"
+    recipe = _make_recipe("ui")
+    assert recipe.startswith("$(BIN)/mlflow ui ") and "--port 5000" in recipe
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = (recipe.replace("$(BIN)", str(BIN)).replace("$$", "$")
+               .replace("$(CURDIR)", str(project)).replace("--port 5000", f"--port {port}"))
+    server = subprocess.Popen(["bash", "-c", command], cwd=project, env=env(project),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(endpoint: str, **query: str) -> bytes:
+        url = f"{base}{endpoint}?{urllib.parse.urlencode(query)}" if query else base + endpoint
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read()
+
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                assert b"<html" in get("/").lower()  # the UI's page
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "the MLflow UI did not start in 120 s"
+                time.sleep(1)
+        experiment = json.loads(get("/api/2.0/mlflow/experiments/get-by-name",
+                                    experiment_name="sail_pipeline"))["experiment"]
+        runs = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]],
+                             "max_results": 1000}).encode()), timeout=30).read())["runs"]
+
+        def tags(run: dict) -> dict[str, str]:
+            return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+        sweeps = [r for r in runs if tags(r).get("mlflow.runName", "").startswith("scaling ·")]
+        assert sweeps, "the page's step 1: a run named `scaling · …`"
+        newest = max(sweeps, key=lambda r: r["info"]["start_time"])  # the last sweep run
+        points = [r for r in runs
+                  if tags(r).get("mlflow.parentRunId") == newest["info"]["run_id"]]
+        assert sorted(tags(r)["mlflow.runName"] for r in points) == [
+            "reference N=16 seed=0", "reference N=32 seed=0"]
+        for point in points:  # step 3: the chart's axes
+            metrics = {m["key"] for m in point["data"]["metrics"]}
+            assert {"data_size", "log10_data_size", "sft/average"} <= metrics
+        # Step 2: the curves, as artifacts of the sweep's run, served by the UI.
+        listed = json.loads(get("/api/2.0/mlflow/artifacts/list",
+                                run_id=newest["info"]["run_id"], path="scaling"))
+        curves = [f["path"] for f in listed.get("files", [])]
+        assert "scaling/pretrain_caption.png" in curves, curves
+        png = get("/get-artifact", path="scaling/pretrain_caption.png",
+                  run_uuid=newest["info"]["run_id"])
+        assert png.startswith(b"\x89PNG") and len(png) > 1000
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
 
 def _check_mlflow(project) -> None:
     """The whole-sweep run that trained N=32: parent -> one child per point (named for it, N

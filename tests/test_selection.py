@@ -347,13 +347,13 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     assert set(out["selection_quality_tau"].columns) >= {"size", 20, 40}
 
 
-def test_the_readmes_worked_example_is_the_registrys_code():
-    """README.md's "Adding an experiment" shows `lr_sweep`'s grid and analysis as they are."""
+def test_the_design_pages_worked_example_is_the_registrys_code():
+    """docs/design.md's "Adding an experiment" shows `lr_sweep`'s grid and analysis as they are."""
     import inspect
 
     from sail_pipeline.experiments.selection import registry
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs/design.md").read_text()
     for function in (registry._lr_sweep_grid, registry._lr_sweep):
         assert inspect.getsource(function) in readme, function.__name__
     assert registry.SELECTION_EXPERIMENTS["lr_sweep"].outputs == ("selection_lr_sweep_points",)

@@ -26,6 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chain_diagram  # noqa: E402  (tools/chain_diagram.py, beside this file)
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGE = DOCS / "reference" / "parameters.md"
@@ -224,12 +227,51 @@ def render_changelog() -> str:
     return (ROOT / "CHANGELOG.md").read_text()
 
 
+def render_index() -> str:
+    """The site's home page: the README, its links made relative to docs/."""
+    text = (ROOT / "README.md").read_text()
+    text = re.sub(r"\]\(docs/", "](", text)
+    text = text.replace("](CHANGELOG.md)", "](changelog.md)")
+    return f"<!-- {GENERATED} (from README.md) -->\n" + text
+
+
+NOTEBOOK_NOT_RUN = ("<!-- not-run: reads a finished sweep from MLflow; "
+                    "tests/test_scaling_e2e.py executes the notebook after its micro sweep -->")
+
+
+def render_notebook(path: Path) -> str:
+    """A notebook as a page: its Markdown cells as they are, its code cells as Python blocks
+    (and their stored text outputs, if any), under a line naming the file."""
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    parts = []
+    for index, cell in enumerate(cells):
+        source = "".join(cell["source"]).strip()
+        if cell["cell_type"] == "markdown":
+            parts.append(source)
+            if index == 0:
+                parts.append(f"The notebook `{path.relative_to(ROOT)}`, shown as a page. "
+                             + GENERATED)
+        elif cell["cell_type"] == "code":
+            parts.append(f"{NOTEBOOK_NOT_RUN}\n```python\n{source}\n```")
+            texts = ["".join(o.get("text", "")) for o in cell.get("outputs", [])
+                     if o.get("output_type") == "stream"]
+            if any(texts):
+                parts.append("```\n" + "".join(texts).rstrip() + "\n```")
+    return "\n\n".join(parts) + "\n"
+
+
 PAGES = {
     DOCS / "reference" / "parameters.md": lambda: render(),
     DOCS / "reference" / "catalog.md": render_catalog,
     DOCS / "reference" / "command-line.md": render_command_line,
     DOCS / "reference" / "make.md": render_make,
     DOCS / "changelog.md": render_changelog,
+    DOCS / "index.md": render_index,
+    DOCS / "images" / "chain.svg": chain_diagram.render,
+    **{DOCS / "notebooks" / f"{nb.stem}.md": (lambda nb=nb: render_notebook(nb))
+       for nb in sorted((ROOT / "notebooks").glob("*.ipynb"))},
 }
 
 

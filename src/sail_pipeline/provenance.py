@@ -24,7 +24,7 @@ from typing import Any
 from sail_pipeline.identity import (
     PROJECT_ROOT,
     SOURCE_ROOT,
-    files_digest,
+    file_digest,
     import_closure,
     lock_file,
     module_file,
@@ -40,22 +40,24 @@ RUN_ROOTS = ("sail_pipeline.pipeline_registry", "sail_pipeline.settings")
 CODE_FOLDERS = ("conf/base",)
 
 
-def code_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    modules = sorted(p for p in (module_file(m) for m in import_closure(RUN_ROOTS)) if p)
-    config = [p for folder in CODE_FOLDERS for p in sorted((root / folder).rglob("*"))
-              if p.is_file()]
+def code_files(root: Path = PROJECT_ROOT) -> dict[str, Path]:
+    """What decides a run's results, by the name it has in any checkout: the package's modules
+    below the source root (the checkout that installed the package), the configuration below
+    the project's root (a copy of the project may run that package), the lock by its name."""
+    files = {p.relative_to(SOURCE_ROOT).as_posix(): p
+             for p in sorted(p for p in (module_file(m) for m in import_closure(RUN_ROOTS)) if p)}
+    files |= {p.relative_to(root).as_posix(): p for folder in CODE_FOLDERS
+              for p in sorted((root / folder).rglob("*")) if p.is_file()}
     lock = lock_file()
-    return modules + config + ([lock] if lock is not None and lock.is_relative_to(root) else [])
+    if lock is not None:
+        files[f"requirements/{lock.name}"] = lock
+    return files
 
 
 def code_state(root: Path = PROJECT_ROOT) -> str:
-    """The digest of the run's code (see RUN_ROOTS), `conf/base` and the lock file, each named
-    by its path in the checkout."""
-    # The package's modules are named below the source root (the checkout that installed it),
-    # the configuration below the project's root (a copy of the project may run that package).
-    return text_digest("\n".join(
-        files_digest([p], SOURCE_ROOT if p.is_relative_to(SOURCE_ROOT) else root)
-        for p in code_files(root)))
+    """The digest of the run's code (see RUN_ROOTS), `conf/base` and the lock file."""
+    return text_digest("\n".join(f"{name} {file_digest(path)}"
+                                  for name, path in code_files(root).items()))
 
 
 def _git(*args: str, root: Path = PROJECT_ROOT) -> str | None:

@@ -29,7 +29,8 @@ def sources(catalog: Any, env: str | None) -> Sources:
         except KeyError:
             return None
 
-    provenance = catalog.load("run_provenance") if catalog.exists("run_provenance") else {}
+    provenance = (catalog.load("run_provenance")
+                  if "run_provenance" in catalog and catalog.exists("run_provenance") else {})
     return Sources(path=path, load=catalog.load, exists=catalog.exists, provenance=provenance,
                    env=env)
 
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: local, i.e. `kedro run`; `micro` for `make micro`)")
     parser.add_argument("--namespace", default=None,
                         help="a variant's (or sweep point's) tables instead of the recipe's")
-    parser.add_argument("--page", choices=sorted(PAGES), default=None,
-                        help="a whole results page of the docs site instead of the tables")
+    parser.add_argument("--page", choices=sorted(PAGES), nargs="+", default=None,
+                        metavar="PAGE", help="whole results pages of the docs site instead of "
+                        f"the tables: {', '.join(sorted(PAGES))}")
     parser.add_argument("--out", type=Path, default=None,
                         help="with --page: write DIR/PAGE.md and its figures into DIR/PAGE/ "
                         "instead of printing")
@@ -61,13 +63,16 @@ def main(argv: list[str] | None = None) -> None:
         print(tables(catalog, args.namespace))
         return
     found = sources(catalog, args.env)
-    page = build(args.page, found)
-    command = shlex.join(["sail-report", *(argv if argv is not None else sys.argv[1:])])
-    if args.out is None:
-        print(render(page, found, command), end="")
-    else:
-        args.out.mkdir(parents=True, exist_ok=True)
-        print(write_page(page, found, args.out, command), file=sys.stderr)
+    for name in args.page:
+        page = build(name, found)
+        # The command that writes this page alone, as the page names it.
+        command = shlex.join(["sail-report", *(["--env", args.env] if args.env else []),
+                              "--page", name, *(["--out", str(args.out)] if args.out else [])])
+        if args.out is None:
+            print(render(page, found, command), end="")
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            print(f"wrote {write_page(page, found, args.out, command)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def header(page: Page, sources: Sources, page_command: str) -> str:
                   "    The run that wrote these data predates the run record "
                   f"(`run_provenance`, key `{page.run_key}`). Run it again to date them.", ""]
     else:
-        lines += ["| run | |", "|---|---|",
+        lines += ["| the run | |", "|---|---|",
                   f"| commit | {_fmt_commit(record)} |",
                   f"| date | {record.get('date')} |",
                   f"| machine | {describe_machine(record.get('machine', {}))} |",

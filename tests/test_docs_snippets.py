@@ -1,9 +1,13 @@
-"""Every command and snippet of the README that a user would paste runs.
+"""Every command and snippet of the README and the docs site that a user would paste runs.
 
-On a copy of the session's micro-sized project (its data and dvc.lock made by `kedro run`).
-`kedro run` lines run as dry runs (they print each stage's command and write nothing); the
-`kedro` lines run in one Python process, so Kedro is imported once. Skipped, with the reason:
-`make` targets (CI runs `make test`; the others install or serve), GPU commands, servers.
+The pages: README.md and docs/**/*.md, except the generated ones (reference/, results/,
+notebooks/ and index.md, the README's copy: written from the code or the runs, with their own
+checks). On a copy of the
+session's micro-sized project (its data and dvc.lock made by `kedro run`). `kedro run` lines run
+as dry runs (they print each stage's command and write nothing), all in one Python process so
+Kedro is imported once; a command that several pages show runs once. Not run, each with its
+reason: a block right after a `<!-- not-run: REASON -->` line, and the commands `NOT_RUN` names
+(`make` targets: CI runs `make test`, the others install or serve; GPU commands; servers).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ NOT_RUN = {
     "make ": "a make target: CI runs `make test`; the others install, lock or serve",
     "source ": "shell setup: the test runs in the virtual environment already",
     "kedro run --env gpu": "needs a GPU and the real backbones",
-    ".venv/bin/kedro run --env gpu": "needs a GPU and the real backbones",
     "python -m deepspeed.launcher.runner --num_gpus 8": "needs 8 GPUs",
     "kedro run --pipelines=scaling --namespaces=": "a point of the default grid; "
     "tests/test_scaling_e2e.py runs a micro point alone",
@@ -41,14 +44,44 @@ NOT_RUN = {
 }
 
 
-def fenced_blocks(text: str) -> list[tuple[int, str, str]]:
-    """(line, language, body) of every fenced block, nested ones included."""
+GENERATED = ("reference", "results", "notebooks", "index.md")  # index.md: the README's copy
+NOT_RUN_MARK = re.compile(r"<!-- (?:not-run: (.+?)|(newcomer-path)) -->\s*$")
+# The getting-started page's path from a clone to a sweep's curves in the MLflow UI: not dry,
+# so tests/test_scaling_e2e.py runs it, after its micro sweep.
+NEWCOMER = "the newcomer path: tests/test_scaling_e2e.py runs it"
+
+
+def pages() -> list[Path]:
+    docs = sorted(p for p in (ROOT / "docs").rglob("*.md")
+                  if p.relative_to(ROOT / "docs").parts[0] not in GENERATED)
+    return [ROOT / "README.md", *docs]
+
+
+def fenced_blocks(text: str, name: str = "README.md") -> list[tuple[str, str, str]]:
+    """(where, language, body) of every fenced block that runs, nested ones included; `where`
+    is `page:line`. A block right after a `<!-- not-run: REASON -->` line is left out."""
     blocks = []
+    lines = text.splitlines()
     for match in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
         indent = len(match[1])
         body = "\n".join(line[indent:] for line in match[3].splitlines())
-        blocks.append((text[:match.start()].count("\n") + 1, match[2], body))
+        line = text[:match.start()].count("\n") + 1
+        if line >= 2 and NOT_RUN_MARK.search(lines[line - 2]):
+            continue
+        blocks.append((f"{name}:{line}", match[2], body))
     return blocks
+
+
+def not_run_blocks() -> list[tuple[str, str]]:
+    """(page:line, reason) of every block marked not to run."""
+    found = []
+    for page in pages():
+        lines = page.read_text().splitlines()
+        for number, line in enumerate(lines[:-1], start=1):
+            mark = NOT_RUN_MARK.search(line)
+            if mark and lines[number].lstrip().startswith("```"):
+                found.append((f"{page.relative_to(ROOT)}:{number + 1}", mark[1] or NEWCOMER))
+    return found
 
 
 def commands(body: str) -> list[str]:
@@ -69,18 +102,27 @@ def as_dry_run(args: list[str]) -> list[str]:
     return [*args, "--params", DRY]
 
 
-README = (ROOT / "README.md").read_text()
-BLOCKS = fenced_blocks(README)
+BLOCKS = [block for page in pages()
+          for block in fenced_blocks(page.read_text(), str(page.relative_to(ROOT)))]
 
 
-def test_the_readme_has_the_blocks_this_test_expects():
+def test_the_pages_have_the_blocks_this_test_expects():
     languages = [language for _, language, _ in BLOCKS]
-    assert languages.count("python") >= 2 and languages.count("bash") >= 4
+    assert languages.count("python") >= 2 and languages.count("bash") >= 10
     assert "yaml" in languages
+    assert {where.split(":")[0] for where, *_ in BLOCKS} >= {"README.md",
+                                                            "docs/getting-started.md"}
+
+
+def test_a_marked_block_is_left_out_and_says_why():
+    text = ("<!-- not-run: needs a GPU -->\n```bash\nkedro run --env gpu\n```\n\n"
+            "```bash\nkedro run\n```\n")
+    assert [body for _, _, body in fenced_blocks(text, "x.md")] == ["kedro run"]
+    assert all(reason.strip() for _, reason in not_run_blocks())
 
 
 @pytest.fixture
-def readme_project(project_copy):
+def docs_project(project_copy):
     return project_copy
 
 
@@ -90,12 +132,17 @@ def _run(project: Path, command: str, timeout: int = 600) -> subprocess.Complete
 
 
 @pytest.mark.slow
-def test_every_bash_command_runs(readme_project):
-    kedro_lines, shell_lines, skipped = [], [], []
+def test_every_bash_command_runs(docs_project):
+    kedro_lines, shell_lines, skipped, seen = [], [], [], set()
     for line, language, body in BLOCKS:
         if language != "bash":
             continue
         for command in commands(body):
+            # The test runs in the environment: `.venv/bin/kedro` is the `kedro` on its PATH.
+            command = command.removeprefix(".venv/bin/")
+            if command in seen:  # shown on several pages: run once
+                continue
+            seen.add(command)
             reason = next((why for start, why in NOT_RUN.items() if command.startswith(start)),
                           None)
             if reason:
@@ -128,8 +175,8 @@ for args in {[as_dry_run(args) for _, args in kedro_lines]!r}:
         results.append(repr(error)[:2000])
 print("RESULTS " + json.dumps(results))
 """
-    result = subprocess.run([sys.executable, "-c", script], cwd=readme_project,
-                            env=env(readme_project), capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=docs_project,
+                            env=env(docs_project), capture_output=True, text=True,
                             timeout=900)
     found = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
     assert found, result.stdout[-3000:] + result.stderr[-3000:]
@@ -141,21 +188,21 @@ print("RESULTS " + json.dumps(results))
     for line, command in shell_lines:
         if command.startswith("dvc exp run"):
             # Planned, not trained: in DVC's temporary copy of the git tree, which needs the
-            # untracked data and lock copied in (README, "Kedro and DVC agree").
+            # untracked data and lock copied in (the DVC guide, "Kedro and DVC agree").
             command = command.replace("dvc exp run", "dvc exp run --dry -C data -C dvc.lock")
-        outcome = _run(readme_project, command)
+        outcome = _run(docs_project, command)
         assert outcome.returncode == 0, (line, command, outcome.stdout[-2000:],
                                          outcome.stderr[-2000:])
     assert all(reason for *_, reason in skipped)
 
 
 @pytest.mark.slow
-def test_the_wrong_parameter_example_prints_what_the_readme_shows(readme_project):
+def test_the_wrong_parameter_examples_print_what_the_pages_show(docs_project):
     examples = [b for b in BLOCKS if b[2].startswith("$ kedro run")]
     assert len(examples) >= 2  # a recipe key and a sweep key
     for line, _, body in examples:
         command, *expected = body.splitlines()
-        outcome = _run(readme_project, command.removeprefix("$ "))
+        outcome = _run(docs_project, command.removeprefix("$ "))
         # The message alone, as a usage error: no traceback of the machinery that found it.
         assert outcome.returncode == 2, (line, outcome.stderr[-2000:])
         assert "Traceback" not in outcome.stdout + outcome.stderr
@@ -164,7 +211,7 @@ def test_the_wrong_parameter_example_prints_what_the_readme_shows(readme_project
 
 
 @pytest.mark.slow
-def test_every_python_snippet_runs(readme_project):
+def test_every_python_snippet_runs(docs_project):
     """All snippets in one interpreter (each in a fresh namespace), so imports are paid once."""
     from sail_pipeline.captioning.local_server import chat_reply, serve_canned
 
@@ -182,13 +229,13 @@ import traceback
 failed = {{}}
 for line, code in {codes!r}.items():
     try:
-        exec(compile(code, f"README.md:{{line}}", "exec"), {{"__name__": "__main__"}})
+        exec(compile(code, line, "exec"), {{"__name__": "__main__"}})
     except Exception:
         failed[line] = traceback.format_exc()[-3000:]
 print("FAILED", failed)
 """
-        outcome = subprocess.run([sys.executable, "-c", script], cwd=readme_project,
-                                 env=env(readme_project, OPENAI_API_KEY="sk-test"),
+        outcome = subprocess.run([sys.executable, "-c", script], cwd=docs_project,
+                                 env=env(docs_project, OPENAI_API_KEY="sk-test"),
                                  capture_output=True, text=True, timeout=600)
     assert "FAILED {}" in outcome.stdout, outcome.stdout[-4000:] + outcome.stderr[-2000:]
     assert "a red circle" in outcome.stdout  # the API snippet printed the server's caption
