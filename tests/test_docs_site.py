@@ -104,6 +104,27 @@ def test_a_results_page_older_than_the_code_says_so(tmp_path):
     assert "Older than the code" not in current
 
 
+def test_a_page_of_many_runs_names_the_stale_ones():
+    """The benchmarks page carries one marker per record: the warning counts the stale ones."""
+    from sail_pipeline.provenance import code_state
+    from sail_pipeline.results.page import marker
+
+    spec = importlib.util.spec_from_file_location("freshness",
+                                                  ROOT / "docs/hooks/results_freshness.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    current = marker({"code_state": code_state(), "commit": "a" * 40})
+    stale = marker({"code_state": "0" * 16, "commit": "b" * 40})
+    page = "# Results: benchmarks\n\n| a table |\n\n"
+    out = hook.on_page_markdown(page + current + "\n" + stale + "\n", None)
+    warning = out.split("| a table |")[0]
+    assert "Older than the code" in warning and "1 of the 2 runs" in warning
+    assert "b" * 12 in warning and "a" * 12 not in warning
+    assert hook.on_page_markdown(page + current + "\n" + current, None) == \
+        page + current + "\n" + current  # all current: unchanged
+    assert hook.on_page_markdown(page, None) == page  # no run named: nothing to judge
+
+
 def test_the_readme_is_a_landing_page():
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250

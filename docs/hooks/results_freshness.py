@@ -25,17 +25,22 @@ def _current() -> str | None:
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
-    found = MARKER.search(markdown)
-    if found is None:
-        return markdown
-    run_state, commit = found[1], found[2]
+    """A page's runs (one marker each: the page's run, or each benchmark's) against the code."""
+    runs = MARKER.findall(markdown)
     current = _current()
-    if current is None or run_state == current:
+    if not runs or current is None:
         return markdown
-    short = commit[:12] if commit != "unknown" else "an unrecorded commit"
+    stale = sorted({(commit[:12] if commit != "unknown" else "an unrecorded commit", state)
+                    for state, commit in runs if state != current})
+    if not stale:
+        return markdown
+    which = ("These results come from a run" if len(runs) == 1 else
+             f"{len(stale)} of the {len(runs)} runs on this page come from runs")
+    at = ", ".join(f"{commit} (code `{state}`)" for commit, state in stale)
     note = ("!!! warning \"Older than the code\"\n"
-            f"    These results come from a run at {short}. The code that produces them has "
-            "changed since (its digest differs: "
-            f"`{run_state}` then, `{current}` now), so a run today may give other numbers. "
-            "Rerun the experiment, then `make results`.\n\n")
-    return markdown[:found.end()] + "\n\n" + note + markdown[found.end():]
+            f"    {which} at {at}. The code that produces them has changed since (its digest "
+            f"is `{current}` now), so a run today may give other numbers. Rerun the "
+            "experiment, then `make results`.\n\n")
+    heading = re.search(r"^# .*\n", markdown, re.M)
+    cut = heading.end() if heading else 0
+    return markdown[:cut] + "\n" + note + markdown[cut:]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from sail_pipeline.provenance import describe_machine
-from sail_pipeline.results.page import Sources, page
+from sail_pipeline.results.page import Sources, marker, page
 
 
 @page("benchmarks", "Results: benchmarks", run_key=None)
@@ -30,6 +30,6 @@ def benchmarks_page(sources: Sources) -> tuple[str, list[Path]]:
         body.append(f"| {record['name']} | {figure}{status} | `{record['command']}` | "
                     f"`{(run.get('commit') or 'unknown')[:12]}` | {run.get('date')} | "
                     f"{describe_machine(run.get('machine', {}))} |")
-    body += ["", "Absolute times count only on a GPU; on this 2-core CPU machine read the "
-             "ratios."]
+    body += ["", "Absolute times count only on a GPU; on a CPU machine read the ratios.", ""]
+    body += [marker(record["provenance"]) for record in records]
     return "\n".join(body), []

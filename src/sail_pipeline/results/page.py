@@ -76,6 +76,12 @@ def build(name: str, sources: Sources) -> Page:
     return Page(name, spec.title, body, spec.run_key, figures)
 
 
+def marker(record: dict[str, Any]) -> str:
+    """The line the site's freshness hook reads: this run's code state and commit."""
+    return MARKER.format(code_state=record.get("code_state", "unknown"),
+                         commit=record.get("commit") or "unknown")
+
+
 def _fmt_commit(record: dict[str, Any]) -> str:
     sha = record.get("commit")
     if not sha:
@@ -85,13 +91,11 @@ def _fmt_commit(record: dict[str, Any]) -> str:
 
 
 def header(page: Page, sources: Sources, page_command: str) -> str:
-    record = sources.provenance.get(page.run_key or "", {})
-    lines = [f"# {page.title}", "",
-             MARKER.format(code_state=record.get("code_state", "unknown"),
-                           commit=record.get("commit") or "unknown"), ""]
-    if page.run_key is None:
-        lines += [f"Written by `{page_command}`; each row names its own run.", ""]
-        return "\n".join(lines)
+    if page.run_key is None:  # each row names its run, and carries its own marker
+        return "\n".join([f"# {page.title}", "",
+                          f"Written by `{page_command}`; each row names its own run.", ""])
+    record = sources.provenance.get(page.run_key, {})
+    lines = [f"# {page.title}", "", marker(record), ""]
     if not record:
         lines += ["!!! warning \"Where these results came from was not recorded\"",
                   "    The run that wrote these data predates the run record "
