@@ -67,11 +67,13 @@ lock-gpu: | $(UV)  ## on a GPU machine: write requirements/lock-gpu.txt (CUDA to
 install-gpu:  ## on a GPU machine: .venv from requirements/lock-gpu.txt
 	$(MAKE) install FLAVOUR=gpu
 
-run: install  ## the whole chain on the embedded default: kedro run
+run: install  ## the whole chain on the embedded default: kedro run, then its results tables (sail-report)
 	$(BIN)/kedro run
+	$(BIN)/sail-report
 
-micro: install  ## the whole chain on the micro configuration, into data/micro (about 3 minutes)
+micro: install  ## the whole chain on the micro configuration, into data/micro (about a minute on 2 cores), then its tables
 	$(BIN)/kedro run --env micro
+	$(BIN)/sail-report --env micro
 
 # The environment checks first, alone, so a broken install fails in seconds naming the module;
 # then the rest on both cores (tests that share the end-to-end project stay on one worker).
@@ -86,8 +88,9 @@ test-faults: install  ## the slow fault tests: SIGKILL at drawn points, a real f
 lint: install  ## ruff
 	$(BIN)/ruff check src tests tools benchmarks
 
-ui: install  ## MLflow UI on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port 5000
+UI_PORT ?= 5000
+ui: install  ## MLflow UI on http://127.0.0.1:5000 (UI_PORT=5001: another port)
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}" --host 127.0.0.1 --port $(UI_PORT)
 
 viz: install  ## kedro-viz on http://127.0.0.1:4141: the pipelines, variants as collapsible namespaces
 	$(BIN)/kedro viz run --host 127.0.0.1 --port 4141 --no-browser

@@ -139,12 +139,12 @@ def _newcomer_path_reaches_the_curves_in_the_mlflow_ui(project) -> None:
         "make micro", ".venv/bin/kedro run --env micro --pipelines=scaling", "make ui"]
     assert _make_recipe("micro") == "$(BIN)/kedro run --env micro"
     recipe = _make_recipe("ui")
-    assert recipe.startswith("$(BIN)/mlflow ui ") and "--port 5000" in recipe
+    assert recipe.startswith("$(BIN)/mlflow ui ") and "--port $(UI_PORT)" in recipe
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = (recipe.replace("$(BIN)", str(BIN)).replace("$$", "$")
-               .replace("$(CURDIR)", str(project)).replace("--port 5000", f"--port {port}"))
+               .replace("$(CURDIR)", str(project)).replace("$(UI_PORT)", str(port)))
     server = subprocess.Popen(["bash", "-c", command], cwd=project, env=env(project),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
