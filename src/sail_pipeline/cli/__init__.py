@@ -25,12 +25,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# A tool's stdout is its output (`sail-report > results.md`): where this package is imported
-# before Kedro (a console script, not `kedro run`, which imported Kedro first), Kedro's logging,
-# configured when `kedro.framework.project` is imported, goes to stderr.
-if "kedro.framework.project" not in sys.modules:
-    os.environ.setdefault("KEDRO_LOGGING_CONFIG",
-                          str(Path(__file__).parents[1] / "glue" / "logging_stderr.yaml"))
+# A tool's stdout is its output (`sail-report > results.md`): in a console script of ours (not
+# `kedro run`, which imported Kedro first), Kedro's logging, configured when
+# `kedro.framework.project` is first imported, goes to stderr.
+if Path(sys.argv[0]).name.startswith("sail-"):
+    from sail_pipeline.glue.project_catalog import logs_to_stderr
+
+    logs_to_stderr()
 
 import click  # noqa: E402
 from kedro.framework.cli.project import run as kedro_run  # noqa: E402

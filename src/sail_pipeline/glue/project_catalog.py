@@ -16,18 +16,31 @@ from typing import Any
 # Kedro configures logging when `kedro.framework.project` is first imported: to stdout, with
 # rich. A tool's stdout is its output, so its logs go to stderr instead.
 STDERR_LOGGING = Path(__file__).with_name("logging_stderr.yaml")
+LOGGING_VARIABLE = "KEDRO_LOGGING_CONFIG"
 
 
 def logs_to_stderr() -> None:
-    """Route Kedro's (and everyone's) log records to stderr, before or after Kedro set up."""
-    os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(STDERR_LOGGING))
-    if "kedro.framework.project" in sys.modules:
-        for handler in logging.getLogger().handlers:
-            console = getattr(handler, "console", None)
-            if console is not None:
-                console.file = sys.stderr
-            elif getattr(handler, "stream", None) is sys.stdout:
-                handler.setStream(sys.stderr)  # type: ignore[attr-defined]
+    """Route Kedro's (and everyone's) log records to stderr, before or after Kedro set up.
+
+    The configuration is named to Kedro only while it configures itself, so the processes this
+    one starts (a `kedro run`) log as they would anyway."""
+    if "kedro.framework.project" not in sys.modules:
+        previous = os.environ.get(LOGGING_VARIABLE)
+        os.environ[LOGGING_VARIABLE] = str(STDERR_LOGGING)
+        try:
+            import kedro.framework.project  # noqa: F401  (configures logging on import)
+        finally:
+            if previous is None:
+                os.environ.pop(LOGGING_VARIABLE, None)
+            else:
+                os.environ[LOGGING_VARIABLE] = previous
+        return
+    for handler in logging.getLogger().handlers:
+        console = getattr(handler, "console", None)
+        if console is not None:
+            console.file = sys.stderr
+        elif getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)  # type: ignore[attr-defined]
 
 
 def project_catalog(env: str | None = None, project: str | Path | None = None) -> Any:
