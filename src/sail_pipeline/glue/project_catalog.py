@@ -56,26 +56,22 @@ def project_catalog(env: str | None = None, project: str | Path | None = None) -
         return session.load_context().catalog
 
 
+def _location(dataset: Any) -> Path | None:
+    """Its `filepath` or `path`, looking through wrappers (kedro-mlflow's artifact datasets)."""
+    described = dataset._describe()
+    location = described.get("filepath") or described.get("path")
+    if location:
+        return Path(str(location))
+    inner = getattr(dataset, "_dataset", None)
+    return _location(inner) if inner is not None else None
+
+
 def catalog_path(catalog: Any, name: str) -> Path:
     """The file or folder a catalog entry reads and writes (its `filepath` or `path`)."""
     dataset = catalog.get(name)
     if dataset is None:
         raise KeyError(f"the catalog has no dataset {name!r}")
-    described = dataset._describe()
-    inner = described.get("dataset")  # kedro-mlflow's artifact wrapper
-    if isinstance(inner, dict):
-        described = {**inner, **described}
-    location = described.get("filepath") or described.get("path")
-    if location is None and hasattr(dataset, "_dataset"):
-        return catalog_path_of_dataset(dataset._dataset)
+    location = _location(dataset)
     if location is None:
         raise KeyError(f"the catalog's {name!r} names no file or folder")
-    return Path(str(location))
-
-
-def catalog_path_of_dataset(dataset: Any) -> Path:
-    described = dataset._describe()
-    location = described.get("filepath") or described.get("path")
-    if location is None:
-        raise KeyError(f"{type(dataset).__name__} names no file or folder")
-    return Path(str(location))
+    return location
