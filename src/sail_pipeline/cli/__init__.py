@@ -18,6 +18,7 @@ The tools are this package's other modules, each a console script (pyproject.tom
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import os
@@ -89,7 +90,13 @@ def _known_names(callback: Any) -> Any:
     def checked(*args: Any, **kwargs: Any) -> Any:
         names = list(kwargs.get("pipelines") or []) + (
             [kwargs["pipeline"]] if kwargs.get("pipeline") else [])
-        check_run_names(Path.cwd(), kwargs.get("env") or os.environ.get("KEDRO_ENV"), names)
+        env = kwargs.get("env") or os.environ.get("KEDRO_ENV")
+        check_run_names(Path.cwd(), env, names)
+        from sail_pipeline.glue.project import project_root, unread_local_warning
+
+        unread = unread_local_warning(project_root(), env)
+        if unread:
+            click.secho(f"WARNING: {unread}", fg="yellow", err=True)
         return callback(*args, **kwargs)
 
     return checked
@@ -106,7 +113,76 @@ def _recording_session(callback: Any) -> Any:
     return recorded
 
 
-run = click.Command(name="run", params=kedro_run.params, help=kedro_run.help,
+def split_params(value: str) -> dict[str, Any]:
+    """`--params` as YAML values: `a.b=1,c=[16,32],d={lr: 1e-3, epochs: 2}`.
+
+    Kedro splits the option on every comma, so a list (`scaling.sizes=[16,32]`) failed with
+    "Item `32]` must contain a key and a value". Here a comma splits items only outside
+    brackets, braces and quotes; each value is then read as YAML, as Kedro does for one.
+    """
+    from omegaconf import OmegaConf
+
+    items, current, depth, quote = [], "", 0, ""
+    for char in value:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(current)
+            current = ""
+            continue
+        current += char
+    items.append(current)
+    dotlist = []
+    for item in (i.strip() for i in items if i.strip()):
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{item!r}: give key=value (e.g. scaling.sizes=[16,32])",
+                                     param_hint="'--params'")
+        dotlist.append(f"{key.strip()}={text.strip()}")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist))  # type: ignore[return-value]
+    except Exception as error:  # noqa: BLE001  (OmegaConf's grammar errors)
+        raise click.BadParameter(str(error).splitlines()[0], param_hint="'--params'") from None
+
+
+def nest_params(flat: dict[str, Any]) -> dict[str, Any]:
+    """`{"scaling.sizes": [16]}` (a --config file's `params`) -> `{"scaling": {"sizes": [16]}}`,
+    as `--params` gives them (Kedro would pass the dotted key on as one unknown key)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = str(key).split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = nest_params(value) if isinstance(value, dict) else value
+    return nested
+
+
+def _params_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    return nest_params(value) if isinstance(value, dict) else split_params(value or "")
+
+
+def _run_options() -> list[click.Parameter]:
+    options = []
+    for option in kedro_run.params:
+        if option.name == "params":
+            option = copy.copy(option)
+            option.callback = _params_callback
+            option.help = ("Parameters to override: key=value items separated by commas; a "
+                           "value is YAML, so lists and mappings work: --params "
+                           "\"scaling.sizes=[16,32,64],scaling.seeds=[0,1]\". Many keys at once: "
+                           "--config FILE with run.params (docs: The recipe, Parameters).")
+        options.append(option)
+    return options
+
+
+run = click.Command(name="run", params=_run_options(), help=kedro_run.help,
                     short_help=kedro_run.short_help, context_settings=kedro_run.context_settings,
                     callback=_plain_errors(_known_names(_recording_session(kedro_run.callback))))
 cli.add_command(run)

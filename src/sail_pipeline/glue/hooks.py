@@ -15,8 +15,10 @@ from kedro.framework.hooks import hook_impl
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel
 
-from sail_pipeline import lineage
+from sail_pipeline import identity, lineage
 from sail_pipeline.captioning import credentials
+from sail_pipeline.experiments.scaling.mlflow_view import print_links
+from sail_pipeline.experiments.scaling.plan import sweep_description
 from sail_pipeline.glue.io import DryRunDataset
 from sail_pipeline.glue.run_lock import OutputLocks
 from sail_pipeline.glue.run_timing import RunTiming, breakdown
@@ -36,8 +38,12 @@ class ValidateParametersHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        from sail_pipeline.glue.project import unread_local_warning
         from sail_pipeline.glue.validation import advisories
 
+        unread = unread_local_warning(Path(context.project_path), context.env)
+        if unread:  # first: a bad key it reports may be one the ignored file sets right
+            log.warning(unread)
         self._project = context.project_params  # validates, or raises InvalidParameters
         log.info("parameters validated")
         for note in advisories(self._project):
@@ -286,9 +292,15 @@ class TrackingHook(MlflowHook):
         project = self._project
         preset = project.pretrain.preset if project.pretrain is not None else "-"
         env = run_params.get("env") or "local"
-        name = f"{described} · {preset} · seed {project.runtime.seed}" + (
-            f" · {env}" if env not in ("local", "base") else "")
-        mlflow.set_tags({"mlflow.runName": name, "runner": lineage.describe(
+        # Two runs of one pipeline differ by what they ran (a sweep: its variants, sizes and
+        # seeds) and by their configuration, named by its digest (also the tag
+        # `sail.config_digest`), so a sweep's run is told from another's in the runs list.
+        what = (sweep_description(project.scaling) if names == ["scaling"] and project.scaling
+                else f"seed {project.runtime.seed}")
+        config = identity.payload_digest(project.model_dump(mode="json"), length=6)
+        name = f"{described} · {what} · {preset}" + (
+            f" · {env}" if env not in ("local", "base") else "") + f" · config {config}"
+        mlflow.set_tags({"mlflow.runName": name, "sail.config_digest": config, "runner": lineage.describe(
             run_params.get("runner")), "sail.dry_run": str(project.runtime.launcher.dry_run
                                                            ).lower(),
                          **lineage.git_state(self._project_path)})
@@ -328,6 +340,7 @@ class TrackingHook(MlflowHook):
     def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         lineage.finish_instance_runs()
         super().after_pipeline_run(run_params, pipeline, catalog)
+        print_links()  # a sweep's last lines: where its curves are
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Any,

@@ -72,6 +72,39 @@ def record_session(env: str | None, runtime_params: dict[str, Any] | None) -> No
         default=str)
 
 
+def configuration_folders(env: str | None) -> list[str]:
+    """The folders a run reads, later ones overriding earlier: Kedro's convention, kept
+    (`conf/base`, then `conf/local` when no `--env` is given, else `conf/<env>` instead)."""
+    return [f"conf/{CONFIG_LOADER_ARGS['base_env']}",
+            f"conf/{env or CONFIG_LOADER_ARGS['default_run_env']}"]
+
+
+def unread_local_files(project: Path, env: str | None) -> list[str]:
+    """Files in `conf/local` that a run with `--env <env>` does not read (it reads
+    `conf/<env>` in its place), as paths relative to the project."""
+    local = project / "conf" / CONFIG_LOADER_ARGS["default_run_env"]
+    if not env or env == CONFIG_LOADER_ARGS["default_run_env"] or not local.is_dir():
+        return []
+    return sorted(str(p.relative_to(project)) for p in local.rglob("*")
+                  if p.is_file() and p.suffix in (".yml", ".yaml", ".json"))
+
+
+_warned: set[tuple[str, str | None]] = set()
+
+
+def unread_local_warning(project: Path, env: str | None) -> str | None:
+    """The warning a run gives when `conf/local` holds configuration it will not read; once
+    per process (`kedro run` says it before Kedro starts, a hook for other sessions)."""
+    unread = unread_local_files(project, env)
+    if not unread or (str(project), env) in _warned:
+        return None
+    _warned.add((str(project), env))
+    return (f"{', '.join(unread)} {'is' if len(unread) == 1 else 'are'} not read by this run: "
+            f"with --env {env} Kedro reads {' + '.join(configuration_folders(env))}, and "
+            f"conf/local only when no --env is given. Put what this run needs in conf/{env}/, "
+            "or run without --env.")
+
+
 def config_loader(env: str | None, project: Path, runtime_params: dict[str, Any] | None = None
                   ) -> OmegaConfigLoader:
     return OmegaConfigLoader(str(project / "conf"), env=env, runtime_params=runtime_params or {},

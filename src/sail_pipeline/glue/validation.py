@@ -206,7 +206,8 @@ def advisories(tree: ProjectParams) -> list[str]:
         notes.append("curation.settings.near_duplicate_max_distance is null (the embedded "
                      "default, set for the world's scenes): near-duplicate detection is off for "
                      "your own sources too. Set it (6 suits photos) in "
-                     "conf/local/parameters_curation.yml to turn it on.")
+                     "parameters_curation.yml of the environment you run (conf/local without "
+                     "--env, conf/<env> with one) to turn it on.")
     return notes
 
 

@@ -270,12 +270,13 @@ def format_problems(problems: list[str]) -> str:
 
 
 def validate_parameters(params: dict[str, Any]) -> ProjectParams:
-    """The validated tree; the error lists every bad key by its dotted path."""
+    """The validated tree; the error lists every bad key by its dotted path, once."""
     try:
         return ProjectParams.model_validate(params)
     except ValidationError as error:
-        lines = []
-        for item in error.errors():
+        items = error.errors()
+        problems: dict[str, str] = {}
+        for item in items:
             key = ".".join(str(part) for part in item["loc"])
             got = f" (got {item['input']!r})" if "input" in item and not isinstance(
                 item["input"], dict) else ""
@@ -283,5 +284,56 @@ def validate_parameters(params: dict[str, Any]) -> ProjectParams:
             # A check across keys has no location, or the location of the model that holds
             # them: its message starts with the key it names.
             named = not key or message.startswith((f"{key}.", f"{key}["))
-            lines.append(message if named else f"{key}: {item['msg']}{got}")
-        raise InvalidParameters(format_problems(lines)) from None
+            if item["type"] == "extra_forbidden":
+                problems[key] = f"{key}: no such key{got}{_closest_key(item['loc'])}"
+            else:
+                problems[key] = message if named else f"{key}: {item['msg']}{got}"
+        raise InvalidParameters(format_problems(_once(problems))) from None
+
+
+def _once(problems: dict[str, str]) -> list[str]:
+    """Each problem once: a variant starts from the whole tree, so a bad key outside
+    `variants` comes back once per variant; those repeats are left out (said once)."""
+    lines, repeated = [], set()
+    for key, line in problems.items():
+        parts = key.split(".")
+        inner = ".".join(parts[2:])
+        if parts[0] == "variants" and len(parts) > 2 and inner in problems and \
+                problems[inner].removeprefix(inner) == line.removeprefix(key):
+            repeated.add(parts[1])
+            continue
+        lines.append(line)
+    if repeated:
+        lines.append(f"(each also in the variants {', '.join(sorted(repeated))}, which start "
+                     "from the same keys)")
+    return lines
+
+
+def _closest_key(loc: tuple) -> str:
+    """' (did you mean 'knowledge'?)' for an unknown key, from the fields where it sits."""
+    import difflib
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    def models(annotation: Any) -> list[Any]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            return [m for arg in typing.get_args(annotation) for m in models(arg)]
+        return []
+
+    def fields_at(annotation: Any, path: tuple) -> list[str]:
+        if not path:
+            return [name for m in models(annotation) for name in m.model_fields]
+        if typing.get_origin(annotation) is dict:  # a name of the mapping, then its value
+            return fields_at(typing.get_args(annotation)[1], path[1:])
+        for model in models(annotation):
+            if path[0] in model.model_fields:
+                return fields_at(model.model_fields[path[0]].annotation, path[1:])
+        return []
+
+    close = difflib.get_close_matches(str(loc[-1]), fields_at(ProjectParams, tuple(loc[:-1])),
+                                      n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -36,6 +36,19 @@ def size_label(n: int) -> str:
     return f"{n:,}"
 
 
+def sweep_description(params: ScalingParams) -> str:
+    """What tells one sweep from another in its MLflow run name: variants, sizes, seeds."""
+    variants = (",".join(params.variants) if len(params.variants) <= 3
+                else f"{len(params.variants)} variants")
+    sizes = sorted(params.sizes)
+    seeds = sorted(params.seeds)
+    seed_text = (f"seed {seeds[0]}" if len(seeds) == 1
+                 else f"seeds {','.join(str(s) for s in seeds)}" if len(seeds) <= 3
+                 else f"{len(seeds)} seeds")
+    return (f"{variants} · N {size_label(sizes[0])}–{size_label(sizes[-1])} ({len(sizes)} sizes)"
+            f" · {seed_text}")
+
+
 def plan_points(params: ScalingParams) -> list[Point]:
     """Every point of the sweep: variants x sizes x seeds."""
     return [Point(variant, n, seed) for variant in params.variants for n in params.sizes
