@@ -114,7 +114,8 @@ def test_two_variants_run_as_namespaced_instances(project_copy):
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(search_all_experiments=True)
-    parent = runs[runs["tags.mlflow.runName"] == "variants · tiny · seed 0"]
+    parent = runs[runs["tags.mlflow.runName"].str.fullmatch(
+        r"variants · seed 0 · tiny · config [0-9a-f]{6}")]
     assert len(parent) == 1
     children = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]]
     assert sorted(children["tags.mlflow.runName"]) == sorted(VARIANTS)
@@ -138,8 +139,10 @@ def test_mlflow_tree_and_lineage(project):
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(parents) == 1
     parent = parents.iloc[0]
-    # named for what it is (pipeline, preset, seed), not `__default__`
-    assert parent["tags.mlflow.runName"] == "recipe · tiny · seed 0"
+    # named for what it is (pipeline, seed, preset, configuration), not `__default__`
+    assert parent["tags.mlflow.runName"] == (f"recipe · seed 0 · tiny · config "
+                                             f"{parent['tags.sail.config_digest']}")
+    assert len(parent["tags.sail.config_digest"]) == 6
     assert parent["tags.runner"] == "SequentialRunner"
     assert len(parent["tags.git.commit"]) == 40 and parent["tags.git.dirty"] in ("true", "false")
     children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]

@@ -63,6 +63,7 @@ def test_a_sweep_logs_its_curves_fit_table_and_links(tracking):
     assert links["curves"] in run.data.tags["mlflow.note.content"]
 
     curves_experiment = tracking.get_experiment_by_name("sail_pipeline · curves")
+    assert curves_experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert f"/#/experiments/{curves_experiment.experiment_id}/runs?" in links["curves"]
     assert links["curves"].startswith(mlflow_view.DEFAULT_UI)
     assert links["sweep"].endswith(f"/runs/{sweep_id}")

@@ -25,6 +25,8 @@ from sail_pipeline.identity import file_digest
 log = logging.getLogger(__name__)
 
 INSTANCE_TAG = "sail.instance"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 # The namespace of the node running now (set by the project's hook before each node); None
 # outside a namespaced instance.
 current_namespace: ContextVar[str | None] = ContextVar("current_namespace", default=None)
@@ -60,6 +62,14 @@ def log_table_inputs(tables: dict[str, str | None]) -> None:
         dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())),
                               name=Path(path).stem, digest=file_digest(path))
         mlflow.log_input(dataset, context=context)
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """MLflow 3 opens an experiment on its GenAI overview ("Traces 0") unless it is marked as
+    model training, where runs, their charts and comparisons are."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
 
 
 def instance_run(namespace: str, parent_run_id: str, experiment_id: str,

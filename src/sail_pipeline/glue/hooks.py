@@ -26,10 +26,6 @@ from sail_pipeline.process_stats import process_started_at
 from sail_pipeline.schema import CHAIN_PIPELINES
 
 log = logging.getLogger(__name__)
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-# MLflow 3 opens an experiment on its GenAI overview ("Traces 0") unless it is marked as
-# model training, where runs, their charts and comparisons are.
-MODEL_TRAINING = "custom_model_development"
 
 
 class ValidateParametersHook:
@@ -304,8 +300,7 @@ class TrackingHook(MlflowHook):
             run_params.get("runner")), "sail.dry_run": str(project.runtime.launcher.dry_run
                                                            ).lower(),
                          **lineage.git_state(self._project_path)})
-        mlflow.MlflowClient().set_experiment_tag(run.info.experiment_id, EXPERIMENT_KIND_TAG,
-                                                 MODEL_TRAINING)
+        lineage.mark_model_training(run.info.experiment_id)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("DeepSpeed", "deepspeed", "torch.distributed"):
+    # `compilers` is DeepSpeed's probe for libaio, two gcc lines per stage.
+    for noisy in ("DeepSpeed", "deepspeed", "torch.distributed", "compilers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         run(RunConfig.load(args.config), clock)

@@ -191,9 +191,12 @@ def _curves_experiment(client: Any, experiment_id: str) -> str:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
-    return client.create_experiment(name, tags={"mlflow.note.content": (
-        "One run per scaling-sweep curve: score against data size N as the step. Filter by "
-        f"`tags.`{SWEEP_TAG}`` (the sweep's run id) and `tags.`{CURVE_TAG}`` (mean or seed).")})
+    created = client.create_experiment(name, tags={"mlflow.note.content": (
+        "One run per scaling-sweep curve: a score against data size N, which is the step. "
+        f"A sweep's lines carry the tags {SWEEP_TAG} (the sweep's run id) and {CURVE_TAG} "
+        "(mean: one line per variant; seed: one per variant and seed).")})
+    lineage.mark_model_training(created)
+    return created
 
 
 def _plain(table: pd.DataFrame) -> pd.DataFrame:
