@@ -18,6 +18,7 @@ from sail_pipeline.curation import (
     CurationFilterParams,
     CurationParams,
     CurationResult,
+    ExactDuplicateIndex,
     FolderSource,
     LlavaSource,
     Note,
@@ -28,14 +29,16 @@ from sail_pipeline.curation import (
     WebDatasetSource,
     WorldSource,
     check_accounting,
+    curate_to_parquet,
     find_near_duplicates,
     funnel_metrics,
     hamming,
     run_curation,
     validate_record,
 )
+from sail_pipeline.curation import funnel as funnel_module
 from sail_pipeline.glue.validation import validate_project
-from sail_pipeline.schema import InvalidParameters
+from sail_pipeline.schema import ExecutorParams, InvalidParameters
 from tests.curation_fixtures import (
     KEPT,
     SEP,
@@ -360,6 +363,100 @@ def test_banded_near_duplicates_match_brute_force(max_distance):
             kept.append(i)
     assert brute  # the planted neighbours must exercise the matching
     assert find_near_duplicates(ids, hashes, max_distance) == brute
+
+
+def planted_copies(path: Path, sidecars: dict[str, bytes | None], other: int = 51,
+                   name: str = "copies") -> FolderSource:
+    """One image's bytes under each name (in name order), with an alt-text sidecar or none,
+    and a different image (seed `other`) after them; the folder source."""
+    path.mkdir(parents=True)
+    data = encoded(blocks(50), "PNG")
+    for stem, sidecar in sidecars.items():
+        (path / f"{stem}.png").write_bytes(data)
+        if sidecar is not None:
+            (path / f"{stem}.txt").write_bytes(sidecar)
+    (path / "z_other.png").write_bytes(encoded(blocks(other), "PNG"))
+    return folder(path, name)
+
+
+def assert_notes_match_the_manifest(result: CurationResult) -> None:
+    """The funnel's notes count the kept records' notes: a replaced copy's left with it."""
+    noted = Counter(note for text in result.manifest["normalised"] for note in text.split(";")
+                    if note)
+    notes = result.funnel[result.funnel["stage"] == "note"]
+    assert dict(zip(notes["reason"], notes["count"], strict=True)) == {
+        note.value: noted.get(note.value, 0) for note in Note}
+
+
+@pytest.mark.parametrize("chunk_size", [4096, 1])  # 1: every copy in a chunk of its own
+@pytest.mark.parametrize(("sidecars", "winner"), [
+    # only the second copy has an alt-text: it is kept, the first goes
+    ({"a": None, "b": b"the caption\n"}, "b"),
+    # an alt-text of whitespace is none (null, noted alt_text_empty_to_null)
+    ({"a": b"  \n", "b": b"the caption"}, "b"),
+    # both have one, or neither: the first, as before
+    ({"a": b"first caption", "b": b"second caption"}, "a"),
+    ({"a": None, "b": None}, "a"),
+    ({"a": None, "b": b"  "}, "a"),
+    # several with one after one without: the first of those with one
+    ({"a": None, "b": b"second caption", "c": b"third caption", "d": None}, "b"),
+], ids=["second-only", "first-blank", "both", "neither", "neither-blank", "first-with"])
+def test_exact_duplicates_keep_the_copy_with_an_alt_text(tmp_path, sidecars, winner, chunk_size):
+    source = planted_copies(tmp_path / "copies", sidecars)
+    result = run_curation([source], CurationFilterParams(), progress=False,
+                          executor=ExecutorParams(chunk_size=chunk_size, batch_size=1))
+    assert outcomes(result, "copies") == {
+        **{f"{name}.png": KEPT if name == winner else "exact_duplicate" for name in sidecars},
+        "z_other.png": KEPT}
+    kept = result.manifest.set_index("source_id")
+    alt_text = sidecars[winner] and sidecars[winner].decode().strip() or None
+    assert kept.loc[f"{winner}.png", "alt_text"] == alt_text
+    # Every dropped copy is quarantined with the reason, its detail naming the kept one.
+    details = result.quarantine.set_index("source_id")["detail"]
+    for name in sidecars.keys() - {winner}:
+        assert f"same sha256 as copies:{winner}.png" in details[f"{name}.png"]
+    assert_accounted(result)
+    assert_notes_match_the_manifest(result)
+    check_accounting(Counter(f"copies:{name}.png" for name in [*sidecars, "z_other"]),
+                     result.manifest, result.quarantine)
+
+
+def test_a_replaced_copy_already_written_leaves_the_streamed_manifest(tmp_path, monkeypatch):
+    """The first copy (no alt-text) is written to the file before the second (with one) is
+    read: it is withdrawn, and the files equal the in-memory run, across sources too."""
+    monkeypatch.setattr(funnel_module, "FLUSH_BYTES", 1)  # every kept row goes out at once
+    first = planted_copies(tmp_path / "first", {"a": None, "b": None})
+    second = planted_copies(tmp_path / "second", {"a": b"a caption at last"}, other=52,
+                            name="second")
+    sources = [first, second]
+    executor = ExecutorParams(chunk_size=2, batch_size=1)
+    memory = run_curation(sources, CurationFilterParams(), progress=False, executor=executor)
+    files = curate_to_parquet(sources, tmp_path / "out" / "m.parquet",
+                              tmp_path / "out" / "q.parquet", CurationFilterParams(),
+                              progress=False, executor=executor)
+    manifest, quarantine = files.manifest.read(), files.quarantine.read()
+    pd.testing.assert_frame_equal(manifest, memory.manifest)
+    pd.testing.assert_frame_equal(quarantine, memory.quarantine)
+    pd.testing.assert_frame_equal(files.funnel, memory.funnel)
+    assert len(files.manifest) == len(manifest) == 3
+    assert list(manifest["id"]) == ["copies:z_other.png", "second:a.png", "second:z_other.png"]
+    assert manifest.set_index("id").loc["second:a.png", "alt_text"] == "a caption at last"
+    assert dict(zip(quarantine["id"], quarantine["reason"], strict=True)) == {
+        "copies:a.png": "exact_duplicate", "copies:b.png": "exact_duplicate"}
+    assert "second:a.png" in quarantine.set_index("id").loc["copies:a.png", "detail"]
+    assert files.count("exact_duplicate") == 2 and files.count("kept") == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.parquet", "q.parquet"]
+
+
+def test_exact_duplicate_index_keeps_the_first_copy_with_an_alt_text():
+    index = ExactDuplicateIndex()
+    digest = hashlib.sha256(b"same bytes").hexdigest()
+    assert index.add("a", digest) is None and index.match(digest) == "a"
+    assert index.add("b", digest, has_alt_text=False) == "b"  # neither: the first stays
+    assert index.add("c", digest, has_alt_text=True) == "a"  # c replaces a
+    assert index.add("d", digest, has_alt_text=True) == "d"  # both: the first with one stays
+    assert index.match(digest) == "c"
+    assert index.match(hashlib.sha256(b"other").hexdigest()) is None
 
 
 def test_params_schema():

@@ -8,6 +8,7 @@ a re-run that trains nothing, and the MLflow tree of parent, points and their st
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -90,14 +91,22 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
 
     _check_mlflow(project)
 
-    # The notebook redraws the curves from MLflow alone.
+    # The notebook redraws the curves from MLflow alone, run as Jupyter runs it.
     from tests.project import ROOT
 
-    notebook = execute_notebook(ROOT / "notebooks/scaling_curves.ipynb",
-                                f"sqlite:///{project / 'mlflow.db'}")
-    assert sorted(notebook["points"]["n"]) == [16, 32]
-    assert set(notebook["figures"]) == {"pretrain/caption", "sft/average"}
-    assert notebook["figures"]["sft/average"].axes[0].get_xscale() == "log"
+    notebook, probed = execute_notebook(ROOT / "notebooks/scaling_curves.ipynb",
+                                        f"sqlite:///{project / 'mlflow.db'}", NOTEBOOK_PROBE)
+    assert probed["n"] == [16, 32]
+    assert probed["figures"] == ["pretrain/caption", "sft/average"]
+    assert probed["xscale"] == "log"
+    # Its figures are drawn: a PNG for each, not the `<Figure size ...>` text of the object.
+    images = [output for output in notebook_outputs(notebook) if "image/png" in output["data"]]
+    assert len(images) >= len(probed["figures"])
+    assert all(base64.b64decode(image["data"]["image/png"]).startswith(b"\x89PNG\r\n")
+               for image in images)
+    assert not [output for output in notebook_outputs(notebook)
+                if output["data"].get("text/plain", "").startswith("<Figure size")
+                and "image/png" not in output["data"]]
 
     _newcomer_path_reaches_the_curves_in_the_mlflow_ui(project)
 
@@ -194,6 +203,21 @@ def _newcomer_path_reaches_the_curves_in_the_mlflow_ui(project) -> None:
         png = get("/get-artifact", path="scaling/pretrain_caption.png",
                   run_uuid=newest["info"]["run_id"])
         assert png.startswith(b"\x89PNG") and len(png) > 1000
+        # Step 4: the link on the sweep's page opens the chart view on its lines; the server
+        # takes its filter and returns one line per variant, score against N as the step.
+        link = tags(newest)["mlflow.note.content"].split("seed mean](", 1)[1].split(")", 1)[0]
+        path, query = link.split("/#/experiments/", 1)[1].split("/runs?", 1)
+        query = urllib.parse.parse_qs(query)
+        assert query["compareRunsMode"] == ["CHART"]
+        lines = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [path], "filter": query["searchFilter"][0]}
+                            ).encode()), timeout=30).read())["runs"]
+        assert [tags(r)["mlflow.runName"] for r in lines] == ["reference · mean of seed 0"]
+        history = json.loads(get("/api/2.0/mlflow/metrics/get-history",
+                                 run_id=lines[0]["info"]["run_id"], metric_key="sft/average"))
+        assert [int(m["step"]) for m in history["metrics"]] == [16, 32]
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -221,33 +245,71 @@ def _check_mlflow(project) -> None:
     stages = runs[runs["tags.mlflow.parentRunId"] == point["run_id"]]
     assert sorted(stages["tags.sail.stage"]) == ["advance", "alignment", "knowledge"]
     assert parent["metrics.scaling/points_finished"] == 2
+    assert not [c for c in runs.columns if c.startswith("metrics.fit/")], "the fit is a table"
+    assert parent["tags.mlflow.runName"].startswith("scaling · reference · N 16–32 (2 sizes)")
     artifacts = mlflow.MlflowClient().list_artifacts(parent["run_id"], "scaling")
     assert any(a.path.endswith("pretrain_caption.png") for a in artifacts)
+    assert any(a.path == "scaling/fits.json" for a in artifacts)
+    # the curves: a line per variant, score against N as the step
+    curves = runs[runs["tags.sail.sweep"] == parent["run_id"]]
+    assert sorted(curves["tags.mlflow.runName"]) == ["reference · mean of seed 0",
+                                                     "reference · seed 0"]
+    line = curves[curves["tags.sail.curve"] == "mean"].iloc[0]
+    history = mlflow.MlflowClient().get_metric_history(line["run_id"], "sft/average")
+    assert [m.step for m in history] == [16, 32]
+    assert "[one line per variant, the seed mean](http" in parent["tags.mlflow.note.content"]
 
 
-def execute_notebook(path, tracking_uri: str) -> dict:
-    """Run a notebook's code cells in order, in one namespace, as a kernel would; returns it.
+# Run after the notebook's own cells, in its kernel: what they left, printed as one JSON line.
+NOTEBOOK_PROBE = """import json
+print(json.dumps({"n": sorted(int(n) for n in points["n"]), "figures": sorted(figures),
+                  "xscale": figures["sft/average"].axes[0].get_xscale()}))"""
 
-    Jupyter is not in the lock, so the cells run here; a failing cell fails with its source.
+
+def execute_notebook(path, tracking_uri: str, probe: str) -> tuple:
+    """Run a notebook as Jupyter does: nbclient, in the python3 kernel of this .venv, from the
+    notebook's folder, with MLFLOW_TRACKING_URI set; then `probe`, a cell of the test's own,
+    in the same kernel. Returns the executed notebook (in memory: the file keeps its cleared
+    outputs) and the JSON the probe printed. A failing cell fails with its source and error.
     """
+    import sys
+    from pathlib import Path
 
-    cells = [("".join(c["source"])) for c in json.loads(path.read_text())["cells"]
-             if c["cell_type"] == "code"]
-    namespace: dict = {}
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    committed = json.loads(path.read_text())
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None
+               for cell in committed["cells"] if cell["cell_type"] == "code"), \
+        f"{path} is committed with outputs: clear them"
+    notebook = nbformat.reads(path.read_text(), as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(probe))
+    # The kernelspec ipykernel installs into this .venv (`make install`), never a user's or the
+    # system's; jupyter_client starts its `python` as sys.executable, this .venv's interpreter.
+    specs = KernelSpecManager(kernel_dirs=[str(Path(sys.prefix) / "share/jupyter/kernels")])
+    manager = AsyncKernelManager(kernel_name="python3", kernel_spec_manager=specs)
+    client = NotebookClient(notebook, km=manager, timeout=600,
+                            resources={"metadata": {"path": str(path.parent)}})
     try:
-        for source in cells:
-            try:
-                exec(compile(source, str(path), "exec"), namespace)  # noqa: S102
-            except Exception as error:
-                raise AssertionError(f"notebook cell failed:\n{source}") from error
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-    return namespace
+        # cleanup_kc: shut the kernel down afterwards, although the manager is ours.
+        client.execute(cleanup_kc=True,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri})
+    except CellExecutionError as error:
+        raise AssertionError(f"notebook cell failed:\n{error}") from error
+    printed = "".join(output.get("text", "") for output in notebook.cells[-1].outputs
+                      if output["output_type"] == "stream" and output["name"] == "stdout")
+    notebook.cells.pop()
+    return notebook, json.loads(printed.strip().splitlines()[-1])
+
+
+def notebook_outputs(notebook) -> list:
+    """The rich outputs (display_data, execute_result) of an executed notebook's code cells."""
+    return [output for cell in notebook.cells if cell["cell_type"] == "code"
+            for output in cell["outputs"]
+            if output["output_type"] in ("display_data", "execute_result")]
 
 
 def _metrics_files(tree) -> list[dict]:

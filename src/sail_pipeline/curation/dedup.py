@@ -1,4 +1,9 @@
-"""Exact duplicates by sha256 and near duplicates by a 64-bit DCT perceptual hash."""
+"""Exact duplicates by sha256 and near duplicates by a 64-bit DCT perceptual hash.
+
+Which copy stays: of near duplicates, the first in input order. Of exact duplicates (the same
+original bytes), the first *with an alt-text*, else the first (`prefer_new_copy`): the bytes
+are the same, so only the caption tells the copies apart, and the one that has it is kept.
+"""
 
 from __future__ import annotations
 
@@ -340,21 +345,44 @@ class SeenIds:
         return self.pool.nbytes + self._index.nbytes
 
 
+def prefer_new_copy(kept_has_alt_text: bool, new_has_alt_text: bool) -> bool:
+    """The exact-duplicate rule: does a new copy of the kept record's bytes replace it?
+
+    Only when the new copy has an alt-text and the kept one has none: of identical bytes,
+    the first copy with an alt-text is kept, and the first copy when none has one.
+    """
+    return new_has_alt_text and not kept_has_alt_text
+
+
 class ExactDuplicateIndex:
-    """sha256 of the original bytes → id of the first kept record with them."""
+    """sha256 of the original bytes → id of the kept record with them: the first with an
+    alt-text, else the first (`prefer_new_copy`)."""
 
     def __init__(self) -> None:
         self._hashes = ExactHashIndex()
-        self._ids = IdPool()
+        self._ids = IdPool()  # every id ever kept, replaced ones too
+        self._kept = GrowingArray(np.int64)  # hash position → its kept id's position in _ids
+        self._has_alt_text = GrowingArray(np.bool_)
 
     def match(self, sha256: str) -> str | None:
         position = self._hashes.match(sha256)
-        return None if position is None else self._ids[position]
+        return None if position is None else self._ids[int(self._kept.values[position])]
 
-    def add(self, record_id: str, sha256: str) -> None:
-        if self._hashes.match(sha256) is None:  # the first id with these bytes stays
+    def add(self, record_id: str, sha256: str, has_alt_text: bool = False) -> str | None:
+        """Offers a record: None when its bytes are new (it is kept); else the id of the copy
+        that is dropped, the kept one when the new copy replaces it, or `record_id`."""
+        position = self._hashes.match(sha256)
+        if position is None:
             self._hashes.add(sha256)
-            self._ids.append(record_id)
+            self._kept.append(self._ids.append(record_id))
+            self._has_alt_text.append(has_alt_text)
+            return None
+        if not prefer_new_copy(bool(self._has_alt_text.values[position]), has_alt_text):
+            return record_id
+        dropped = self._ids[int(self._kept.values[position])]
+        self._kept.values[position] = self._ids.append(record_id)
+        self._has_alt_text.values[position] = True
+        return dropped
 
 
 class NearDuplicateIndex:

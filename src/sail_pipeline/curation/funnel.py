@@ -37,7 +37,13 @@ from rich.progress import (
 from rich.text import Text
 
 from sail_pipeline.curation.batch import check_batch, raw_table
-from sail_pipeline.curation.dedup import ExactHashIndex, GrowingArray, NearHashIndex, SeenIds
+from sail_pipeline.curation.dedup import (
+    ExactHashIndex,
+    GrowingArray,
+    NearHashIndex,
+    SeenIds,
+    prefer_new_copy,
+)
 from sail_pipeline.curation.output import FrameSink, ParquetSink, ParquetTable, Row, Sink
 from sail_pipeline.curation.reasons import STAGE_OF, Note, Reason, Rejection
 from sail_pipeline.curation.sources import RawRecord, iter_records
@@ -51,6 +57,10 @@ TOTAL, NOTE = "total", "note"
 # what a run holds of its images (Arrow copies them once more while writing), and a Parquet
 # row group's size. Smaller would bloat the file's footer, one entry per row group and column.
 FLUSH_BYTES = 16 << 20
+# What a kept record's alt-text was, a byte a kept position (exact dedup's rule needs it).
+_HAS_ALT_TEXT, _ALT_TEXT_EMPTY_TO_NULL = 1, 2
+# The notes that depend on the alt-text, not on the bytes: exact copies may differ in them.
+_ALT_TEXT_NOTES = frozenset({Note.ALT_TEXT_EMPTY_TO_NULL.value, Note.ALT_TEXT_TRUNCATED.value})
 
 
 class CurationAccountingError(RuntimeError):
@@ -94,6 +104,11 @@ class _Run:
     The per-record work (decode, normalise, hash) arrives precomputed from `check_batch`;
     what is decided here depends on the records before, so it stays in one process. It keeps
     no row once the sink has it: only the indexes, which hold a few dozen bytes a record.
+
+    Exact duplicates: a later copy with an alt-text replaces a kept copy without one
+    (`dedup.prefer_new_copy`), whichever chunk, flush or source each is in. The replaced copy
+    is quarantined as `exact_duplicate` then; if its row had already gone to the sink, the sink
+    withdraws it (`Sink.withdraw`), so the manifest never holds it.
     """
 
     def __init__(self, settings: CurationFilterParams, sink: Sink) -> None:
@@ -106,13 +121,15 @@ class _Run:
         self.reasons: Counter[str] = Counter()
         self.notes: Counter[str] = Counter()
         self.exact = ExactHashIndex() if settings.exact_dedup else None
+        # kept position → _HAS_ALT_TEXT | _ALT_TEXT_EMPTY_TO_NULL
+        self.kept_alt_text = GrowingArray(np.uint8) if settings.exact_dedup else None
         distance = settings.near_duplicate_max_distance
         self.near = NearHashIndex(distance) if distance is not None else None
-        self._kept: list[Row] = []
+        self._kept: dict[str, Row] = {}  # by id, in decision order (a replaced copy leaves)
         self._quarantined: list[Row] = []
         self._held_bytes = 0
         # This chunk's outcomes, for its accounting check.
-        self._chunk_kept: list[str] = []
+        self._chunk_kept: dict[str, None] = {}
         self._chunk_quarantined: list[tuple[str, str]] = []
 
     @property
@@ -121,7 +138,7 @@ class _Run:
 
     @property
     def index_bytes(self) -> int:
-        indexes = [self.seen, self.kept_ids, self.exact, self.near]
+        indexes = [self.seen, self.kept_ids, self.exact, self.kept_alt_text, self.near]
         return sum(index.nbytes for index in indexes if index is not None)
 
     def _kept_id(self, position: int) -> str:
@@ -155,7 +172,13 @@ class _Run:
         # Checked before the image's own verdict, as identical bytes share it: only kept
         # records are indexed, so a bad first copy absorbs nothing.
         if self.exact is not None and (first := self.exact.match(sha256)) is not None:
-            raise Rejection(Reason.EXACT_DUPLICATE, f"same sha256 as {self._kept_id(first)}")
+            assert self.kept_alt_text is not None
+            kept_has_alt_text = bool(self.kept_alt_text.values[first] & _HAS_ALT_TEXT)
+            if reason is not None or not prefer_new_copy(kept_has_alt_text,
+                                                         checked["alt_text"] is not None):
+                raise Rejection(Reason.EXACT_DUPLICATE, f"same sha256 as {self._kept_id(first)}")
+            self._replace(first, record, id_position, checked)
+            return
         if reason is not None:
             raise Rejection(Reason(reason), checked["detail"])
         value = int(checked["phash"], 16)
@@ -163,22 +186,63 @@ class _Run:
             position, distance = found
             raise Rejection(Reason.NEAR_DUPLICATE,
                             f"pHash distance {distance} to {self._kept_id(position)}")
-        normalised = checked["normalised"]
-        self.notes.update(normalised.split(";") if normalised else [])
         # Every kept record enters each index, so a kept position is the same in all of them.
         self.kept_ids.append(id_position)
         if self.exact is not None:
             self.exact.add(sha256)
+        if self.kept_alt_text is not None:
+            self.kept_alt_text.append(self._alt_text_flags(checked))
         if self.near is not None:
             self.near.add(value)
+        self._keep(record, checked)
+
+    @staticmethod
+    def _alt_text_flags(checked: dict[str, Any]) -> int:
+        flags = _HAS_ALT_TEXT if checked["alt_text"] is not None else 0
+        if Note.ALT_TEXT_EMPTY_TO_NULL.value in (checked["normalised"] or "").split(";"):
+            flags |= _ALT_TEXT_EMPTY_TO_NULL
+        return flags
+
+    def _replace(self, position: int, record: RawRecord, id_position: int,
+                 checked: dict[str, Any]) -> None:
+        """The record, a copy with an alt-text, takes kept `position` from the copy there,
+        which has none: that one is quarantined (and withdrawn from the sink if it went)."""
+        assert self.kept_alt_text is not None
+        replaced = self._kept_id(position)
+        # Its notes leave the funnel: the bytes' own notes are the record's (the same bytes),
+        # its alt-text's were at most `alt_text_empty_to_null` (it had no alt-text).
+        notes = [note for note in (checked["normalised"] or "").split(";")
+                 if note and note not in _ALT_TEXT_NOTES]
+        if self.kept_alt_text.values[position] & _ALT_TEXT_EMPTY_TO_NULL:
+            notes.append(Note.ALT_TEXT_EMPTY_TO_NULL.value)
+        self.notes.subtract(notes)
+        # Same bytes, so the same sha256 and pHash: the exact and near indexes stay as they are.
+        self.kept_ids.values[position] = id_position
+        self.kept_alt_text.values[position] = self._alt_text_flags(checked)
+        row = self._kept.pop(replaced, None)
+        if row is None:  # already handed to the sink
+            self.sink.withdraw(replaced)
+        else:
+            self._held_bytes -= len(row["image"])
+        source, _, source_id = replaced.partition(":")  # a source name holds no colon
+        in_chunk = replaced in self._chunk_kept
+        self._chunk_kept.pop(replaced, None)
+        self._quarantine_row(replaced, source, source_id, Rejection(
+            Reason.EXACT_DUPLICATE, f"same sha256 as {record.id}, kept for its alt-text"),
+            in_chunk=in_chunk)
+        self._keep(record, checked)
+
+    def _keep(self, record: RawRecord, checked: dict[str, Any]) -> None:
+        normalised = checked["normalised"]
+        self.notes.update(normalised.split(";") if normalised else [])
         image = checked["image"]
         self._held_bytes += len(image)
-        self._chunk_kept.append(record.id)
-        self._kept.append({
+        self._chunk_kept[record.id] = None
+        self._kept[record.id] = {
             "id": record.id,
             "source": record.source,
             "source_id": record.source_id,
-            "sha256": sha256,
+            "sha256": checked["sha256"],
             "phash": checked["phash"],
             "width": checked["width"],
             "height": checked["height"],
@@ -187,16 +251,22 @@ class _Run:
             "normalised": normalised,
             "alt_text": checked["alt_text"],
             "image": image,
-        })
+        }
 
     def quarantine(self, record: RawRecord, rejection: Rejection) -> None:
+        self._quarantine_row(record.id, record.source, record.source_id, rejection)
+
+    def _quarantine_row(self, record_id: str, source: str, source_id: str,
+                        rejection: Rejection, in_chunk: bool = True) -> None:
+        """`in_chunk`: the record is one of this chunk's (a replaced copy may be earlier's)."""
         self.n_quarantined += 1
         self.reasons[rejection.reason.value] += 1
-        self._chunk_quarantined.append((record.id, rejection.reason.value))
+        if in_chunk:
+            self._chunk_quarantined.append((record_id, rejection.reason.value))
         self._quarantined.append({
-            "id": record.id,
-            "source": record.source,
-            "source_id": record.source_id,
+            "id": record_id,
+            "source": source,
+            "source_id": source_id,
             "reason": rejection.reason.value,
             "detail": rejection.detail,
         })
@@ -223,19 +293,21 @@ class _Run:
 
     def flush(self) -> None:
         if self._kept or self._quarantined:
-            self.sink.write(self._kept, self._quarantined)
-        self._kept, self._quarantined, self._held_bytes = [], [], 0
+            self.sink.write(list(self._kept.values()), self._quarantined)
+        self._kept, self._quarantined, self._held_bytes = {}, [], 0
 
     def _check_chunk(self, records: Sequence[RawRecord]) -> None:
         # The whole run's ids are not held (each chunk's are), so the guard runs chunk by
         # chunk; a repeat across chunks is a duplicate_id by construction (`seen`).
+        # A copy of an earlier chunk replaced in this one is in neither list: its own chunk
+        # counted it kept, and the run's totals count it quarantined (`funnel`).
         quarantined = self._chunk_quarantined
         check_accounting(Counter(record.id for record in records),
-                         pd.DataFrame({"id": pd.Series(self._chunk_kept, dtype=object)}),
+                         pd.DataFrame({"id": pd.Series(list(self._chunk_kept), dtype=object)}),
                          pd.DataFrame({"id": pd.Series([i for i, _ in quarantined], dtype=object),
                                        "reason": pd.Series([r for _, r in quarantined],
                                                            dtype=object)}))
-        self._chunk_kept, self._chunk_quarantined = [], []
+        self._chunk_kept, self._chunk_quarantined = {}, []
 
     def funnel(self) -> pd.DataFrame:
         if self.n_kept + self.n_quarantined != self.n_input:
