@@ -24,7 +24,7 @@ QUIET := 2>&1 | { grep -v "is ignored" || true; }
 # uv lists every package it installs; keep its summary lines.
 UV_QUIET := 2>&1 | { grep -vE "^ [-+~] " || true; }
 
-.PHONY: install run test test-faults lint ui viz viz-build dvc docs docs-build docs-reference docs-screenshots results micro clean help lock lock-gpu install-gpu
+.PHONY: install run test test-faults lint ui viz viz-build dvc docs docs-build docs-reference docs-screenshots results micro small clean help lock lock-gpu install-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -74,6 +74,11 @@ run: install  ## the whole chain on the embedded default: kedro run, then its re
 micro: install  ## the whole chain on the micro configuration, into data/micro (about a minute on 2 cores), then its tables
 	$(BIN)/kedro run --env micro
 	$(BIN)/sail-report --env micro
+
+small: install  ## a smaller chain and a 30-point scaling sweep whose curves are not flat, into data/small (about 9 minutes on 2 cores), then the sweep's report
+	$(BIN)/kedro run --env small
+	$(BIN)/kedro run --env small --pipelines=scaling
+	$(BIN)/sail-report --env small --page scaling
 
 # The environment checks first, alone, so a broken install fails in seconds naming the module;
 # then the rest on both cores (tests that share the end-to-end project stay on one worker).

@@ -67,6 +67,10 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     # its unfinished folder is removed, saying so.
     rerun = _kedro(project)
     assert "removed the unfinished work of a killed run" in rerun.stdout + rerun.stderr
+    # It ends with where its curves are, after Kedro's own last line.
+    output = rerun.stdout + rerun.stderr
+    assert output.rindex("Scaling curves in MLflow") > output.rindex("completed successfully")
+    assert "one line per variant: http://127.0.0.1:5000/#/experiments/" in output
     assert not list((project / "data/06_models/scaling").glob("*.partial-*"))
     results = {ns: json.loads((project / f"data/07_model_output/scaling/{ns}.json").read_text())
                for ns in POINTS}

@@ -192,7 +192,8 @@ def test_fit_sweep_notes_a_variant_with_two_points():
     assert list(fits["variant"]) == ["good", "short"]
     good_row, short_row = fits.iloc[0], fits.iloc[1]
     assert good_row["n_points"] == 14 and good_row["note"] == ""
-    assert short_row["note"] == "2 points: too few to fit"
+    assert short_row["note"] == ("too few points: 2 points at 1 size (a law needs 3 sizes "
+                                 "or more)")
     assert math.isnan(short_row["b"]) and pd.isna(short_row["slope_excludes_zero"])
 
 

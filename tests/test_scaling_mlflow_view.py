@@ -34,6 +34,9 @@ def test_curves_are_a_seed_mean_per_variant_then_each_seed_with_n_as_step():
         "alt_text · seed 0", "alt_text · seed 1", "reference · seed 0", "reference · seed 1"]
     mean = curves[1]
     assert mean["curve"] == "mean"
+    # a variant's colour, the same in its every line and in the PNGs (tab10, in points order)
+    assert [c["colour"] for c in curves] == ["#1f77b4", "#ff7f0e", "#1f77b4", "#1f77b4",
+                                             "#ff7f0e", "#ff7f0e"]
     assert mean["values"]["pretrain/caption"] == {16: 32.5, 64: 128.5, 256: 512.5}
     assert curves[3]["values"]["sft/average"] == {16: 2.6, 64: 7.4, 256: 26.6}
     # a score a point lacks is a gap in the line, not a zero
@@ -82,6 +85,7 @@ def test_a_sweep_logs_its_curves_fit_table_and_links(tracking):
     assert reference.data.params == {"variant": "reference", "seeds": "0,1",
                                      "sizes": "16,64,256"}
     assert reference.data.tags["sail.sweep_name"] == "scaling · test"
+    assert reference.data.tags["mlflow.runColor"] == "#ff7f0e"
 
     # a second sweep's lines are not under the first one's link
     with mlflow.start_run(run_name="scaling · other"):

@@ -5,6 +5,7 @@ the page's "one line per variant" link to the chart view, switches each chosen c
 to a log scale (MLflow's own chart setting; data size is the step), and saves:
 
 - `<out>/sweep_run.png`: the sweep's run page, its description naming the links;
+- `<out>/seeds.png`: the chart view of the page's "one line per seed" link;
 - `<out>/curves.png`: the chart view as the link opens it, one line per variant;
 - `<out>/<metric>.png` for each `--metric`: that chart alone, with a log X axis.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 CURVES_LINK_TEXT = "one line per variant, the seed mean"
+SEEDS_LINK_TEXT = "one line per seed"
 
 
 def on_ui(link: str, ui: str | None) -> str:
@@ -88,8 +90,14 @@ async def shoot(args: argparse.Namespace) -> list[Path]:
                              "whole sweep's run (one that ran the fit)?")
         await page.screenshot(path=out / "sweep_run.png")
         written.append(out / "sweep_run.png")
-        await page.goto(on_ui(await link.first.get_attribute("href"), args.ui),
-                        wait_until="load")
+        curves = await link.first.get_attribute("href")
+        seeds = await page.get_by_role("link", name=SEEDS_LINK_TEXT).first.get_attribute("href")
+        await page.goto(on_ui(seeds, args.ui), wait_until="load")
+        await page.wait_for_timeout(8000)
+        await _close_assistant(page)
+        await page.screenshot(path=out / "seeds.png")
+        written.append(out / "seeds.png")
+        await page.goto(on_ui(curves, args.ui), wait_until="load")
         await page.wait_for_timeout(8000)
         await _close_assistant(page)
         await page.screenshot(path=out / "curves.png")

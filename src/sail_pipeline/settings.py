@@ -28,6 +28,7 @@ PythonModel._skip_type_hint_validation = True
 from sail_pipeline.glue.context import ProjectContext  # noqa: E402
 from sail_pipeline.glue.hooks import (  # noqa: E402
     CredentialsHook,
+    CurveLinksHook,
     DryRunHook,
     DvcLockHook,
     NodeTimingHook,
@@ -45,6 +46,6 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 # pluggy calls the last registered first: before the pipeline runs, the parameters are
 # checked against its nodes (ValidateParametersHook), then its outputs locked, then MLflow.
 HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
-         DvcLockHook(), NodeTimingHook(), ProvenanceHook(), TrackingHook())
+         DvcLockHook(), NodeTimingHook(), ProvenanceHook(), TrackingHook(), CurveLinksHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = PROJECT_CONFIG_LOADER_ARGS

@@ -335,10 +335,18 @@ class TrackingHook(MlflowHook):
     def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         lineage.finish_instance_runs()
         super().after_pipeline_run(run_params, pipeline, catalog)
-        print_links()  # a sweep's last lines: where its curves are
 
     @hook_impl
     def on_pipeline_error(self, error: Exception, run_params: dict, pipeline: Any,
                           catalog: Any) -> None:
         lineage.finish_instance_runs("FAILED")
         super().on_pipeline_error(error, run_params, pipeline, catalog)
+
+
+class CurveLinksHook:
+    """A sweep's `kedro run` ends with the links to its curves in MLflow: the last lines it
+    prints, after every other hook's (`trylast`)."""
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        print_links()

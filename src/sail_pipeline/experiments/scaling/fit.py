@@ -274,13 +274,38 @@ def noise_floor(points: pd.DataFrame, metric: str) -> dict:
             "at_max_n": std_by_n[max_n], "max_n": max_n}
 
 
-def skip_reason(n: np.ndarray) -> str | None:
-    """Why these non-missing points cannot be fitted, or None when they can."""
-    if len(n) < 3:
-        return f"{len(n)} point{'s' if len(n) != 1 else ''}: too few to fit"
-    if np.unique(n).size < 2:
-        return f"{len(n)} points at a single N: no slope to fit"
-    return None
+# A law is a claim about the shape of the curve: through two sizes every law is a straight
+# line, and the saturating law has three parameters. Fewer sizes than this are not fitted.
+MIN_SIZES = 3
+
+NOTHING_TO_FIT = "all values equal: nothing to fit"
+TOO_FEW_POINTS = "too few points"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
+
+
+def skip_reason(n: np.ndarray, y: np.ndarray | None = None) -> str | None:
+    """Why these non-missing points cannot be fitted, or None when they can.
+
+    Too few points: fewer than 3 points or fewer than `MIN_SIZES` distinct N. Nothing to fit:
+    every value `y` is the same (a score stuck at its floor, e.g. 0.0 everywhere), where a
+    least-squares fit would report a slope of exactly 0 with an interval of [0, 0] and call
+    the log law best. Both reasons are given when both hold.
+    """
+    n = np.asarray(n, dtype=float)
+    reasons = []
+    sizes = np.unique(n).size
+    if len(n) < 3 or sizes < MIN_SIZES:
+        reasons.append(f"{TOO_FEW_POINTS}: {_plural(len(n), 'point')} at "
+                       f"{_plural(sizes, 'size')} (a law needs {MIN_SIZES} sizes or more)")
+    if y is not None and len(y):
+        values = np.asarray(y, dtype=float)
+        if np.ptp(values) == 0:
+            reasons.append(f"{NOTHING_TO_FIT} ({_plural(len(values), 'point')}, every one "
+                           f"{float(values[0]):.3g})")
+    return "; ".join(reasons) or None
 
 
 def _best_law(fits: dict[str, LawFit]) -> tuple[str, str]:
@@ -300,7 +325,7 @@ def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, n_boot: int = 2
     """
     variant = _one_variant(points_of_one_variant)
     n, y = _series(points_of_one_variant, metric)
-    reason = skip_reason(n)
+    reason = skip_reason(n, y)
     if reason:
         raise ValueError(f"{variant}/{metric}: {reason}")
     boot = bootstrap_log_linear(n, y, n_boot=n_boot, seed=seed, level=level)
@@ -336,8 +361,9 @@ def fit_sweep(points: pd.DataFrame, metrics: list[str], n_boot: int = 2000, seed
               level: float = 0.95) -> pd.DataFrame:
     """The fit table: one row per (variant, metric), variants in order of appearance.
 
-    A pair that cannot be fitted (fewer than 3 non-missing points, a single N, or a metric
-    that is not a column) stays in the table with NaNs and a `note` saying why.
+    A pair that cannot be fitted (too few points: fewer than 3 non-missing points or fewer
+    than `MIN_SIZES` distinct N; all values equal; or a metric that is not a column) stays in
+    the table with NaNs and a `note` saying why (`skip_reason`).
     """
     rows = []
     for variant in pd.unique(points["variant"]):
@@ -347,8 +373,8 @@ def fit_sweep(points: pd.DataFrame, metrics: list[str], n_boot: int = 2000, seed
                 n = np.array([])
                 reason = f"metric {metric!r} not in the points"
             else:
-                n, _ = _series(part, metric)
-                reason = skip_reason(n)
+                n, y = _series(part, metric)
+                reason = skip_reason(n, y)
             if reason is None:
                 rows.append(fit_metric(part, metric, n_boot=n_boot, seed=seed, level=level))
                 continue
@@ -375,7 +401,7 @@ def bands_for(points: pd.DataFrame, metric: str, n_boot: int = 2000, seed: int =
         if metric not in part.columns:
             continue
         n, y = _series(part, metric)
-        if skip_reason(n) is None:
+        if skip_reason(n, y) is None:
             bands[str(variant)] = bootstrap_log_linear(n, y, n_boot=n_boot, seed=seed,
                                                        level=level)
     return bands
@@ -409,14 +435,16 @@ def compare_variants(points: pd.DataFrame, variant_a: str, variant_b: str, metri
     common N only, so both cover the same range; `curvature_diff` (3 or more common N) is the
     difference of their bends in ln N (see `_curvatures`): the shape, apart from the level. Intervals come from one bootstrap that
     resamples seeds within each (variant, N) cell, so the design over N stays fixed; a cell
-    with a single seed contributes no seed noise, which the `note` then says.
+    with a single seed contributes no seed noise, which the `note` then says. `all_equal` is
+    True when every value of both variants at the common N is the same (nothing to compare).
     """
     out: dict = {"variant_a": variant_a, "variant_b": variant_b, "metric": metric,
                  "common_n": [], "mean_diff": float("nan"), "diff_lo": float("nan"),
                  "diff_hi": float("nan"), "slope_diff": float("nan"),
                  "slope_diff_lo": float("nan"), "slope_diff_hi": float("nan"),
                  "curvature_diff": float("nan"), "curvature_diff_lo": float("nan"),
-                 "curvature_diff_hi": float("nan"), "per_n": {}, "level": level, "note": ""}
+                 "curvature_diff_hi": float("nan"), "per_n": {}, "level": level,
+                 "all_equal": False, "note": ""}
     if metric not in points.columns:
         out["note"] = f"metric {metric!r} not in the points"
         return out
@@ -440,6 +468,13 @@ def compare_variants(points: pd.DataFrame, variant_a: str, variant_b: str, metri
     out.update(diff_lo=float(lo), diff_hi=float(hi))
 
     notes = []
+    values = np.concatenate([cells[k] for cells in (cells_a, cells_b) for k in common])
+    if np.ptp(values) == 0:
+        # Both variants score the same at every point (a floor, such as 0.0 everywhere): the
+        # difference is exactly 0 with an interval of [0, 0], which measures nothing.
+        out["all_equal"] = True
+        notes.append(f"all values equal in both variants ({float(values[0]):.3g}): "
+                     "nothing to compare")
     single = [f"{v}@{k}" for v, cells in ((variant_a, cells_a), (variant_b, cells_b))
               for k in common if cells[k].size < 2]
     if single:

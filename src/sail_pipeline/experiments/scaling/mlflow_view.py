@@ -23,7 +23,6 @@ No Kedro here.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import time
@@ -33,12 +32,12 @@ from urllib.parse import quote, urlencode
 import pandas as pd
 
 from sail_pipeline import lineage
-
-log = logging.getLogger(__name__)
+from sail_pipeline.experiments.scaling.plots import variant_colour
 
 SWEEP_TAG = "sail.sweep"
 CURVE_TAG = "sail.curve"
 CURVES_SUFFIX = " · curves"
+RUN_COLOUR_TAG = "mlflow.runColor"  # the UI draws a run in this colour (MLflow 3)
 # Where `make ui` serves the UI (conf/base/mlflow.yml's `ui`); SAIL_MLFLOW_UI names another.
 UI_VARIABLE = "SAIL_MLFLOW_UI"
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -59,20 +58,23 @@ def curves(points: pd.DataFrame) -> list[dict[str, Any]]:
     (a task a point did not score) is left out of its line rather than drawn as zero.
     """
     scores = score_columns(points)
+    # A variant's colour is its own in every line (seed means and each seed) and in the PNGs;
+    # MLflow would colour each run by its id, and two variants could share one.
+    colours = {str(v): variant_colour(i) for i, v in enumerate(pd.unique(points["variant"]))}
     out: list[dict[str, Any]] = []
     for variant, part in points.groupby("variant", sort=True):
         seeds = sorted(int(s) for s in part["seed"].unique())
         sizes = sorted(int(n) for n in part["n"].unique())
         means = part.groupby("n")[scores].mean()
         out.append({"name": f"{variant} · mean of {_seeds(seeds)}",
-                    "curve": "mean", "variant": str(variant),
+                    "curve": "mean", "variant": str(variant), "colour": colours[str(variant)],
                     "params": {"variant": variant, "seeds": _list(seeds),
                                "sizes": _list(sizes)},
                     "values": _values(means)})
     for (variant, seed), part in points.groupby(["variant", "seed"], sort=True):
         sizes = sorted(int(n) for n in part["n"].unique())
         out.append({"name": f"{variant} · seed {int(seed)}", "curve": "seed",
-                    "variant": str(variant),
+                    "variant": str(variant), "colour": colours[str(variant)],
                     "params": {"variant": variant, "seed": int(seed), "sizes": _list(sizes)},
                     "values": _values(part.set_index("n")[scores])})
     return out
@@ -141,7 +143,8 @@ def log_sweep(points: pd.DataFrame, fits: pd.DataFrame, finished: int, missing: 
     for curve in curves(points):
         run = client.create_run(curves_id, run_name=curve["name"], tags={
             SWEEP_TAG: sweep_run_id, CURVE_TAG: curve["curve"], "variant": curve["variant"],
-            "sail.sweep_name": sweep_name, **lineage.git_state()})
+            RUN_COLOUR_TAG: curve["colour"], "sail.sweep_name": sweep_name,
+            **lineage.git_state()})
         now = _now()
         metrics = [Metric(metric, value, now, n) for metric, by_n in curve["values"].items()
                    for n, value in sorted(by_n.items())]
@@ -178,8 +181,8 @@ def print_links(links: dict[str, str] | None = None) -> list[str]:
              f"  one line per variant: {links['curves']}",
              f"  one line per seed:    {links['seeds']}",
              f"  the sweep's run:      {links['sweep']}"]
-    for line in lines:
-        log.info("%s", line)
+    # Printed, not logged: a logger's console wraps a long line, and a link must stay whole.
+    print("\n" + "\n".join(lines), flush=True)
     last_links.clear()
     return lines
 
@@ -187,16 +190,19 @@ def print_links(links: dict[str, str] | None = None) -> list[str]:
 def _curves_experiment(client: Any, experiment_id: str) -> str:
     name = client.get_experiment(experiment_id).name + CURVES_SUFFIX
     found = client.get_experiment_by_name(name)
-    if found is not None:
+    if found is None:
+        curves_id = client.create_experiment(name)
+    else:
+        curves_id = found.experiment_id
         if found.lifecycle_stage == "deleted":
-            client.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    created = client.create_experiment(name, tags={"mlflow.note.content": (
+            client.restore_experiment(curves_id)
+    # Set on every sweep, so a store made by an older version reads as this one writes.
+    client.set_experiment_tag(curves_id, "mlflow.note.content", (
         "One run per scaling-sweep curve: a score against data size N, which is the step. "
         f"A sweep's lines carry the tags {SWEEP_TAG} (the sweep's run id) and {CURVE_TAG} "
-        "(mean: one line per variant; seed: one per variant and seed).")})
-    lineage.mark_model_training(created)
-    return created
+        "(mean: one line per variant; seed: one per variant and seed)."))
+    lineage.mark_model_training(curves_id)
+    return curves_id
 
 
 def _plain(table: pd.DataFrame) -> pd.DataFrame:

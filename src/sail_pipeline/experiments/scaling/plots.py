@@ -27,6 +27,15 @@ def _fmt(x: float) -> str:
     return "n/a" if pd.isna(x) else f"{x:.3g}"
 
 
+def variant_colour(index: int) -> str:
+    """The colour of the `index`-th variant of a sweep (in the order its points list them),
+    in these plots and in MLflow's chart view alike: matplotlib's tab10."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return to_hex(colormaps["tab10"](index % 10))
+
+
 def _variants(points: pd.DataFrame, metric: str) -> list[str]:
     if metric not in points.columns:
         raise ValueError(f"metric {metric!r} is not a column of the points")
@@ -77,13 +86,10 @@ def plot_metric(points: pd.DataFrame, fits: pd.DataFrame, metric: str,
     the log-linear fit from `fits` (the `fit_sweep` table) and, when `bands[variant]` is given
     (a `bootstrap_log_linear` result), its confidence band.
     """
-    from matplotlib import colormaps
-
     fig, ax = _new_figure(title or metric)
     variants = _variants(points, metric)
-    colours = colormaps["tab10"]
     for i, variant in enumerate(variants):
-        colour = colours(i % 10)
+        colour = variant_colour(i)
         part = points[(points["variant"] == variant) & points[metric].notna()]
         shift = _dodge(i, len(variants))
         ax.scatter(part["n"] * shift, part[metric], s=10, color=colour, alpha=0.45,

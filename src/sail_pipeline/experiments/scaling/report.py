@@ -7,13 +7,13 @@ claim whose variants the sweep did not run is listed as not tested.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import pandas as pd
 
 from sail_pipeline import lineage
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
+from sail_pipeline.experiments.scaling.mlflow_view import log_sweep
 from sail_pipeline.experiments.scaling.plots import plot_metric
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
 from sail_pipeline.schema import ScalingParams
@@ -58,16 +58,19 @@ def points_table(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _claims(variants: list[str]) -> list[dict[str, Any]]:
-    tested = []
+def _claims(variants: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the claims this sweep's variants can test, one per headline metric; the claims it
+    cannot, each with `claim` and the variants it lacks, `missing`)."""
+    tested, untested = [], []
     for claim in CLAIMS:
         needed = [claim[k] for k in ("variant", "variant_a", "variant_b") if k in claim]
-        if not all(v in variants for v in needed):
-            log.info("claim not tested (the sweep lacks %s): %s",
-                     [v for v in needed if v not in variants], claim["claim"])
+        lacking = [v for v in needed if v not in variants]
+        if lacking:
+            log.info("claim not tested (the sweep lacks %s): %s", lacking, claim["claim"])
+            untested.append({"claim": claim["claim"], "missing": lacking})
             continue
         tested += [claim | {"metric": metric} for metric in HEADLINE]
-    return tested
+    return tested, untested
 
 
 def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -94,7 +97,7 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
         return points, pd.DataFrame(), pd.DataFrame(), {}, text, {}
     metrics = sorted(c for c in points.columns if "/" in c)
     fits = fit_sweep(points, metrics, n_boot=params.bootstrap)
-    claims = _claims(list(pd.unique(points["variant"])))
+    claims, untested = _claims(list(pd.unique(points["variant"])))
     pairs = {(c["variant_a"], c["variant_b"], c["metric"]) for c in claims
              if c["kind"] == "difference"}
     comparisons = [compare_variants(points, a, b, metric, n_boot=params.bootstrap)
@@ -115,9 +118,10 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
             "process start-up, model loads, data": points["seconds_startup"].sum(),
             "evaluation": points["seconds_evaluation"].sum(),
             "per point (mean)": points["seconds_total"].mean()}
-    text = reproduction_report(points, fits, comparisons, claims, links, missing, wall)
+    text = reproduction_report(points, fits, comparisons, claims, links, missing, wall,
+                               untested=untested)
     text += _pools_section(accounting) + schedule_section
-    _log_fit(fits, len(points), len(missing))
+    log_sweep(points, fits, len(points), len(missing))
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
 
 
@@ -130,15 +134,3 @@ def _pools_section(accounting: pd.DataFrame | None) -> str:
         lines.append(f"| {row.pool} | {row.candidates} | {row.empty} | "
                      f"{row.rejected_by_filter} | {row.pairs} |")
     return "\n".join(lines) + "\n"
-
-
-def _log_fit(fits: pd.DataFrame, finished: int, missing: int) -> None:
-    """The fit into the sweep's parent run: one metric per (variant, metric, coefficient)."""
-    metrics: dict[str, float] = {"scaling/points_finished": float(finished),
-                                 "scaling/points_missing": float(missing)}
-    for row in fits.to_dict("records"):
-        for key in ("a", "b", "b_lo", "b_hi", "r2", "gain_per_doubling", "noise_floor_mean"):
-            value = row.get(key)
-            if isinstance(value, int | float) and math.isfinite(value):
-                metrics[f"fit/{row['variant']}/{row['metric']}/{key}"] = float(value)
-    lineage.log_metrics(metrics)

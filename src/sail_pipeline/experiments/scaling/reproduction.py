@@ -18,6 +18,7 @@ from sail_pipeline.experiments.scaling.plan import size_label
 R2_GOAL = 0.9
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+NOT_MEASURED = "not measured"
 
 
 def verdict(lo: float, hi: float, expected_sign: int) -> str:
@@ -99,9 +100,9 @@ def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame) -> tuple
     variant, metric, expected = claim["variant"], claim["metric"], int(claim["expected"])
     row = _fit_row(fits, variant, metric)
     if row is None:
-        return "not measured", "inconclusive", f"no fit of {variant} on {metric}"
+        return NOT_MEASURED, "inconclusive", f"no fit of {variant} on {metric}"
     if pd.isna(row["b"]):
-        return "not measured", "inconclusive", f"{variant} on {metric}: {row['note']}"
+        return NOT_MEASURED, "inconclusive", f"{variant} on {metric}: {row['note']}"
     gain = _ci(row["gain_per_doubling"], row["gain_per_doubling_lo"],
                row["gain_per_doubling_hi"], signed=True)
     measured = (f"b = {_ci(row['b'], row['b_lo'], row['b_hi'], signed=True)} per ln N; "
@@ -167,8 +168,10 @@ def _difference_claim(claim: dict, comparisons: list[dict]) -> tuple[str, str, s
     what, keys = MEASURES[measure]
     found = _comparison(comparisons, a, b, metric)
     if found is None:
-        return "not measured", "inconclusive", f"no comparison of {a} with {b} on {metric}"
+        return NOT_MEASURED, "inconclusive", f"no comparison of {a} with {b} on {metric}"
     comp, sign = found
+    if comp.get("all_equal"):
+        return NOT_MEASURED, "inconclusive", f"{a} and {b} on {metric}: {comp['note']}"
     value, lo, hi = (sign * float(comp[k]) for k in keys)
     if sign < 0:
         lo, hi = hi, lo
@@ -192,10 +195,34 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _given(text: object) -> bool:
+    return isinstance(text, str) and bool(text)
+
+
+def _no_claims(untested: list[dict] | None, variants: list[str]) -> list[str]:
+    """Why the Claims table is empty: which variants each claim needs that the sweep lacks."""
+    ran = ", ".join(variants) or "none"
+    if not untested:
+        return [f"No claim was tested: none was given for this sweep's variants ({ran})."]
+    lines = [f"No claim was tested: each claim needs variants this sweep did not run (it ran "
+             f"{ran}). Add them to `scaling.variants` to test a claim:", ""]
+    lines += [f"- {c['claim']}: needs {', '.join(c['missing'])}" for c in untested]
+    return lines
+
+
+def _why_unjudged(measured: list[str]) -> list[str]:
+    """When no claim could be measured: say so once, under the table."""
+    if not measured or any(m != NOT_MEASURED for m in measured):
+        return []
+    return ["", "No claim could be judged: no fit or comparison was possible for any of them "
+            "(the why column says what each lacks; the Fits table says it per metric)."]
+
+
 def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: list[dict],
                         claims: list[dict], figures: dict[str, str], missing: list[str],
                         wall: dict | None = None,
-                        title: str = "Scaling sweep: reproduction report") -> str:
+                        title: str = "Scaling sweep: reproduction report",
+                        untested: list[dict] | None = None) -> str:
     """The markdown report of a sweep.
 
     `claims`: dicts with `claim` (text), `kind` ("slope" or "difference"), `metric`,
@@ -204,7 +231,9 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     None to judge the sign only) and, for a difference claim, `measure`: "mean_diff" (the
     default), "slope_diff" or "curvature_diff" (see `MEASURES`).
     `figures`: name -> path relative to the report. `missing`: names of unfinished points.
-    `wall`: step name -> seconds.
+    `wall`: step name -> seconds. `untested`: the claims left out because the sweep lacks
+    their variants, as dicts with `claim` (text) and `missing` (the variants it lacks); the
+    report lists them, and says why when no claim was tested at all.
     """
     level = _level(fits, comparisons)
     pct = f"{level:.0%}"
@@ -226,7 +255,7 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
                                for v, r in counts.iterrows()])]
 
     lines += ["", "## Claims", ""]
-    rows = []
+    rows, measures = [], []
     for claim in claims:
         kind = claim.get("kind")
         if kind == "slope":
@@ -237,7 +266,16 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
             raise ValueError(f"claim {claim.get('claim')!r}: kind must be 'slope' or "
                              f"'difference', got {kind!r}")
         rows.append([claim["claim"], f"{claim['metric']}: {measured}", result, why])
-    lines += _table(["claim", f"our measurement (value with {pct} CI)", "verdict", "why"], rows)
+        measures.append(measured)
+    if rows:
+        lines += _table(["claim", f"our measurement (value with {pct} CI)", "verdict", "why"],
+                        rows)
+        lines += _why_unjudged(measures)
+        if untested:
+            lines += ["", "Not tested (the sweep lacks their variants):", ""]
+            lines += [f"- {c['claim']}: needs {', '.join(c['missing'])}" for c in untested]
+    else:
+        lines += _no_claims(untested, variants)
 
     lines += ["", "## Fits", "",
               f"Log-linear y = a + b·ln N per variant and metric; {pct} bootstrap CIs over the "
@@ -247,7 +285,7 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     for _, row in fits.iterrows():
         if pd.isna(row["b"]):
             rows.append([row["variant"], row["metric"], "n/a", "n/a", "n/a", "n/a", "n/a",
-                         "n/a", row["note"]])
+                         "n/a", f"no fit: {row['note']}" if _given(row["note"]) else "no fit"])
             continue
         law = row["alternative_note"] or row["best_law"]
         rows.append([row["variant"], row["metric"], _num(row["a"]),
