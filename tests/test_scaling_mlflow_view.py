@@ -47,10 +47,14 @@ def test_curves_are_a_seed_mean_per_variant_then_each_seed_with_n_as_step():
 @pytest.fixture()
 def tracking(tmp_path, monkeypatch):
     monkeypatch.delenv(mlflow_view.UI_VARIABLE, raising=False)
+    # `set_experiment` exports MLFLOW_EXPERIMENT_ID, which a trainer started later by another
+    # test in this process would inherit: monkeypatch puts the variable back as it was.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("sail_pipeline")
     yield mlflow.MlflowClient()
     mlflow.set_tracking_uri(None)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
 
 
 def test_a_sweep_logs_its_curves_fit_table_and_links(tracking):
