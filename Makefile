@@ -75,7 +75,7 @@ micro: install  ## the whole chain on the micro configuration, into data/micro (
 	$(BIN)/kedro run --env micro
 	$(BIN)/sail-report --env micro
 
-small: install  ## a smaller chain and a 30-point scaling sweep whose curves are not flat, into data/small (about 9 minutes on 2 cores), then the sweep's report
+small: install  ## a smaller chain and a 30-point scaling sweep whose curves are not flat, into data/small (about 10 minutes on 2 cores), then the sweep's report
 	$(BIN)/kedro run --env small
 	$(BIN)/kedro run --env small --pipelines=scaling
 	$(BIN)/sail-report --env small --page scaling
