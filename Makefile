@@ -118,6 +118,8 @@ docs-build: install  ## the docs site, built into site/ (--strict: any warning f
 PAGES ?= recipe quality scaling selection benchmarks
 results: install  ## write the docs site's results pages from the runs' data in data/ (RUN_ENV=micro: data/micro; PAGES="scaling selection": some)
 	$(BIN)/sail-report $(if $(RUN_ENV),--env $(RUN_ENV),) --page $(PAGES) --out docs/results
+	# The README's results table and the site's index follow the recipe page.
+	$(BIN)/python tools/docs_reference.py
 
 docs-screenshots: docs-build  ## open the built site in headless Chromium (apt-get install chromium): pages render, with images and navigation; screenshots in docs/screenshots/
 	$(BIN)/python tools/docs_screenshots.py --site site --out docs/screenshots

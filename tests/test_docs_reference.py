@@ -50,3 +50,19 @@ def test_the_other_reference_pages_name_what_they_document():
     commands = (ROOT / "docs/reference/command-line.md").read_text()
     assert "## `sail-report`" in commands and "--namespace" in commands
     assert "| `make run` |" in (ROOT / "docs/reference/make.md").read_text()
+
+
+def test_the_readme_results_table_is_copied_from_its_results_page(tmp_path, monkeypatch):
+    (tmp_path / "docs/results").mkdir(parents=True)
+    (tmp_path / "docs/results/recipe.md").write_text(
+        "# Results\n\n| stage | loss |\n|---|---|\n| llm | 1.0 |\n\n"
+        "| checkpoint | average |\n|---|---|\n| knowledge | 47.0 |\n| preference | 46.3 |\n\n"
+        "More.\n")
+    (tmp_path / "README.md").write_text(
+        "# x\n\n<!-- results-table: docs/results/recipe.md -->\n"
+        "| checkpoint | average |\n|---|---|\n| knowledge | 50.3 |\n\nSFT makes it answer.\n")
+    monkeypatch.setattr(docs_reference, "ROOT", tmp_path)
+    assert docs_reference.render_readme() == (
+        "# x\n\n<!-- results-table: docs/results/recipe.md -->\n"
+        "| checkpoint | average |\n|---|---|\n| knowledge | 47.0 |\n| preference | 46.3 |\n\n"
+        "SFT makes it answer.\n")

@@ -227,6 +227,21 @@ def render_changelog() -> str:
     return (ROOT / "CHANGELOG.md").read_text()
 
 
+RESULTS_TABLE = re.compile(r"(<!-- results-table: (\S+) -->\n)(\|.*?\n)(?=\n)", re.S)
+
+
+def render_readme() -> str:
+    """README.md with each marked table (`<!-- results-table: docs/results/recipe.md -->`)
+    as the results page it names has it: the page's first table whose header is the same."""
+    def table(match: re.Match) -> str:
+        page = (ROOT / match.group(2)).read_text()
+        header = match.group(3).split("\n", 1)[0].split("|")[1].strip()
+        start = page.index(f"| {header} |")
+        return match.group(1) + page[start:].split("\n\n", 1)[0] + "\n"
+
+    return RESULTS_TABLE.sub(table, (ROOT / "README.md").read_text())
+
+
 def render_index() -> str:
     """The site's home page: the README, its links made relative to docs/."""
     text = (ROOT / "README.md").read_text()
@@ -263,6 +278,8 @@ def render_notebook(path: Path) -> str:
 
 
 PAGES = {
+    # First: the site's index is made from the README.
+    ROOT / "README.md": render_readme,
     DOCS / "reference" / "parameters.md": lambda: render(),
     DOCS / "reference" / "catalog.md": render_catalog,
     DOCS / "reference" / "command-line.md": render_command_line,
@@ -296,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.relative_to(ROOT)} is out of date: run `make docs-reference`",
                   file=sys.stderr)
         if not stale:
-            print(f"{len(PAGES)} reference pages are up to date")
+            print(f"{len(PAGES)} generated pages are up to date")
         return 1 if stale else 0
     for path, make in PAGES.items():
         path.parent.mkdir(parents=True, exist_ok=True)
