@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import time
 
@@ -71,6 +72,17 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     output = rerun.stdout + rerun.stderr
     assert output.rindex("Scaling curves in MLflow") > output.rindex("completed successfully")
     assert "one line per variant: http://127.0.0.1:5000/#/experiments/" in output
+    # One line per point as it ends, with the time left; the counts on the sweep's run.
+    assert "[1/2] reference N=16 seed=0: reused · 1 left, about " in rerun.stdout
+    assert re.search(r"\[2/2\] reference N=32 seed=0: trained in \d+s · all 2 done in ",
+                     rerun.stdout), rerun.stdout[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        counted = mlflow.search_runs(search_all_experiments=True, filter_string=(
+            "tags.`sail.progress.scaling` = '2 of 2 done (1 reused), 0 running, 0 failed'"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert len(counted) == 1 and counted["metrics.progress/scaling/done"].iloc[0] == 2
     assert not list((project / "data/06_models/scaling").glob("*.partial-*"))
     results = {ns: json.loads((project / f"data/07_model_output/scaling/{ns}.json").read_text())
                for ns in POINTS}

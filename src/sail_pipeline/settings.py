@@ -33,7 +33,9 @@ from sail_pipeline.glue.hooks import (  # noqa: E402
     DvcLockHook,
     NodeTimingHook,
     OutputLockHook,
+    PointProgressHook,
     ProvenanceHook,
+    SharedInputsHook,
     TrackingHook,
     ValidateParametersHook,
 )
@@ -46,6 +48,7 @@ DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow", "kedro-mlflow")
 # pluggy calls the last registered first: before the pipeline runs, the parameters are
 # checked against its nodes (ValidateParametersHook), then its outputs locked, then MLflow.
 HOOKS = (CredentialsHook(), DryRunHook(), OutputLockHook(), ValidateParametersHook(),
-         DvcLockHook(), NodeTimingHook(), ProvenanceHook(), TrackingHook(), CurveLinksHook())
+         DvcLockHook(), NodeTimingHook(), ProvenanceHook(), TrackingHook(), PointProgressHook(),
+         SharedInputsHook(), CurveLinksHook())
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = PROJECT_CONFIG_LOADER_ARGS

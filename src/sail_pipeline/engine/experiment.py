@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline.engine.chain import Chain
+from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.engine.store import Describe, run_stored
 from sail_pipeline.schema import RuntimeParams
 
@@ -86,10 +87,25 @@ def point_row(point: Point, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_grid(grid: Grid, runtime: RuntimeParams, store: str | Path,
-             tracker: Tracker = untracked) -> pd.DataFrame:
-    """Every point the grid yields, run in order (each result sent back): the points table."""
-    return pd.DataFrame([point_row(point, result) for point, result in
-                         drive(grid, lambda p: run_point(p, runtime, store, tracker))])
+             tracker: Tracker = untracked, progress: PointProgress | None = None
+             ) -> pd.DataFrame:
+    """Every point the grid yields, run in order (each result sent back): the points table.
+    `progress` prints a line per point and counts them on its MLflow run."""
+
+    def run(point: Point) -> dict[str, Any]:
+        if progress is None:
+            return run_point(point, runtime, store, tracker)
+        progress.start(point.label)
+        try:
+            result = run_point(point, runtime, store, tracker)
+        except Exception as error:
+            progress.finish(point.label, None, error=f"{type(error).__name__}: {error}")
+            raise
+        progress.finish(point.label, result.get("timing", {}).get("total_seconds"),
+                        reused=bool(result.get("reused")))
+        return result
+
+    return pd.DataFrame([point_row(point, result) for point, result in drive(grid, run)])
 
 
 def drive(grid: Grid, run: Callable[[Point], dict[str, Any]]
@@ -107,9 +123,10 @@ def drive(grid: Grid, run: Callable[[Point], dict[str, Any]]
 
 
 def run_experiment(experiment: Experiment, runtime: RuntimeParams, store: str | Path,
-                   *inputs: Any, tracker: Tracker = untracked) -> dict[str, Any]:
+                   *inputs: Any, tracker: Tracker = untracked,
+                   progress: PointProgress | None = None) -> dict[str, Any]:
     """Run the experiment's grid on `inputs`, then its analysis of the points table."""
-    points = run_grid(experiment.grid(*inputs), runtime, store, tracker)
+    points = run_grid(experiment.grid(*inputs), runtime, store, tracker, progress)
     log.info("%s: %d points (%d reused)", experiment.name, len(points),
              int(points["reused"].sum()) if len(points) else 0)
     outputs = experiment.analyse(points, *inputs)

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from sail_pipeline import identity, lineage
 from sail_pipeline.captioning import credentials
+from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.experiments.scaling.mlflow_view import print_links
 from sail_pipeline.experiments.scaling.plan import sweep_description
 from sail_pipeline.glue.io import DryRunDataset
@@ -341,6 +342,87 @@ class TrackingHook(MlflowHook):
                           catalog: Any) -> None:
         lineage.finish_instance_runs("FAILED")
         super().on_pipeline_error(error, run_params, pipeline, catalog)
+
+
+class PointProgressHook:
+    """A sweep's points (its nodes tagged `scaling_point`): a line as each ends, with the time
+    left, and the counts on the Kedro run's MLflow run (`engine.progress`)."""
+
+    TAG = "scaling_point"
+
+    def __init__(self) -> None:
+        self._progress: PointProgress | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        total = sum(1 for node in pipeline.nodes if self.TAG in node.tags)
+        self._progress = PointProgress("scaling", total) if total > 1 else None
+
+    def _ours(self, node: Any) -> PointProgress | None:
+        return self._progress if self.TAG in node.tags else None
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
+                        is_async: bool) -> None:
+        progress = self._ours(node)
+        if progress is None:
+            return
+        if progress.done == 0 and progress.running == 0:  # the Kedro run exists by now
+            import mlflow
+
+            active = mlflow.active_run()
+            progress.run_id = active.info.run_id if active is not None else None
+        progress.start(node.namespace)
+
+    @hook_impl
+    def after_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
+                       outputs: dict[str, Any], is_async: bool) -> None:
+        progress = self._ours(node)
+        result = next(iter(outputs.values()), None) if progress is not None else None
+        if progress is None or not isinstance(result, dict):
+            return
+        progress.finish(_point_label(result, node.namespace),
+                        result.get("timing", {}).get("total_seconds"),
+                        reused=bool(result.get("reused")),
+                        error=result.get("error") if result.get("failed") else None)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Any, catalog: Any,
+                      inputs: dict[str, Any], is_async: bool) -> None:
+        progress = self._ours(node)
+        if progress is not None:
+            progress.finish(node.namespace, None, error=f"{type(error).__name__}: {error}")
+
+
+class SharedInputsHook:
+    """A sweep reads its shared inputs once: each input of two or more point nodes (the pool,
+    the curation manifest with its images) is cached in memory from its first load until its
+    last reader has run (Kedro's `CachedDataset`; the runner releases it then)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        from collections import Counter
+
+        from kedro.io import CachedDataset
+
+        readers = Counter(name for node in pipeline.nodes if PointProgressHook.TAG in node.tags
+                          for name in node.inputs if not name.startswith("params:"))
+        quiet = logging.getLogger("kedro.io")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # it warns "Replacing dataset" for each
+        try:
+            for name, count in readers.items():
+                if count > 1 and name in catalog and not isinstance(
+                        catalog.get(name), CachedDataset):
+                    catalog[name] = CachedDataset(dataset=catalog.get(name))
+        finally:
+            quiet.setLevel(level)
+
+
+def _point_label(result: dict[str, Any], namespace: str) -> str:
+    if {"variant", "n", "seed"} <= set(result):
+        return f"{result['variant']} N={result['n']} seed={result['seed']}"
+    return namespace
 
 
 class CurveLinksHook:

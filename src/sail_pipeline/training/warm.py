@@ -57,10 +57,24 @@ def _learn(folder: Path) -> None:
         listing.unlink()
 
 
+def prime() -> None:
+    """Build once what every stage would build anew in its fresh child: transformers'
+    checkpoint conversion mapping, whose ~1,000 regular expressions took 0.5 s of each stage's
+    model load (0.6 s of a 0.75 s micro stage; `benchmarks/sweep_throughput.py`). It is a
+    module-level cache, so the forked children inherit it built."""
+    try:
+        from transformers import conversion_mapping
+
+        conversion_mapping.get_checkpoint_conversion_mapping("internvl")
+    except (ImportError, AttributeError):  # another transformers: the stage builds it
+        pass
+
+
 def serve(socket_path: str, parent: int) -> None:
     """Import, then fork a child per request until the parent process is gone."""
     for module in PRELOAD:
         importlib.import_module(module)
+    prime()
     folder = Path(socket_path).parent
     import torch
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from sail_pipeline import lineage
 from sail_pipeline.engine.experiment import Point, Tracker, run_experiment
+from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.experiments.selection import experiments
 from sail_pipeline.experiments.selection.point import SftPoints, StartPoint
 from sail_pipeline.experiments.selection.registry import SELECTION_EXPERIMENTS, SelectionInputs
@@ -42,6 +43,12 @@ def _tracker(experiment: str) -> Tracker:
     return track
 
 
+def progress(name: str, total: int | None = None) -> PointProgress:
+    """A line per point, and the counts on the Kedro run's MLflow run when it is tracked."""
+    target = lineage.tracking_target()
+    return PointProgress(name, total, run_id=target[1] if target else None)
+
+
 def _inputs(names: list[str], tables: tuple) -> dict[str, pd.DataFrame]:
     return {name: t if isinstance(t, pd.DataFrame) else pd.read_parquet(t)
             for name, t in zip(names, tables, strict=True)}
@@ -65,7 +72,8 @@ def experiment_node(experiment: str, names: list[str]) -> Callable[..., dict[str
         groups = {n: group_of(n, {k: v.group for k, v in sft.candidates.items()}) for n in names}
         outputs = run_experiment(design, runtime, store,
                                  SelectionInputs(selection, sft, candidates, groups, make),
-                                 tracker=_tracker(experiment))
+                                 tracker=_tracker(experiment),
+                                 progress=progress(f"selection_{experiment}"))
         lineage.log_metrics(outputs.pop("metrics", {}))
         if experiment == "incremental":
             chosen = outputs["selection_incremental_selected"]

@@ -1,0 +1,210 @@
+"""Sweep points per hour: this project's one-command sweep against one `dvc exp run` per point.
+
+Runs a fixed grid twice in a throw-away copy of the project, side by side in one run:
+
+- **ours**: `kedro run --pipelines=scaling`, one process for every point, the point store
+  emptied first so that every point trains;
+- **DVC queue**: what a user without this project would do: one
+  `dvc exp run --queue -S ...` per point (its variant, size and seed), then
+  `dvc queue start -j 1` (DVC's queue is unreliable with more workers), each experiment a
+  `kedro run` of one point in DVC's temporary copy.
+
+It prints points per hour for each and, for ours, where a point's wall time goes (from each
+point's stored result and its stages' telemetry):
+
+| part | what it counts |
+|---|---|
+| start-up | the trainer's imports, model build or load, DeepSpeed engine, MLflow run; starting the stage process and reading its result |
+| tables | reading and encoding the stage's table; writing the point's tables |
+| training | optimizer steps and the in-stage eval loss |
+| evaluation | the benchmark after pretraining and after the SFT |
+| storage/MLflow | saving checkpoints |
+| outside the chain | per point: Kedro's start-up, loading the sweep's inputs, the pools, the point's MLflow child run, identities, the fit (the sweep's wall time less its chains, over its points) |
+
+*Fixed cost* is everything but training and evaluation; its share is given at the grid's
+smallest size, where it weighs most.
+
+Needs the chain's data for the configuration (`make micro` for `--env micro`, `make run` for
+`--env base`).
+
+    python benchmarks/sweep_throughput.py --env micro        # 8 points, about 3 minutes
+    python benchmarks/sweep_throughput.py --env base         # 12 points of the default sweep
+    python benchmarks/sweep_throughput.py --env micro --no-dvc
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.project import init_dvc, make_project, run  # noqa: E402
+
+# The grids: a slice of each configuration's sweep (variants x sizes x seeds).
+GRIDS = {
+    "micro": {"variants": ["reference", "alt_text"], "sizes": [16, 32], "seeds": [0, 1]},
+    "base": {"variants": ["reference", "alt_text"], "sizes": [125, 300, 700], "seeds": [0, 1]},
+}
+DATA = {"micro": ROOT / "data/micro", "base": ROOT / "data"}
+RECIPE_STAGES = ("data", "backbones", "curation", "captioning", "quality", "pretrain", "sft",
+                 "evaluation")
+STORE = "data/06_models/scaling"
+STARTUP_PHASES = ("imports", "rendezvous", "model", "engine", "tracking")
+PARTS = ("start-up", "tables", "training", "evaluation", "storage/MLflow", "outside the chain")
+FIXED = ("start-up", "tables", "storage/MLflow", "outside the chain")
+
+
+def copy_project(env: str, target: Path) -> Path:
+    """A git + DVC copy whose `conf/local` is `env`'s parameters and whose data/ is `env`'s
+    chain, its recipe stages committed to DVC's cache."""
+    data = DATA[env]
+    if not (data / "06_models/llm").exists():
+        sys.exit(f"{data} has no chain: run `make {'micro' if env == 'micro' else 'run'}` first")
+    target.mkdir(parents=True)
+    project = make_project(target)
+    if env == "micro":
+        micro = yaml.safe_load((project / "conf/micro/parameters.yml").read_text())
+        (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(micro))
+    ignore = shutil.ignore_patterns("micro", "small", "scaling", "selection")
+    shutil.copytree(data, project / "data", ignore=ignore)
+    init_dvc(project)
+    for args in (("dvc", "commit", "--force", "--quiet", *RECIPE_STAGES), ("git", "add", "-A"),
+                 ("git", "-c", "user.name=b", "-c", "user.email=b@e", "commit", "-qm", "chain")):
+        _check(run(project, *args, timeout=1800), args)
+    return project
+
+
+def _check(result, what) -> None:
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(what)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+
+
+def set_grid(project: Path, grid: dict) -> None:
+    """The grid into the sweep's own parameters file (what `dvc exp run -S` edits)."""
+    local = project / "conf/local/parameters.yml"
+    if local.exists():  # the configuration's other scaling keys stay; its grid is replaced
+        params = yaml.safe_load(local.read_text()) or {}
+        sweep = params.pop("scaling", {})
+        local.write_text(yaml.safe_dump(params))
+    else:
+        sweep = {}
+    path = project / "conf/base/parameters_scaling.yml"
+    base = yaml.safe_load(path.read_text())
+    base["scaling"] |= sweep | grid
+    path.write_text(yaml.safe_dump(base))
+
+
+def ours(project: Path) -> float:
+    shutil.rmtree(project / STORE, ignore_errors=True)
+    started = time.perf_counter()
+    _check(run(project, "kedro", "run", "--pipelines=scaling", timeout=7200), ["kedro", "run"])
+    return time.perf_counter() - started
+
+
+def dvc_queue(project: Path, grid: dict) -> float:
+    started = time.perf_counter()
+    params = "conf/base/parameters_scaling.yml:scaling"
+    for variant in grid["variants"]:
+        for n in grid["sizes"]:
+            for seed in grid["seeds"]:
+                args = ("dvc", "exp", "run", "--queue", "-S", f"{params}.variants=[{variant}]",
+                        "-S", f"{params}.sizes=[{n}]", "-S", f"{params}.seeds=[{seed}]",
+                        "scaling")
+                _check(run(project, *args), args)
+    _check(run(project, "dvc", "queue", "start", "-j", "1"), ["dvc", "queue", "start"])
+    while True:
+        status = run(project, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    elapsed = time.perf_counter() - started
+    if status.count("Success") != points_in(grid):
+        sys.exit(f"the DVC queue did not finish every point:\n{status}")
+    return elapsed
+
+
+def points_in(grid: dict) -> int:
+    return len(grid["variants"]) * len(grid["sizes"]) * len(grid["seeds"])
+
+
+def split(store: Path) -> dict[int, dict[str, float]]:
+    """Seconds per part for the mean point of each size, from the store's results."""
+    by_size: dict[int, list[dict[str, float]]] = defaultdict(list)
+    for result_file in store.glob("*/result.json"):
+        result = json.loads(result_file.read_text())
+        timing, parts = result["timing"], dict.fromkeys(PARTS[:-1], 0.0)
+        for stage in result["stages"] + ["sft"]:
+            phases = json.loads((result_file.parent / stage / "summary.telemetry.json")
+                                .read_text())["phases"]
+            parts["start-up"] += sum(phases.get(p, 0.0) for p in STARTUP_PHASES)
+            parts["start-up"] += timing[f"{stage}_seconds"] - timing[f"{stage}_train_seconds"]
+            parts["tables"] += phases.get("data", 0.0)
+            parts["training"] += phases.get("train", 0.0) + phases.get("eval", 0.0)
+            parts["storage/MLflow"] += phases.get("save", 0.0) + phases.get("checkpoint", 0.0)
+        parts["evaluation"] = sum(v for k, v in timing.items() if k.startswith("eval_"))
+        # What the chain did between its stages: writing tables, deleting checkpoints.
+        parts["tables"] += timing["total_seconds"] - sum(
+            v for k, v in timing.items() if k != "total_seconds" and not k.endswith(
+                "_train_seconds"))
+        parts["chain"] = timing["total_seconds"]
+        by_size[result["n"]].append(parts)
+    return {n: {k: sum(p[k] for p in rows) / len(rows) for k in rows[0]}
+            for n, rows in sorted(by_size.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", choices=sorted(GRIDS), default="micro")
+    parser.add_argument("--no-dvc", action="store_true", help="skip the DVC-queue baseline")
+    parser.add_argument("--keep", action="store_true", help="keep the project copy")
+    args = parser.parse_args()
+    grid = GRIDS[args.env]
+    points = points_in(grid)
+    folder = Path(tempfile.mkdtemp(prefix="sweep-throughput-"))
+    try:
+        project = copy_project(args.env, folder / "project")
+        set_grid(project, grid)
+        print(f"grid ({args.env}): {grid} = {points} points", flush=True)
+        wall = ours(project)
+        per_size = split(project / STORE)
+        outside = wall / points - sum(
+            parts["chain"] for parts in per_size.values()) / len(per_size)
+        print(f"ours: {wall:.0f}s, {points / wall * 3600:.0f} points/hour", flush=True)
+        print("\n| N | " + " | ".join(PARTS) + " | point | fixed share |")
+        print("|---" * (len(PARTS) + 3) + "|")
+        for n, parts in per_size.items():
+            parts["outside the chain"] = outside
+            total = parts["chain"] + outside
+            fixed = sum(parts[k] for k in FIXED)
+            print(f"| {n} | " + " | ".join(f"{parts[k]:.1f}s" for k in PARTS)
+                  + f" | {total:.1f}s | {fixed / total:.0%} |")
+        print(flush=True)
+        if args.no_dvc:
+            print(f"ours: {points / wall * 3600:.0f} points/hour ({points} points, {args.env})")
+            return
+        baseline = dvc_queue(project, grid)
+        print(f"DVC queue: {baseline:.0f}s, {points / baseline * 3600:.0f} points/hour",
+              flush=True)
+        print(f"ours {points / wall * 3600:.0f} points/hour, DVC queue "
+              f"{points / baseline * 3600:.0f} points/hour: {baseline / wall:.1f}x "
+              f"({points} points, {args.env})")
+    finally:
+        if args.keep:
+            print(f"project copy kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
