@@ -133,3 +133,19 @@ def test_a_sweeps_shared_input_is_read_once(points):
     SequentialRunner().run(pipeline, catalog)
     # one point reads it once anyway; three read it once between them, not three times
     assert pool.loads == 1
+
+
+def test_a_shared_path_input_made_in_the_same_run_reaches_the_points_as_its_path(tmp_path):
+    """What a node saves is not what the points load: a table goes in as a DataFrame and
+    comes out as its Parquet path (`glue.io.ParquetPathDataset`)."""
+    from sail_pipeline.glue.io import ParquetPathDataset
+
+    table = ParquetPathDataset(filepath=str(tmp_path / "sft.parquet"))
+    catalog = DataCatalog({"sft": table, "params:k": MemoryDataset(1)})
+    seen = []
+    pipeline = Pipeline([node(lambda: pd.DataFrame({"id": [1]}), None, "sft", name="make")] + [
+        node(lambda path, k, n=n: seen.append(path) or n, ["sft", "params:k"], f"out_{n}",
+             name=f"point_{n}", tags=["scaling_point"]) for n in range(2)])
+    SharedInputsHook().before_pipeline_run({}, pipeline, catalog)
+    SequentialRunner().run(pipeline, catalog)
+    assert seen == [str(tmp_path / "sft.parquet")] * 2

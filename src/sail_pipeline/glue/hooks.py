@@ -20,7 +20,7 @@ from sail_pipeline.captioning import credentials
 from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.experiments.scaling.mlflow_view import print_links
 from sail_pipeline.experiments.scaling.plan import sweep_description
-from sail_pipeline.glue.io import DryRunDataset
+from sail_pipeline.glue.io import DryRunDataset, LoadedOnce
 from sail_pipeline.glue.run_lock import OutputLocks
 from sail_pipeline.glue.run_timing import RunTiming, breakdown
 from sail_pipeline.process_stats import process_started_at
@@ -396,14 +396,12 @@ class PointProgressHook:
 
 class SharedInputsHook:
     """A sweep reads its shared inputs once: each input of two or more point nodes (the pool,
-    the curation manifest with its images) is cached in memory from its first load until its
-    last reader has run (Kedro's `CachedDataset`; the runner releases it then)."""
+    the curation manifest with its images) is kept in memory from its first load until its
+    last reader has run and the runner releases it (`glue.io.LoadedOnce`)."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         from collections import Counter
-
-        from kedro.io import CachedDataset
 
         readers = Counter(name for node in pipeline.nodes if PointProgressHook.TAG in node.tags
                           for name in node.inputs if not name.startswith("params:"))
@@ -412,9 +410,9 @@ class SharedInputsHook:
         quiet.setLevel(logging.ERROR)  # it warns "Replacing dataset" for each
         try:
             for name, count in readers.items():
-                if count > 1 and name in catalog and not isinstance(
-                        catalog.get(name), CachedDataset):
-                    catalog[name] = CachedDataset(dataset=catalog.get(name))
+                if count > 1 and name in catalog and not isinstance(catalog.get(name),
+                                                                    LoadedOnce):
+                    catalog[name] = LoadedOnce(catalog.get(name))
         finally:
             quiet.setLevel(level)
 

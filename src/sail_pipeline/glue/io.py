@@ -221,3 +221,39 @@ class DryRunDataset(AbstractDataset[Any, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"dry_run_of": type(self._wrapped).__name__}
+
+
+class LoadedOnce(AbstractDataset[Any, Any]):
+    """A dataset whose load is kept in memory until it is saved again or released: what a
+    sweep's point nodes share (`glue.hooks.SharedInputsHook`). Unlike Kedro's `CachedDataset`
+    it never caches what is saved, which for a path dataset (a DataFrame in, its path out)
+    would hand the next node a DataFrame where it reads a path."""
+
+    def __init__(self, wrapped: AbstractDataset) -> None:
+        self._wrapped = wrapped
+        self._data: Any = _NOTHING
+
+    def __getattr__(self, name: str) -> Any:
+        # What others ask of the wrapped dataset (a dry run: `loads_as_path`, `_filepath`).
+        if name == "_wrapped":
+            raise AttributeError(name)
+        return getattr(self._wrapped, name)
+
+    def _load(self) -> Any:
+        if self._data is _NOTHING:
+            self._data = self._wrapped.load()
+        return self._data
+
+    def _save(self, data: Any) -> None:
+        self._data = _NOTHING
+        self._wrapped.save(data)
+
+    def _exists(self) -> bool:
+        return self._data is not _NOTHING or self._wrapped.exists()
+
+    def _release(self) -> None:
+        self._data = _NOTHING
+        self._wrapped.release()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"loaded_once": type(self._wrapped).__name__}
