@@ -175,13 +175,19 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
     def trainer_dies(*args, **kwargs):
         raise RuntimeError("stage alignment failed: the trainer exited with 1")
 
-    monkeypatch.setattr(nodes, "run_point", trainer_dies)
+    from sail_pipeline.experiments.scaling import point as scaling_point
+
+    monkeypatch.setattr(scaling_point, "run_point", trainer_dies)
     point = Point("alt_text", 10, 0)
-    result = nodes.point_node(point)(
-        pairs, manifest, shared.tokenizer, {"hf_dir": shared.llm}, {"hf_dir": shared.vision},
-        shared.benchmark, shared.alignment_eval, shared.advance_eval, shared.sft_train,
-        shared.sft_eval, _sweep(), "tiny", RuntimeParams(), str(tmp_path / "store"))
+    inputs = (pairs, manifest, shared.tokenizer, {"hf_dir": shared.llm},
+              {"hf_dir": shared.vision}, shared.benchmark, shared.alignment_eval,
+              shared.advance_eval, shared.sft_train, shared.sft_eval, _sweep(), "tiny",
+              RuntimeParams(), str(tmp_path / "store"))
+    result = nodes.point_node(point)(*inputs)
     assert result["failed"] and "trainer exited" in result["error"]
+    # The node that runs every point (on Ray, `runtime.points.kind: ray`; here its plain
+    # executor) records it the same way, one output per point.
+    assert nodes.points_node([point])(*inputs) == (result,)
 
     stale = {"settings_digest": "from another configuration", "namespace": "alt_text_n20_s0"}
     *_, report, metrics = nodes.fit_node([point, Point("alt_text", 20, 0)])(
@@ -199,3 +205,20 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
     section = report[report.index("## SFT schedule: curriculum vs all-in-one"):]
     assert "### Claims" in section and "curvature difference" in section
     assert "![sft/average](selection/schedule.png)" in section
+
+
+def test_on_ray_one_node_runs_every_point_and_writes_each_points_result():
+    from sail_pipeline.pipelines.scaling.pipeline import create_pipeline
+    from tests.test_pipelines import micro_params
+
+    sweep = {"scaling": {"variants": ["reference"], "sizes": [16, 32], "seeds": [0, 1]}}
+    plain = create_pipeline(micro_params(**sweep))
+    on_ray = create_pipeline(micro_params(**sweep, runtime={"points": {"kind": "ray"}}))
+    results = {f"reference_n{n}_s{s}.scaling_point" for n in (16, 32) for s in (0, 1)}
+    assert len([n for n in plain.nodes if "scaling_point" in n.tags]) == 4
+    [node] = [n for n in on_ray.nodes if "scaling_points" in n.tags]
+    assert set(node.outputs) == results and not [n for n in on_ray.nodes
+                                                 if "scaling_point" in n.tags]
+    # the fit reads the same results either way
+    [fit] = [n for n in on_ray.nodes if n.name == "fit_scaling"]
+    assert results <= set(fit.inputs)

@@ -31,6 +31,10 @@ MODEL_TRAINING = "custom_model_development"
 # outside a namespaced instance.
 current_namespace: ContextVar[str | None] = ContextVar("current_namespace", default=None)
 _instance_runs: dict[tuple[str, str], str] = {}
+# A run to log into named by id, where no MLflow run is active: a point run as a Ray task
+# logs into the point's run, which the Kedro process made (`tracking_into`).
+_explicit_target: ContextVar[tuple[str, str] | None] = ContextVar("explicit_target",
+                                                                 default=None)
 
 
 @lru_cache(maxsize=4)
@@ -108,11 +112,25 @@ def finish_instance_runs(status: str = "FINISHED") -> None:
     _instance_runs.clear()
 
 
+@contextmanager
+def tracking_into(experiment_id: str, run_id: str) -> Iterator[None]:
+    """Log what runs inside (trainer runs, metrics) into the run `run_id`, active or not."""
+    token = _explicit_target.set((experiment_id, run_id))
+    try:
+        yield
+    finally:
+        _explicit_target.reset(token)
+
+
 def tracking_target() -> tuple[str, str] | None:
     """(experiment id, run id) that the code running now logs into, or None without MLflow.
 
-    The active (Kedro) run, or the run of the namespaced instance whose node is running.
+    The run named by `tracking_into`; else the active (Kedro) run, or the run of the
+    namespaced instance whose node is running.
     """
+    explicit = _explicit_target.get()
+    if explicit is not None:
+        return explicit
     import mlflow
 
     active = mlflow.active_run()

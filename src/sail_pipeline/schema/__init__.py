@@ -43,7 +43,7 @@ from sail_pipeline.schema.project import (
     training_runs,
     validate_parameters,
 )
-from sail_pipeline.schema.runtime import LauncherParams, RuntimeParams
+from sail_pipeline.schema.runtime import LauncherParams, PointExecutorParams, RuntimeParams
 from sail_pipeline.schema.scaling import (
     SCALING_VARIANTS,
     ScalingParams,
@@ -107,6 +107,7 @@ __all__ = [
     "FolderSource",
     "InvalidParameters",
     "LauncherParams",
+    "PointExecutorParams",
     "LlavaSource",
     "ModuleKey",
     "ParquetSource",

@@ -34,9 +34,26 @@ class LauncherParams(StrictModel):
         return self.num_gpus <= 1 and self.num_nodes == 1 and not self.hostfile
 
 
+class PointExecutorParams(StrictModel):
+    """Where an experiment's points run (`runtime.points`): one after another in the Kedro
+    process (`plain`), or as Ray tasks (`ray`), on a local Ray or a cluster; same results."""
+
+    kind: Literal["plain", "ray"] = neutral("plain", description="plain: one point after "
+                                            "another here; ray: each point a Ray task")
+    ray_address: str | None = neutral(
+        None, description="null: start a local Ray in this process; 'auto' or 'host:port': "
+        "join that cluster")
+    cpus_per_point: float = neutral(1, gt=0, description="CPUs Ray reserves for a point")
+    gpus_per_point: float = neutral(0, ge=0, description="GPUs Ray reserves for a point (1: "
+                                    "one point per GPU)")
+    retries: int = neutral(1, ge=0, description="times a point whose worker died is run "
+                           "again (an error in the point itself is not retried)")
+
+
 class RuntimeParams(StrictModel):
     seed: int = 0
     threads: int = neutral(0, ge=0, description="torch threads per process; 0: all cores")
     peak_tflops: float | None = neutral(None, gt=0, description="device peak for MFU; "
                                         "default from the GPU's name, none on CPU")
     launcher: LauncherParams = Field(default_factory=LauncherParams)
+    points: PointExecutorParams = neutral(default_factory=PointExecutorParams)

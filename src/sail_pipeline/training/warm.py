@@ -112,11 +112,24 @@ def serve(socket_path: str, parent: int) -> None:
         conn.close()
 
 
+def _die_with_parent() -> None:
+    """The stage is killed when the warm process ends, which it does when the process that
+    started it is gone: a killed sweep worker (a Ray task) leaves no stage training on into
+    the folder its retry starts afresh."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the stage ends at its next write instead
+        pass
+
+
 def _stage(conn: socket.socket, request: dict, folder: Path) -> None:
     """The forked child: become the stage's process and run the trainer's main."""
     code = 1
     imported = set(sys.modules)
     try:
+        _die_with_parent()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.dup2(conn.fileno(), 1)
         os.dup2(conn.fileno(), 2)

@@ -9,7 +9,10 @@ takes seconds. No Kedro here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +21,7 @@ from sail_pipeline import identity
 from sail_pipeline.engine.chain import CHAIN_MODULE, Backbones, Chain, Evaluation, Step, Table
 from sail_pipeline.engine.store import run_stored
 from sail_pipeline.experiments.scaling.plan import Point
+from sail_pipeline.experiments.scaling.pool import point_pairs
 from sail_pipeline.recipe_data import caption_table
 from sail_pipeline.schema import (
     SCALING_VARIANTS,
@@ -41,6 +45,12 @@ class SharedInputs:
     advance_eval: str
     sft_train: str
     sft_eval: str
+
+    def resolved(self) -> SharedInputs:
+        """The same inputs as absolute paths: what a point run elsewhere (a Ray worker, in
+        another folder) can open."""
+        return SharedInputs(**{f.name: str(Path(getattr(self, f.name)).resolve())
+                               for f in fields(self)})
 
 
 def point_settings(point: Point, params: ScalingParams, preset: str) -> dict[str, Any]:
@@ -115,3 +125,26 @@ def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: Runtim
     # repeat the pool's images, and the pretraining checkpoints are not loaded again.
     return run_stored(chain, runtime, store, point.label,
                       keep="all" if params.keep_intermediate else "last", describe=describe)
+
+
+def point_job(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
+              runtime: RuntimeParams, store: str) -> Callable[[pd.DataFrame, pd.Series],
+                                                             dict[str, Any]]:
+    """The point as a function of the sweep's shared tables (its pool of pairs, the images
+    by id): what a Ray task runs, with the paths made absolute."""
+    return functools.partial(_run_job, point, params, shared.resolved(), preset, runtime,
+                             str(Path(store).resolve()))
+
+
+def job_chain(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
+              pool: pd.DataFrame, images: pd.Series) -> Chain:
+    """The point's chain from the sweep's pool of pairs and its images by id."""
+    pairs = point_pairs(pool, point.variant, point.n, point.seed, params.sizes[0])
+    return point_chain(point, pairs, images, params, shared, preset)
+
+
+def _run_job(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
+             runtime: RuntimeParams, store: str, pool: pd.DataFrame, images: pd.Series
+             ) -> dict[str, Any]:
+    chain = job_chain(point, params, shared, preset, pool, images)
+    return run_point(point, chain, params, runtime, preset, store)

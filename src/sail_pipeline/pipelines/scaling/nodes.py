@@ -12,18 +12,25 @@ import pandas as pd
 from sail_pipeline import lineage
 from sail_pipeline.curation.sources import world_values
 from sail_pipeline.engine.chain import chain_identity
+from sail_pipeline.engine.executor import Job, run_jobs
+from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.experiments.scaling import report
 from sail_pipeline.experiments.scaling.plan import Point, plan_points
 from sail_pipeline.experiments.scaling.point import (
     SharedInputs,
-    point_chain,
-    run_point,
+    job_chain,
+    point_job,
     settings_digest,
 )
-from sail_pipeline.experiments.scaling.pool import build_pools, check_sizes, point_pairs
+from sail_pipeline.experiments.scaling.pool import build_pools, check_sizes
 from sail_pipeline.experiments.selection import schedule
 from sail_pipeline.quality.filter import decide
-from sail_pipeline.schema import CurationParams, RuntimeParams, ScalingParams
+from sail_pipeline.schema import (
+    CurationParams,
+    PointExecutorParams,
+    RuntimeParams,
+    ScalingParams,
+)
 from sail_pipeline.schema.quality import FilterParams
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,12 @@ def sft_table(knowledge_train: str, rows: int) -> pd.DataFrame:
     return pd.read_parquet(knowledge_train).head(rows)
 
 
+def _shared(tokenizer: str, llm: dict, vision: dict, benchmark: str, alignment_eval: str,
+            advance_eval: str, sft_train: str, sft_eval: str) -> SharedInputs:
+    return SharedInputs(tokenizer, llm["hf_dir"], vision["hf_dir"], benchmark, alignment_eval,
+                        advance_eval, sft_train, sft_eval)
+
+
 def point_node(point: Point) -> Callable[..., dict[str, Any]]:
     """The node function of one point, named `run_point` in the point's namespace."""
 
@@ -54,30 +67,77 @@ def point_node(point: Point) -> Callable[..., dict[str, Any]]:
             vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
             sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
             runtime: RuntimeParams, store: str) -> dict[str, Any]:
-        pairs = point_pairs(pool, point.variant, point.n, point.seed, params.sizes[0])
-        shared = SharedInputs(tokenizer, llm["hf_dir"], vision["hf_dir"], benchmark,
-                              alignment_eval, advance_eval, sft_train, sft_eval)
-        chain = point_chain(point, pairs, manifest.set_index("id")["image"], params, shared,
-                            preset)
-        try:
-            result = run_point(point, chain, params, runtime, preset, store)
-        except Exception as error:  # noqa: BLE001
-            # One failed point must not stop a sweep of a hundred: it is recorded, the
-            # fit names it with its reason, and the next run trains it again.
-            log.error("%s failed: %s", point.label, error)
-            return {"failed": True, "namespace": point.namespace,
-                    "identity": chain_identity(chain, runtime), "error": str(error)[-2000:]}
-        reused = result["reused"]
-        _track(point, result)
-        log.info("%s: %s | %s", point.label, "reused" if reused else
-                 f"trained in {result['timing']['total_seconds']:.0f}s",
-                 " ".join(f"{k}={v:.3g}" for k, v in result["scores"].items()
-                          if k.endswith(("average", "caption"))))
-        return result
+        shared = _shared(tokenizer, llm, vision, benchmark, alignment_eval, advance_eval,
+                         sft_train, sft_eval)
+        images = manifest.set_index("id")["image"]
+        job = Job(point.label, point_job(point, params, shared, preset, runtime, store))
+        [(_, outcome)] = run_jobs([job], (pool, images), PointExecutorParams())
+        return _settle(point, outcome, lambda: chain_identity(
+            job_chain(point, params, shared, preset, pool, images), runtime))
 
     run.__name__ = run.__qualname__ = "run_point"
     run.__doc__ = f"Sweep point {point.label}: pretrain, evaluate, fixed SFT, evaluate."
     return run
+
+
+def points_node(points: list[Point]) -> Callable[..., tuple[dict[str, Any], ...]]:
+    """One node for every point, each a Ray task (`runtime.points.kind: ray`); its outputs
+    are the points' results, the same datasets the per-point nodes write."""
+
+    def run_points(pool: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str, llm: dict,
+                   vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
+                   sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
+                   runtime: RuntimeParams, store: str) -> tuple[dict[str, Any], ...]:
+        shared = _shared(tokenizer, llm, vision, benchmark, alignment_eval, advance_eval,
+                         sft_train, sft_eval)
+        images = manifest.set_index("id")["image"]
+        target = lineage.tracking_target()
+        progress = PointProgress("scaling", len(points), run_id=target[1] if target else None)
+        jobs = []
+        for point in points:
+            tracking = None
+            if target is not None:  # the point's run, made here once, whatever runs it
+                import mlflow
+
+                run_id = lineage.instance_run(point.namespace, target[1], target[0],
+                                              lineage.git_state())
+                tracking = (mlflow.get_tracking_uri(), target[0], run_id)
+            jobs.append(Job(point.label, point_job(point, params, shared, preset, runtime,
+                                                   store), tracking, point.namespace, point))
+            progress.start(point.label)
+        # A dry run prints each stage's command; it runs here, one point after another.
+        settings = PointExecutorParams() if runtime.launcher.dry_run else runtime.points
+        results: dict[Point, dict[str, Any]] = {}
+        for job, outcome in run_jobs(jobs, (pool, images), settings):
+            point = job.key
+            with lineage.instance(point.namespace):
+                results[point] = _settle(point, outcome, lambda point=point: chain_identity(
+                    job_chain(point, params, shared, preset, pool, images), runtime))
+            result = results[point]
+            progress.finish(point.label, result.get("timing", {}).get("total_seconds"),
+                            reused=bool(result.get("reused")),
+                            error=result.get("error") if result.get("failed") else None)
+        return tuple(results[point] for point in points)
+
+    run_points.__doc__ = f"The sweep's {len(points)} points, each a Ray task."
+    return run_points
+
+
+def _settle(point: Point, outcome: dict[str, Any] | BaseException,
+            identity: Callable[[], str]) -> dict[str, Any]:
+    """The point's result, tracked and logged; a failed point's record with its reason."""
+    if isinstance(outcome, BaseException):
+        # One failed point must not stop a sweep of a hundred: it is recorded, the fit
+        # names it with its reason, and the next run trains it again.
+        log.error("%s failed: %s", point.label, outcome)
+        return {"failed": True, "namespace": point.namespace, "identity": identity(),
+                "error": str(outcome)[-2000:]}
+    _track(point, outcome)
+    log.info("%s: %s | %s", point.label, "reused" if outcome["reused"] else
+             f"trained in {outcome['timing']['total_seconds']:.0f}s",
+             " ".join(f"{k}={v:.3g}" for k, v in outcome["scores"].items()
+                      if k.endswith(("average", "caption"))))
+    return outcome
 
 
 def _track(point: Point, result: dict[str, Any]) -> None:
@@ -121,4 +181,4 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     return fit_scaling
 
 
-__all__ = ["fit_node", "plan_points", "point_node", "scaling_pools"]
+__all__ = ["fit_node", "plan_points", "point_node", "points_node", "scaling_pools"]

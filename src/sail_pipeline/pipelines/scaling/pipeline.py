@@ -30,10 +30,22 @@ def _point(point: Point) -> Pipeline:
                     parameters={name for name in POINT_INPUTS if name.startswith("params:")})
 
 
+def _on_ray(points: Sequence[Point]) -> Pipeline:
+    """Every point in one node that runs each as a Ray task (`runtime.points.kind: ray`),
+    writing the same per-point results as the per-point nodes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="One or more dataset names contain")
+        return Pipeline([node(nodes.points_node(list(points)), POINT_INPUTS,
+                              [f"{point.namespace}.scaling_point" for point in points],
+                              name="run_points", tags=["scaling", "scaling_points"])])
+
+
 def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
-    """The pools, one node per point of `project`'s sweep, and the fit."""
+    """The pools, one node per point of `project`'s sweep (or one node running them all on
+    Ray), and the fit."""
     points = plan_points(project.scaling) if project is not None and \
         project.scaling is not None else []
+    on_ray = project is not None and project.runtime.points.kind == "ray" and bool(points)
     return Pipeline([
         node(nodes.scaling_pools,
              ["caption_candidates", "quality_signals", "curation_manifest", "world_scenes",
@@ -42,7 +54,7 @@ def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
              tags=["scaling", "scaling_pool"]),
         node(nodes.sft_table, ["knowledge_train", "params:scaling.sft_samples"],
              "scaling_sft_train", name="scaling_sft_table", tags=["scaling", "scaling_pool"]),
-        *(_point(point) for point in points),
+        *([_on_ray(points)] if on_ray else [_point(point) for point in points]),
         _fit(points),
     ])
 
