@@ -27,9 +27,9 @@ smallest size, where it weighs most.
 Needs the chain's data for the configuration (`make micro` for `--env micro`, `make run` for
 `--env base`).
 
-    python benchmarks/sweep_throughput.py --env micro        # 8 points, about 3 minutes
+    python benchmarks/sweep_throughput.py --env micro        # 8 points: ours ~1 min, DVC ~12
     python benchmarks/sweep_throughput.py --env base         # 12 points of the default sweep
-    python benchmarks/sweep_throughput.py --env micro --no-dvc
+    python benchmarks/sweep_throughput.py --env micro --no-dvc --ray   # and on a local Ray
 """
 
 from __future__ import annotations
@@ -106,11 +106,20 @@ def set_grid(project: Path, grid: dict) -> None:
     path.write_text(yaml.safe_dump(base))
 
 
-def ours(project: Path) -> float:
+def ours(project: Path, *params: str) -> float:
     shutil.rmtree(project / STORE, ignore_errors=True)
     started = time.perf_counter()
-    _check(run(project, "kedro", "run", "--pipelines=scaling", timeout=7200), ["kedro", "run"])
+    args = ["kedro", "run", "--pipelines=scaling"]
+    for value in params:
+        args += ["--params", value]
+    _check(run(project, *args, timeout=7200), args)
     return time.perf_counter() - started
+
+
+def scores(project: Path) -> dict[str, dict]:
+    """Each point's scores, from its result file."""
+    return {path.stem: json.loads(path.read_text())["scores"]
+            for path in (project / "data/07_model_output/scaling").glob("*.json")}
 
 
 def dvc_queue(project: Path, grid: dict) -> float:
@@ -170,6 +179,8 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(GRIDS), default="micro")
     parser.add_argument("--no-dvc", action="store_true", help="skip the DVC-queue baseline")
     parser.add_argument("--keep", action="store_true", help="keep the project copy")
+    parser.add_argument("--ray", action="store_true", help="also run ours on a local Ray, "
+                        "one point per CPU at once (runtime.points.kind=ray)")
     args = parser.parse_args()
     grid = GRIDS[args.env]
     points = points_in(grid)
@@ -192,6 +203,13 @@ def main() -> None:
             print(f"| {n} | " + " | ".join(f"{parts[k]:.1f}s" for k in PARTS)
                   + f" | {total:.1f}s | {fixed / total:.0%} |")
         print(flush=True)
+        if args.ray:
+            sequential = scores(project)
+            on_ray = ours(project, "runtime.points.kind=ray")
+            same = sum(scores(project)[k] == v for k, v in sequential.items())
+            print(f"ours on a local Ray: {on_ray:.0f}s, {points / on_ray * 3600:.0f} points/hour "
+                  f"({wall / on_ray:.2f}x the sequential run; same scores {same}/{points})",
+                  flush=True)
         if args.no_dvc:
             print(f"ours: {points / wall * 3600:.0f} points/hour ({points} points, {args.env})")
             return
