@@ -65,7 +65,7 @@ def _ray(project: Path, token: dict[str, str], *args: str) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-def _stop_ray(token: dict[str, str]) -> None:
+def _stop_ray(token: dict[str, str], port: int) -> None:
     """This cluster's processes only, found by its token (`ray stop` would stop every Ray on
     the machine)."""
     import psutil
@@ -76,6 +76,11 @@ def _stop_ray(token: dict[str, str]) -> None:
                 process.kill()
         except psutil.Error:
             pass
+    # What `ray stop` also removes: the note naming the running cluster, which a later
+    # `ray.init()` without an address would try to join.
+    current = Path("/tmp/ray/ray_current_cluster")
+    if current.exists() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
 
 
 @pytest.mark.slow
@@ -120,7 +125,7 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker(project_copy):
         finally:
             mlflow.set_tracking_uri(None)
     finally:
-        _stop_ray(token)
+        _stop_ray(token, ray_port)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 

@@ -49,7 +49,9 @@ def ensure_ray(settings: ExecutorParams) -> Any:
     ray = import_ray()
     if not ray.is_initialized():
         if settings.ray_address is None:
-            ray.init(num_cpus=settings.num_cpus, include_dashboard=False)
+            # "local": a new Ray in this process. Without it, ray.init joins the cluster that
+            # /tmp/ray/ray_current_cluster names, and waits on it when that cluster is gone.
+            ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False)
         else:
             ray.init(address=settings.ray_address)
     return ray
