@@ -101,8 +101,7 @@ def run_grid(grid: Grid, runtime: RuntimeParams, store: str | Path,
         except Exception as error:
             progress.finish(point.label, None, error=f"{type(error).__name__}: {error}")
             raise
-        progress.finish(point.label, result.get("timing", {}).get("total_seconds"),
-                        reused=bool(result.get("reused")))
+        progress.record(point.label, result)
         return result
 
     return pd.DataFrame([point_row(point, result) for point, result in drive(grid, run)])

@@ -69,6 +69,13 @@ class PointProgress:
         self._track()
         return line
 
+    def record(self, label: str, result: dict) -> str:
+        """Count a point from its result (a store result, or a sweep's failed-point record
+        with `failed` and `error`) and print its line."""
+        return self.finish(label, result.get("timing", {}).get("total_seconds"),
+                           reused=bool(result.get("reused")),
+                           error=result.get("error") if result.get("failed") else None)
+
     def summary(self) -> str:
         return (f"{self.done}{f' of {self.total}' if self.total else ''} done "
                 f"({self.reused} reused), {self.running} running, {self.failed} failed")

@@ -19,7 +19,7 @@ from sail_pipeline import identity, lineage
 from sail_pipeline.captioning import credentials
 from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.experiments.scaling.mlflow_view import print_links
-from sail_pipeline.experiments.scaling.plan import sweep_description
+from sail_pipeline.experiments.scaling.plan import Point, sweep_description
 from sail_pipeline.glue.io import DryRunDataset, LoadedOnce
 from sail_pipeline.glue.run_lock import OutputLocks
 from sail_pipeline.glue.run_timing import RunTiming, breakdown
@@ -381,10 +381,7 @@ class PointProgressHook:
         result = next(iter(outputs.values()), None) if progress is not None else None
         if progress is None or not isinstance(result, dict):
             return
-        progress.finish(_point_label(result, node.namespace),
-                        result.get("timing", {}).get("total_seconds"),
-                        reused=bool(result.get("reused")),
-                        error=result.get("error") if result.get("failed") else None)
+        progress.record(_point_label(result, node.namespace), result)
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Any, catalog: Any,
@@ -418,8 +415,10 @@ class SharedInputsHook:
 
 
 def _point_label(result: dict[str, Any], namespace: str) -> str:
+    """The point's name as its MLflow run has it; a failed point's record names only its
+    namespace."""
     if {"variant", "n", "seed"} <= set(result):
-        return f"{result['variant']} N={result['n']} seed={result['seed']}"
+        return Point(result["variant"], result["n"], result["seed"]).label
     return namespace
 
 

@@ -93,15 +93,17 @@ def points_node(points: list[Point]) -> Callable[..., tuple[dict[str, Any], ...]
         images = manifest.set_index("id")["image"]
         target = lineage.tracking_target()
         progress = PointProgress("scaling", len(points), run_id=target[1] if target else None)
+        uri = None
+        if target is not None:
+            import mlflow
+
+            uri = mlflow.get_tracking_uri()
         jobs = []
         for point in points:
             tracking = None
             if target is not None:  # the point's run, made here once, whatever runs it
-                import mlflow
-
-                run_id = lineage.instance_run(point.namespace, target[1], target[0],
-                                              lineage.git_state())
-                tracking = (mlflow.get_tracking_uri(), target[0], run_id)
+                tracking = (uri, target[0], lineage.instance_run(
+                    point.namespace, target[1], target[0], lineage.git_state()))
             jobs.append(Job(point.label, point_job(point, params, shared, preset, runtime,
                                                    store), tracking, point.namespace, point))
             progress.start(point.label)
@@ -113,10 +115,7 @@ def points_node(points: list[Point]) -> Callable[..., tuple[dict[str, Any], ...]
             with lineage.instance(point.namespace):
                 results[point] = _settle(point, outcome, lambda point=point: chain_identity(
                     job_chain(point, params, shared, preset, pool, images), runtime))
-            result = results[point]
-            progress.finish(point.label, result.get("timing", {}).get("total_seconds"),
-                            reused=bool(result.get("reused")),
-                            error=result.get("error") if result.get("failed") else None)
+            progress.record(point.label, results[point])
         return tuple(results[point] for point in points)
 
     run_points.__doc__ = f"The sweep's {len(points)} points, each a Ray task."
