@@ -170,3 +170,21 @@ def test_a_stage_forked_after_priming_finds_transformers_mapping_built():
              "    os._exit(0 if c._checkpoint_conversion_mapping_cache else 3)\n"
              "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
     assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
+
+
+def test_a_stage_forked_from_the_warm_process_collects_only_its_own_objects():
+    """`warm.settle_heap` freezes what the warm process holds, so a forked stage's full
+    collections skip the inherited heap (they walked all of it, ~0.4 s a stage). The probe
+    imports torch (a heap like the warm process's), settles, forks, and the child finds the
+    inherited objects frozen and its own collection's tracked count small."""
+    probe = ("import gc, os, sys\n"
+             "import torch\n"
+             "from sail_pipeline.training.warm import settle_heap\n"
+             "before = len(gc.get_objects())\n"
+             "settle_heap()\n"
+             "pid = os.fork()\n"
+             "if pid == 0:\n"
+             "    frozen, tracked = gc.get_freeze_count(), len(gc.get_objects())\n"
+             "    os._exit(0 if frozen > before // 2 and tracked < before // 10 else 3)\n"
+             "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
