@@ -7,9 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sail_pipeline.engine.chain import chain_identity
+from sail_pipeline.engine.chain import chain_identity, prefix_identities
 from sail_pipeline.experiments.scaling.plan import Point, plan_points, point_command
-from sail_pipeline.experiments.scaling.point import SharedInputs, point_chain, settings_digest
+from sail_pipeline.experiments.scaling.point import (
+    SharedInputs,
+    job_chain,
+    point_chain,
+    settings_digest,
+    sweep_prefixes,
+)
 from sail_pipeline.experiments.scaling.pool import (
     PoolTooSmall,
     build_pools,
@@ -158,6 +164,23 @@ def test_identity_follows_what_decides_the_result_and_nothing_else(tmp_path):
         point, _sweep(sft={"steps": 3, "lr": 1e-3}), "tiny")
 
 
+def test_frozen_llm_shares_exactly_its_alignment_with_the_recipe_and_nothing_more(tmp_path):
+    candidates, kept = _candidates()
+    # as in parameters_scaling.yml: Advance trains the LLM too, frozen_llm keeps the recipe's
+    sweep = _sweep(variants=["recaption_filtered", "frozen_llm", "alt_text", "alignment_only"],
+                   sizes=[10, 20], advance=_TRAIN | {"trainable": ["vision", "projector", "llm"]})
+    pairs, _ = build_pools(candidates, kept, {}, sweep)
+    images = pd.Series({i: f"png-{i}".encode() for i in candidates["id"]})
+    points = plan_points(sweep)
+    shared = sweep_prefixes(points, sweep, _shared(tmp_path), "tiny", RuntimeParams(), pairs,
+                            images)
+    alignments = {(p.n, p.seed): prefix_identities(job_chain(p, sweep, _shared(tmp_path), "tiny",
+                                                             pairs, images), RuntimeParams())[0]
+                  for p in points if p.variant == "frozen_llm"}
+    # one Alignment per (N, seed), shared by the recipe's point and the frozen-LLM point
+    assert shared == set(alignments.values()) and len(shared) == 2 * 3
+
+
 def _shared_again(tmp_path) -> SharedInputs:
     return SharedInputs(**{name: str(tmp_path / name) for name in SharedInputs.__dataclass_fields__})
 
@@ -182,7 +205,7 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
     inputs = (pairs, manifest, shared.tokenizer, {"hf_dir": shared.llm},
               {"hf_dir": shared.vision}, shared.benchmark, shared.alignment_eval,
               shared.advance_eval, shared.sft_train, shared.sft_eval, _sweep(), "tiny",
-              RuntimeParams(), str(tmp_path / "store"))
+              RuntimeParams(), str(tmp_path / "store"), None)
     result = nodes.point_node(point)(*inputs)
     assert result["failed"] and "trainer exited" in result["error"]
     # The node that runs every point (on Ray, `runtime.points.kind: ray`; here its plain

@@ -15,6 +15,8 @@ No Kedro here.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import io
 import logging
 import shutil
@@ -28,6 +30,7 @@ import pandas as pd
 
 from sail_pipeline import identity
 from sail_pipeline.engine import stage as stage_runner
+from sail_pipeline.engine.prefix import PrefixCache
 from sail_pipeline.schema import RuntimeParams, TrainParams, result_settings
 
 log = logging.getLogger(__name__)
@@ -189,22 +192,28 @@ def step_settings(chain: Chain, runtime: RuntimeParams) -> list[dict[str, Any]]:
     return out
 
 
+def prefix_identities(chain: Chain, runtime: RuntimeParams) -> list[str]:
+    """The identity of each prefix of the chain (its first k+1 steps and the evaluations
+    that follow them), the last being the whole chain's: the digest of everything that
+    decides the prefix's result (see the module's doc)."""
+    steps = [{"trainer": settings, "train": step.train.digest(),
+              "eval": step.eval.digest() if step.eval is not None else None}
+             for step, settings in zip(chain.steps, step_settings(chain, runtime), strict=True)]
+    evaluations = [({"after": e.after, "label": e.label,
+                     "benchmark": identity.path_digest(e.benchmark),
+                     "settings": result_settings(e.settings)}) for e in chain.evaluations]
+    common = {"start": chain.start.digests(), "seed": chain.seed,
+              "code": identity.code_digest([CHAIN_MODULE]),
+              "environment": identity.environment_digest()}
+    return [identity.payload_digest({
+        **common, "steps": steps[:k + 1],
+        "evaluations": [e for e in evaluations if e["after"] <= k]})
+        for k in range(len(steps))]
+
+
 def chain_identity(chain: Chain, runtime: RuntimeParams) -> str:
     """The digest of everything that decides the chain's result (see the module's doc)."""
-    payload = {
-        "start": chain.start.digests(),
-        "steps": [{"trainer": settings, "train": step.train.digest(),
-                   "eval": step.eval.digest() if step.eval is not None else None}
-                  for step, settings in zip(chain.steps, step_settings(chain, runtime),
-                                            strict=True)],
-        "seed": chain.seed,
-        "evaluations": [{"after": e.after, "label": e.label,
-                         "benchmark": identity.path_digest(e.benchmark),
-                         "settings": result_settings(e.settings)} for e in chain.evaluations],
-        "code": identity.code_digest([CHAIN_MODULE]),
-        "environment": identity.environment_digest(),
-    }
-    return identity.payload_digest(payload)
+    return prefix_identities(chain, runtime)[-1]
 
 
 def evaluate(hf_dir: str, evaluation: Evaluation, workdir: Path) -> dict[str, float]:
@@ -223,13 +232,18 @@ def evaluate(hf_dir: str, evaluation: Evaluation, workdir: Path) -> dict[str, fl
 
 
 def run_chain(chain: Chain, runtime: RuntimeParams, workdir: str | Path,
-              keep: str = "all", folders: Sequence[str] | None = None) -> ChainResult:
+              keep: str = "all", folders: Sequence[str] | None = None,
+              prefixes: PrefixCache | None = None) -> ChainResult:
     """Train the chain's steps in order into `workdir/<step folder>` (or `folders`), evaluate
     each checkpoint asked for right after its step, and return the pointers and scores.
 
     `keep`: which checkpoints stay on disk: `all`; `last` (each earlier one is deleted once
     the next step and its evaluations are done); `none` (the last one too: the scores are the
     result). Tables the chain wrote itself are deleted unless `keep` is `all`.
+
+    `prefixes`: the chain starts from the longest of its shared prefixes already stored there
+    (its steps are not trained again, their summaries and scores are the stored ones), and
+    publishes each shared prefix it trains (`engine.prefix`).
     """
     if keep not in ("all", "last", "none"):
         raise ValueError(f"keep must be all, last or none, got {keep!r}")
@@ -237,29 +251,43 @@ def run_chain(chain: Chain, runtime: RuntimeParams, workdir: str | Path,
     runtime = seeded(runtime, chain.seed)
     result = ChainResult(pointers=[])
     written: list[Path] = []
-    for k, step in enumerate(chain.steps):
-        where = Path(folders[k]) if folders is not None else work / step.folder
-        train_path = step.train.place(work / "tables" / f"{step.folder}_train.parquet")
-        eval_path = step.eval.place(work / "tables" / f"{step.folder}_eval.parquet") \
-            if step.eval is not None else None
-        written += [Path(p) for p, t in ((train_path, step.train), (eval_path, step.eval))
-                    if t is not None and t.rows is not None and p is not None]
-        weights = chain.start.weights() if k == 0 else {"init_from": result.last["hf_dir"]}
-        begun = time.perf_counter()
-        pointer = stage_runner.train(step.stage, step.settings, runtime, str(where), train_path,
-                                     eval_path, **weights)
-        result.seconds[f"{step.folder}_seconds"] = time.perf_counter() - begun
-        result.pointers.append(pointer)
-        if pointer.get("dry_run"):
-            continue
-        result.seconds[f"{step.folder}_train_seconds"] = float(pointer["summary"]["wall_seconds"])
-        for evaluation in (e for e in chain.evaluations if e.after == k):
+    ids = prefix_identities(chain, runtime) if prefixes is not None else []
+    shared = [k for k, pid in enumerate(ids[:-1]) if pid in prefixes.shared] \
+        if prefixes is not None else []
+    with contextlib.ExitStack() as locks:
+        held = {k: locks.enter_context(contextlib.ExitStack()) for k in shared}
+        for k in shared:  # in chain order, as every chain that shares them takes them
+            held[k].enter_context(prefixes.claim(ids[k]))
+        begin = _restore(chain, ids, shared, prefixes, result) if shared else 0
+        for k in shared[:bisect.bisect_left(shared, begin)]:
+            held[k].close()
+        for k, step in enumerate(chain.steps[begin:], begin):
+            where = Path(folders[k]) if folders is not None else work / step.folder
+            train_path = step.train.place(work / "tables" / f"{step.folder}_train.parquet")
+            eval_path = step.eval.place(work / "tables" / f"{step.folder}_eval.parquet") \
+                if step.eval is not None else None
+            written += [Path(p) for p, t in ((train_path, step.train), (eval_path, step.eval))
+                        if t is not None and t.rows is not None and p is not None]
+            weights = chain.start.weights() if k == 0 else {"init_from": result.last["hf_dir"]}
             begun = time.perf_counter()
-            result.scores |= evaluate(pointer["hf_dir"], evaluation,
-                                      work / f"eval_{evaluation.label}")
-            result.seconds[f"eval_{evaluation.label}_seconds"] = time.perf_counter() - begun
-        if keep != "all" and k:
-            shutil.rmtree(result.pointers[k - 1]["hf_dir"], ignore_errors=True)
+            pointer = stage_runner.train(step.stage, step.settings, runtime, str(where),
+                                         train_path, eval_path, **weights)
+            result.seconds[f"{step.folder}_seconds"] = time.perf_counter() - begun
+            result.pointers.append(pointer)
+            if pointer.get("dry_run"):
+                continue
+            result.seconds[f"{step.folder}_train_seconds"] = \
+                float(pointer["summary"]["wall_seconds"])
+            for evaluation in (e for e in chain.evaluations if e.after == k):
+                begun = time.perf_counter()
+                result.scores |= evaluate(pointer["hf_dir"], evaluation,
+                                          work / f"eval_{evaluation.label}")
+                result.seconds[f"eval_{evaluation.label}_seconds"] = time.perf_counter() - begun
+            if k in held:
+                prefixes.publish(ids[k], pointer["hf_dir"], result.summaries, result.scores)
+                held[k].close()
+            if keep != "all" and k and not result.pointers[k - 1].get("prefix"):
+                shutil.rmtree(result.pointers[k - 1]["hf_dir"], ignore_errors=True)
     if keep == "none":
         shutil.rmtree(result.last["hf_dir"], ignore_errors=True)
     if keep != "all":
@@ -268,3 +296,22 @@ def run_chain(chain: Chain, runtime: RuntimeParams, workdir: str | Path,
         if (work / "tables").is_dir() and not any((work / "tables").iterdir()):
             (work / "tables").rmdir()
     return result
+
+
+def _restore(chain: Chain, ids: list[str], shared: list[int], prefixes: PrefixCache,
+             result: ChainResult) -> int:
+    """Fill `result` from the longest shared prefix in the cache; the next step to train."""
+    for k in reversed(shared):
+        stored = prefixes.load(ids[k])
+        if stored is None:
+            continue
+        for j, summary in enumerate(stored["summaries"]):
+            result.pointers.append({"hf_dir": stored["hf_dir"] if j == k else None,
+                                    "run_dir": None, "summary": summary, "prefix": ids[k]})
+            stage_runner.log_summary(chain.steps[j].stage, summary)
+        result.scores |= stored["scores"]
+        result.seconds["prefix_steps_reused"] = float(k + 1)
+        log.info("steps %s: reused from the prefix cache (%s)",
+                 ", ".join(s.folder for s in chain.steps[:k + 1]), ids[k][:12])
+        return k + 1
+    return 0

@@ -70,13 +70,19 @@ def train(stage: str, train: TrainParams, runtime: RuntimeParams, workdir: str,
         # The next stage's dry run names this stage's checkpoint where the real run puts it.
         return {"hf_dir": summary["hf_dir"], "run_dir": cfg.output_dir, "summary": summary,
                 "dry_run": True}
-    lineage.log_metrics({f"{stage}/{k}": float(summary[k]) for k in _SUMMARY_METRICS
-                         if isinstance(summary.get(k), int | float)})
+    log_summary(stage, summary)
     log.info("%s: loss %.4g -> %.4g (eval), %d samples, %.0fs", stage,
              summary.get("eval_loss_before", float("nan")),
              summary.get("eval_loss_after", float("nan")), summary["train_samples"],
              summary["wall_seconds"])
     return {"hf_dir": summary["hf_dir"], "run_dir": summary["run_dir"], "summary": summary}
+
+
+def log_summary(stage: str, summary: dict[str, Any]) -> None:
+    """The stage's summary numbers as metrics of the run it trains in (`<stage>/<key>`); a
+    stage reused from the prefix cache logs its stored summary the same way."""
+    lineage.log_metrics({f"{stage}/{k}": float(summary[k]) for k in _SUMMARY_METRICS
+                         if isinstance(summary.get(k), int | float)})
 
 
 def trainer_settings(cfg: RunConfig) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The point store: a finished chain's result under its identity, reused instead of retrained.
 
-`store/<identity>/result.json` is a point that finished. A point trains in a
+`store/<identity>/result.json` is a point that finished; `store/prefixes/` keeps the
+checkpoints that several points start from (`engine.prefix`). A point trains in a
 `.partial-<pid>` folder that is renamed when it ends, so a crashed or concurrent run never
 leaves a half point that looks finished; the folders of killed runs are removed the next time
 the point runs. No Kedro here.
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sail_pipeline.engine.chain import Chain, ChainResult, chain_identity, run_chain
+from sail_pipeline.engine.prefix import PrefixCache
 from sail_pipeline.errors import UserError
 from sail_pipeline.schema import RuntimeParams
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+PREFIXES = "prefixes"  # the shared prefixes' folder in the store (engine.prefix)
 
 
 class DamagedPoint(UserError, ValueError):
@@ -86,9 +89,16 @@ def publish(work: Path, store: str | Path, point_id: str, result: dict[str, Any]
 Describe = Callable[[ChainResult], dict[str, Any]]
 
 
+def prefix_cache(store: str | Path, shared: frozenset[str]) -> PrefixCache | None:
+    """The store's cache of the prefixes in `shared` (None when there are none)."""
+    return PrefixCache(Path(store) / PREFIXES, shared) if shared else None
+
+
 def run_stored(chain: Chain, runtime: RuntimeParams, store: str | Path, label: str,
-               keep: str = "none", describe: Describe | None = None) -> dict[str, Any]:
-    """The point's result, from the store when its identity is there, else trained now.
+               keep: str = "none", describe: Describe | None = None,
+               shared: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The point's result, from the store when its identity is there, else trained now
+    (from the longest of its `shared` prefixes stored under `store/prefixes/`, if any).
 
     The result holds `identity`, `scores`, `timing` (seconds per step and evaluation, and in
     all), `finished`, whatever `describe` adds, and `reused`.
@@ -100,7 +110,8 @@ def run_stored(chain: Chain, runtime: RuntimeParams, store: str | Path, label: s
     log.info("%s: training (identity %s)", label, point_id)
     work = work_folder(store, point_id)
     started = time.perf_counter()
-    outcome = run_chain(chain, runtime, work, keep=keep)
+    outcome = run_chain(chain, runtime, work, keep=keep,
+                        prefixes=prefix_cache(store, shared))
     result = {"identity": point_id, **(describe(outcome) if describe else {}),
               "scores": outcome.scores,
               "timing": outcome.seconds | {"total_seconds": time.perf_counter() - started},

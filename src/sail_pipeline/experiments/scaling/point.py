@@ -18,7 +18,16 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline import identity
-from sail_pipeline.engine.chain import CHAIN_MODULE, Backbones, Chain, Evaluation, Step, Table
+from sail_pipeline.engine.chain import (
+    CHAIN_MODULE,
+    Backbones,
+    Chain,
+    Evaluation,
+    Step,
+    Table,
+    prefix_identities,
+)
+from sail_pipeline.engine.prefix import shared_prefixes
 from sail_pipeline.engine.store import run_stored
 from sail_pipeline.experiments.scaling.plan import Point
 from sail_pipeline.experiments.scaling.pool import point_pairs
@@ -104,8 +113,10 @@ def point_chain(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Sc
 
 
 def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: RuntimeParams,
-              preset: str, store: str) -> dict[str, Any]:
-    """Train and evaluate one point into `store/<identity>/`, or load it from there."""
+              preset: str, store: str, prefixes: frozenset[str] = frozenset()
+              ) -> dict[str, Any]:
+    """Train and evaluate one point into `store/<identity>/`, or load it from there;
+    `prefixes`: the sweep's shared prefixes (`sweep_prefixes`)."""
     variant = SCALING_VARIANTS[point.variant]
 
     def describe(outcome) -> dict[str, Any]:
@@ -124,16 +135,17 @@ def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: Runtim
     # What the result needs is in result.json and the final checkpoint; the training tables
     # repeat the pool's images, and the pretraining checkpoints are not loaded again.
     return run_stored(chain, runtime, store, point.label,
-                      keep="all" if params.keep_intermediate else "last", describe=describe)
+                      keep="all" if params.keep_intermediate else "last", describe=describe,
+                      shared=prefixes)
 
 
 def point_job(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
-              runtime: RuntimeParams, store: str) -> Callable[[pd.DataFrame, pd.Series],
-                                                             dict[str, Any]]:
+              runtime: RuntimeParams, store: str, prefixes: frozenset[str] = frozenset()
+              ) -> Callable[[pd.DataFrame, pd.Series], dict[str, Any]]:
     """The point as a function of the sweep's shared tables (its pool of pairs, the images
     by id): what a Ray task runs, with the paths made absolute."""
     return functools.partial(_run_job, point, params, shared.resolved(), preset, runtime,
-                             str(Path(store).resolve()))
+                             str(Path(store).resolve()), prefixes)
 
 
 def job_chain(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
@@ -143,8 +155,18 @@ def job_chain(point: Point, params: ScalingParams, shared: SharedInputs, preset:
     return point_chain(point, pairs, images, params, shared, preset)
 
 
+def sweep_prefixes(points: list[Point], params: ScalingParams, shared: SharedInputs,
+                   preset: str, runtime: RuntimeParams, pool: pd.DataFrame,
+                   images: pd.Series) -> frozenset[str]:
+    """The prefixes that more than one of the sweep's chains starts with (`engine.prefix`):
+    in the default sweep, the Alignment that `frozen_llm` shares with `recaption_filtered`."""
+    return shared_prefixes(
+        prefix_identities(job_chain(point, params, shared, preset, pool, images), runtime)
+        for point in points)
+
+
 def _run_job(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
-             runtime: RuntimeParams, store: str, pool: pd.DataFrame, images: pd.Series
-             ) -> dict[str, Any]:
+             runtime: RuntimeParams, store: str, prefixes: frozenset[str],
+             pool: pd.DataFrame, images: pd.Series) -> dict[str, Any]:
     chain = job_chain(point, params, shared, preset, pool, images)
-    return run_point(point, chain, params, runtime, preset, store)
+    return run_point(point, chain, params, runtime, preset, store, prefixes)

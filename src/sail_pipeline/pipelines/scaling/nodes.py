@@ -21,6 +21,7 @@ from sail_pipeline.experiments.scaling.point import (
     job_chain,
     point_job,
     settings_digest,
+    sweep_prefixes,
 )
 from sail_pipeline.experiments.scaling.pool import build_pools, check_sizes
 from sail_pipeline.experiments.selection import schedule
@@ -60,17 +61,40 @@ def _shared(tokenizer: str, llm: dict, vision: dict, benchmark: str, alignment_e
                         advance_eval, sft_train, sft_eval)
 
 
+def prefixes_node(points: list[Point]) -> Callable[..., list[str]]:
+    """The node that names the prefixes several of the sweep's chains share (sorted)."""
+
+    def scaling_prefixes(pool: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str,
+                         llm: dict, vision: dict, benchmark: str, alignment_eval: str,
+                         advance_eval: str, sft_train: str, sft_eval: str,
+                         params: ScalingParams, preset: str, runtime: RuntimeParams
+                         ) -> list[str]:
+        shared = _shared(tokenizer, llm, vision, benchmark, alignment_eval, advance_eval,
+                         sft_train, sft_eval)
+        found = sweep_prefixes(points, params, shared, preset, runtime, pool,
+                               manifest.set_index("id")["image"])
+        log.info("%d of the sweep's prefixes are shared by more than one point; each "
+                 "trains once", len(found))
+        return sorted(found)
+
+    scaling_prefixes.__doc__ = (f"The prefixes that more than one of the sweep's {len(points)} "
+                                "chains start with.")
+    return scaling_prefixes
+
+
 def point_node(point: Point) -> Callable[..., dict[str, Any]]:
     """The node function of one point, named `run_point` in the point's namespace."""
 
     def run(pool: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str, llm: dict,
             vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
             sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
-            runtime: RuntimeParams, store: str) -> dict[str, Any]:
+            runtime: RuntimeParams, store: str, prefixes: list[str] | None
+            ) -> dict[str, Any]:
         shared = _shared(tokenizer, llm, vision, benchmark, alignment_eval, advance_eval,
                          sft_train, sft_eval)
         images = manifest.set_index("id")["image"]
-        job = Job(point.label, point_job(point, params, shared, preset, runtime, store))
+        job = Job(point.label, point_job(point, params, shared, preset, runtime, store,
+                                         frozenset(prefixes or ())))
         [(_, outcome)] = run_jobs([job], (pool, images), PointExecutorParams())
         return _settle(point, outcome, lambda: chain_identity(
             job_chain(point, params, shared, preset, pool, images), runtime))
@@ -87,7 +111,8 @@ def points_node(points: list[Point]) -> Callable[..., tuple[dict[str, Any], ...]
     def run_points(pool: pd.DataFrame, manifest: pd.DataFrame, tokenizer: str, llm: dict,
                    vision: dict, benchmark: str, alignment_eval: str, advance_eval: str,
                    sft_train: str, sft_eval: str, params: ScalingParams, preset: str,
-                   runtime: RuntimeParams, store: str) -> tuple[dict[str, Any], ...]:
+                   runtime: RuntimeParams, store: str, prefixes: list[str] | None
+                   ) -> tuple[dict[str, Any], ...]:
         shared = _shared(tokenizer, llm, vision, benchmark, alignment_eval, advance_eval,
                          sft_train, sft_eval)
         images = manifest.set_index("id")["image"]
@@ -105,7 +130,8 @@ def points_node(points: list[Point]) -> Callable[..., tuple[dict[str, Any], ...]
                 tracking = (uri, target[0], lineage.instance_run(
                     point.namespace, target[1], target[0], lineage.git_state()))
             jobs.append(Job(point.label, point_job(point, params, shared, preset, runtime,
-                                                   store), tracking, point.namespace, point))
+                                                   store, frozenset(prefixes or ())),
+                            tracking, point.namespace, point))
             progress.start(point.label)
         # A dry run prints each stage's command; it runs here, one point after another.
         settings = PointExecutorParams() if runtime.launcher.dry_run else runtime.points
@@ -180,4 +206,5 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     return fit_scaling
 
 
-__all__ = ["fit_node", "plan_points", "point_node", "points_node", "scaling_pools"]
+__all__ = ["fit_node", "plan_points", "point_node", "points_node", "prefixes_node",
+           "scaling_pools"]

@@ -14,11 +14,13 @@ from sail_pipeline.experiments.scaling.plan import Point, plan_points
 from sail_pipeline.pipelines.scaling import nodes
 from sail_pipeline.schema import ProjectParams
 
-# What every point loads: the pools, the images, the backbones and the shared tables.
-POINT_INPUTS = ["scaling_pool", "curation_manifest", "tokenizer", "llm_model", "vision_model",
+# What every point's chain is made from: the pools, the images, the backbones and the shared
+# tables.
+CHAIN_INPUTS = ["scaling_pool", "curation_manifest", "tokenizer", "llm_model", "vision_model",
                 "benchmark", "alignment_eval", "advance_eval", "scaling_sft_train",
-                "knowledge_eval", "params:scaling", "params:pretrain.preset", "params:runtime",
-                "scaling_store"]
+                "knowledge_eval", "params:scaling", "params:pretrain.preset", "params:runtime"]
+# What every point loads: those, the point store, and the prefixes the sweep's points share.
+POINT_INPUTS = [*CHAIN_INPUTS, "scaling_store", "scaling_shared_prefixes"]
 
 
 def _point(point: Point) -> Pipeline:
@@ -54,6 +56,8 @@ def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
              tags=["scaling", "scaling_pool"]),
         node(nodes.sft_table, ["knowledge_train", "params:scaling.sft_samples"],
              "scaling_sft_train", name="scaling_sft_table", tags=["scaling", "scaling_pool"]),
+        node(nodes.prefixes_node(points), CHAIN_INPUTS, "scaling_shared_prefixes",
+             name="scaling_prefixes", tags=["scaling", "scaling_pool"]),
         *([_on_ray(points)] if on_ray else [_point(point) for point in points]),
         _fit(points),
     ])
