@@ -155,6 +155,8 @@ def split(store: Path) -> dict[int, dict[str, float]]:
         result = json.loads(result_file.read_text())
         timing, parts = result["timing"], dict.fromkeys(PARTS[:-1], 0.0)
         for stage in result["stages"] + ["sft"]:
+            if f"{stage}_seconds" not in timing:  # taken from the prefix cache, not trained
+                continue
             phases = json.loads((result_file.parent / stage / "summary.telemetry.json")
                                 .read_text())["phases"]
             parts["start-up"] += sum(phases.get(p, 0.0) for p in STARTUP_PHASES)

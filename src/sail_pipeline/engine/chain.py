@@ -160,11 +160,13 @@ class Chain:
 
 @dataclass
 class ChainResult:
-    """Each step's pointer (`hf_dir`, `run_dir`, `summary`), the scores, and the time."""
+    """Each step's pointer (`hf_dir`, `run_dir`, `summary`), the scores, the time, and how
+    many steps came from the prefix cache."""
 
     pointers: list[dict[str, Any]]
     scores: dict[str, float] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    reused_steps: int = 0  # the first steps taken from the prefix cache, not trained
 
     @property
     def last(self) -> dict[str, Any]:
@@ -310,7 +312,7 @@ def _restore(chain: Chain, ids: list[str], shared: list[int], prefixes: PrefixCa
                                     "run_dir": None, "summary": summary, "prefix": ids[k]})
             stage_runner.log_summary(chain.steps[j].stage, summary)
         result.scores |= stored["scores"]
-        result.seconds["prefix_steps_reused"] = float(k + 1)
+        result.reused_steps = k + 1
         log.info("steps %s: reused from the prefix cache (%s)",
                  ", ".join(s.folder for s in chain.steps[:k + 1]), ids[k][:12])
         return k + 1

@@ -100,8 +100,8 @@ def run_stored(chain: Chain, runtime: RuntimeParams, store: str | Path, label: s
     """The point's result, from the store when its identity is there, else trained now
     (from the longest of its `shared` prefixes stored under `store/prefixes/`, if any).
 
-    The result holds `identity`, `scores`, `timing` (seconds per step and evaluation, and in
-    all), `finished`, whatever `describe` adds, and `reused`.
+    The result holds `identity`, `scores`, `timing` (seconds per step trained and evaluation,
+    and in all), `prefix_steps_reused`, `finished`, whatever `describe` adds, and `reused`.
     """
     point_id = chain_identity(chain, runtime)
     stored = stored_result(store, point_id)
@@ -115,5 +115,6 @@ def run_stored(chain: Chain, runtime: RuntimeParams, store: str | Path, label: s
     result = {"identity": point_id, **(describe(outcome) if describe else {}),
               "scores": outcome.scores,
               "timing": outcome.seconds | {"total_seconds": time.perf_counter() - started},
+              "prefix_steps_reused": outcome.reused_steps,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return publish(work, store, point_id, result, label) | {"reused": False}
