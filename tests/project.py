@@ -35,9 +35,10 @@ def init_dvc(project: Path) -> None:
 
 
 def env(project: Path, **extra: str) -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
-                KEDRO_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", **extra)
+    """The project's environment; `extra` adds to it or overrides (a tracking server)."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+            "KEDRO_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", **extra}
 
 
 def run(project: Path, *args: str, timeout: int = 900, **extra: str

@@ -15,6 +15,7 @@ from kedro.runner import SequentialRunner
 from sail_pipeline.engine.experiment import Experiment, Point, run_experiment
 from sail_pipeline.engine.progress import PointProgress, duration
 from sail_pipeline.glue.hooks import SharedInputsHook
+from sail_pipeline.schema import RuntimeParams
 
 
 def test_durations_read_as_a_person_says_them():
@@ -99,8 +100,8 @@ def test_the_engine_counts_an_experiments_points(tmp_path, monkeypatch):
     import sail_pipeline.engine.experiment as engine
 
     monkeypatch.setattr(engine, "run_point", fake_run_point)
-    run_experiment(Experiment("toy", grid=grid, analyse=lambda points, _: {}), None, tmp_path,
-                   None, progress=progress)
+    run_experiment(Experiment("toy", grid=grid, analyse=lambda points, _: {}), RuntimeParams(),
+                   tmp_path, None, progress=progress)
     assert lines == ["[1] x: trained in 2s", "[2] y: reused"]
 
 

@@ -1,7 +1,8 @@
 """A sweep on a real Ray cluster (`runtime.points.kind: ray`): a head and a second worker node
 started on loopback, MLflow reached through `mlflow server` with a SQLite backend. A worker
 is SIGKILLed while it trains a point; the sweep still ends with every point, each recorded
-once (one MLflow child, no half-written folder), equal to the sequential sweep's."""
+once (one MLflow child, no half-written folder), equal to the sequential sweep's. Then a
+selection experiment's points on the same cluster, equal to its sequential run's."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.entities import ViewType
 
@@ -92,6 +94,11 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker(project_copy):
     assert sequential.returncode == 0, sequential.stdout[-3000:] + sequential.stderr[-3000:]
     expected = _results(project)
     shutil.rmtree(store)
+    quality = project / "data/08_reporting/selection/quality_points.csv"
+    selection = run(project, "kedro", "run", "--pipelines=selection", "--tags=selection_quality")
+    assert selection.returncode == 0, selection.stderr[-3000:]
+    expected_quality = pd.read_csv(quality)
+    shutil.rmtree(project / "data/06_models/selection")
 
     mlflow_port, ray_port = free_port(), free_port()
     # Ray's token authentication, on every node and the driver (docs/guides/ray.md): a token
@@ -117,6 +124,10 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker(project_copy):
         os.kill(int(victim), signal.SIGKILL)
         output, _ = sweep.communicate(timeout=900)
         assert sweep.returncode == 0, output[-4000:]
+        on_ray = run(project, "kedro", "run", "--pipelines=selection", "--tags=selection_quality",
+                     "--params", f"runtime.points={{kind: ray, ray_address: "
+                     f"'127.0.0.1:{ray_port}'}}", MLFLOW_TRACKING_URI=uri, **token)
+        assert on_ray.returncode == 0, on_ray.stdout[-3000:] + on_ray.stderr[-3000:]
         # Through the server, while it runs.
         mlflow.set_tracking_uri(uri)
         try:
@@ -159,3 +170,16 @@ def test_a_sweep_on_a_ray_cluster_survives_a_killed_worker(project_copy):
     deleted = every[(every["tags.mlflow.parentRunId"] == point_id)
                     & ~every["run_id"].isin(runs["run_id"])]
     assert len(deleted) == 1 and deleted["status"].iloc[0] == "RUNNING"
+
+    # The selection experiment's points (not an adaptive grid) ran as Ray tasks, and equal
+    # the sequential run's; each is a child of the experiment's run, its stage under it.
+    assert f"{len(expected_quality)} points submitted to Ray" in on_ray.stdout + on_ray.stderr
+    got = pd.read_csv(quality)
+    assert not got["reused"].any()
+    assert got.drop(columns=["reused"]).equals(expected_quality.drop(columns=["reused"]))
+    quality_points = runs[runs["tags.mlflow.runName"].str.startswith("quality: ", na=False)]
+    assert len(quality_points) == len(expected_quality)
+    [experiment_run] = runs[runs["tags.sail.instance"] == "selection_quality"]["run_id"]
+    assert set(quality_points["tags.mlflow.parentRunId"]) == {experiment_run}
+    for point_id in quality_points["run_id"]:
+        assert len(runs[runs["tags.mlflow.parentRunId"] == point_id]) == 1  # its SFT stage

@@ -15,6 +15,7 @@ No Kedro here.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -24,7 +25,9 @@ from typing import Any
 
 import pandas as pd
 
+from sail_pipeline import lineage
 from sail_pipeline.engine.chain import Chain
+from sail_pipeline.engine.executor import Job, run_jobs
 from sail_pipeline.engine.progress import PointProgress
 from sail_pipeline.engine.store import Describe, run_stored
 from sail_pipeline.schema import RuntimeParams
@@ -61,6 +64,10 @@ class Experiment:
     grid: Callable[..., Grid]
     analyse: Callable[..., dict[str, Any]]
     outputs: tuple[str, ...] = ()
+    # Its grid chooses a point from earlier points' results (Individual Select): the points
+    # run one after another whatever the executor. Any other grid is drawn whole first, and
+    # its points run where `runtime.points` says (on Ray: all at once).
+    adaptive: bool = False
 
 
 def untracked(point: Point) -> AbstractContextManager[Callable[[dict[str, Any]], None]]:
@@ -87,10 +94,18 @@ def point_row(point: Point, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_grid(grid: Grid, runtime: RuntimeParams, store: str | Path,
-             tracker: Tracker = untracked, progress: PointProgress | None = None
-             ) -> pd.DataFrame:
-    """Every point the grid yields, run in order (each result sent back): the points table.
-    `progress` prints a line per point and counts them on its MLflow run."""
+             tracker: Tracker = untracked, progress: PointProgress | None = None,
+             adaptive: bool = True) -> pd.DataFrame:
+    """Every point the grid yields (each result sent back): the points table. `progress`
+    prints a line per point and counts them on its MLflow run. A grid that is not `adaptive`
+    is drawn whole first and run by `runtime.points`' executor (`engine.executor`); an
+    adaptive one, one point after another here."""
+    if not adaptive and runtime.points.kind != "plain" and not runtime.launcher.dry_run:
+        points = list(drive(grid, lambda point: {}))
+        results = run_elsewhere([point for point, _ in points], runtime, store, tracker,
+                                progress)
+        return pd.DataFrame([point_row(point, result)
+                             for (point, _), result in zip(points, results, strict=True)])
 
     def run(point: Point) -> dict[str, Any]:
         if progress is None:
@@ -105,6 +120,40 @@ def run_grid(grid: Grid, runtime: RuntimeParams, store: str | Path,
         return result
 
     return pd.DataFrame([point_row(point, result) for point, result in drive(grid, run)])
+
+
+def run_elsewhere(points: list[Point], runtime: RuntimeParams, store: str | Path,
+                  tracker: Tracker = untracked, progress: PointProgress | None = None
+                  ) -> list[dict[str, Any]]:
+    """Each point's result, the points run by `runtime.points`' executor (on Ray: each a
+    task, all submitted at once), in the order of `points`. Each point's tracking run is made
+    here, before its task starts; its report is logged here when its result is back."""
+    uri = None
+    jobs = []
+    for point in points:
+        with tracker(point):  # the point's run, and its trainer runs' names, as in-process
+            target, namespace = lineage.tracking_target(), lineage.current_namespace.get()
+        if target is not None and uri is None:
+            import mlflow
+
+            uri = mlflow.get_tracking_uri()
+        jobs.append(Job(point.label, functools.partial(
+            run_stored, point.chain, runtime, str(Path(store).resolve()), point.label,
+            point.keep, point.describe), (uri, *target) if target else None, namespace, point))
+        if progress is not None:
+            progress.start(point.label)
+    results: dict[int, dict[str, Any]] = {}
+    for job, outcome in run_jobs(jobs, (), runtime.points):
+        if isinstance(outcome, BaseException):
+            if progress is not None:
+                progress.finish(job.label, None, error=f"{type(outcome).__name__}: {outcome}")
+            raise outcome
+        with tracker(job.key) as report:
+            report(outcome)
+        if progress is not None:
+            progress.record(job.label, outcome)
+        results[id(job.key)] = outcome
+    return [results[id(point)] for point in points]
 
 
 def drive(grid: Grid, run: Callable[[Point], dict[str, Any]]
@@ -125,7 +174,8 @@ def run_experiment(experiment: Experiment, runtime: RuntimeParams, store: str | 
                    *inputs: Any, tracker: Tracker = untracked,
                    progress: PointProgress | None = None) -> dict[str, Any]:
     """Run the experiment's grid on `inputs`, then its analysis of the points table."""
-    points = run_grid(experiment.grid(*inputs), runtime, store, tracker, progress)
+    points = run_grid(experiment.grid(*inputs), runtime, store, tracker, progress,
+                      adaptive=experiment.adaptive)
     log.info("%s: %d points (%d reused)", experiment.name, len(points),
              int(points["reused"].sum()) if len(points) else 0)
     outputs = experiment.analyse(points, *inputs)

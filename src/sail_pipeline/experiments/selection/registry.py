@@ -139,7 +139,7 @@ SELECTION_EXPERIMENTS: dict[str, Experiment] = {experiment.name: experiment for 
     Experiment("composition", _composition_grid, _composition,
                _outputs("composition", "effects")),
     Experiment("incremental", _incremental_grid, _incremental,
-               _outputs("incremental", "trajectory", "selected")),
+               _outputs("incremental", "trajectory", "selected"), adaptive=True),
     Experiment("schedule", _schedule_grid, _schedule, _outputs("schedule", "fits", "report")),
     Experiment("lr_sweep", _lr_sweep_grid, _lr_sweep, ("selection_lr_sweep_points",)),
 )}
