@@ -30,6 +30,11 @@ Needs the chain's data for the configuration (`make micro` for `--env micro`, `m
     python benchmarks/sweep_throughput.py --env micro        # 8 points: ours ~1 min, DVC ~12
     python benchmarks/sweep_throughput.py --env base         # 12 points of the default sweep
     python benchmarks/sweep_throughput.py --env micro --no-dvc --ray   # and on a local Ray
+    python benchmarks/sweep_throughput.py --from-store data/06_models/scaling  # a sweep run
+
+`--from-store` runs nothing: it splits the points already in a store (a sweep you ran) by
+size, the chain's parts only (what happened outside the chains needs the sweep's own clock;
+on Ray, points that ran at once shared the cores, and each one's parts are its own seconds).
 """
 
 from __future__ import annotations
@@ -171,8 +176,23 @@ def split(store: Path) -> dict[int, dict[str, float]]:
                 "_train_seconds"))
         parts["chain"] = timing["total_seconds"]
         by_size[result["n"]].append(parts)
-    return {n: {k: sum(p[k] for p in rows) / len(rows) for k in rows[0]}
+    return {n: {k: sum(p[k] for p in rows) / len(rows) for k in rows[0]} | {"points": len(rows)}
             for n, rows in sorted(by_size.items())}
+
+
+def print_split(per_size: dict[int, dict[str, float]], outside: float | None) -> None:
+    """The per-size table; without `outside` (a store read afterwards), the chain's parts."""
+    parts_shown = PARTS if outside is not None else PARTS[:-1]
+    print("\n| N | points | " + " | ".join(parts_shown) + " | point | fixed share |")
+    print("|---" * (len(parts_shown) + 4) + "|")
+    for n, parts in per_size.items():
+        parts["outside the chain"] = outside or 0.0
+        total = parts["chain"] + parts["outside the chain"]
+        fixed = sum(parts[k] for k in FIXED)
+        print(f"| {n} | {parts['points']:.0f} | "
+              + " | ".join(f"{parts[k]:.1f}s" for k in parts_shown)
+              + f" | {total:.1f}s | {fixed / total:.0%} |")
+    print(flush=True)
 
 
 def main() -> None:
@@ -183,7 +203,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the project copy")
     parser.add_argument("--ray", action="store_true", help="also run ours on a local Ray, "
                         "one point per CPU at once (runtime.points.kind=ray)")
+    parser.add_argument("--from-store", type=Path, metavar="STORE",
+                        help="run nothing: split the finished points of STORE by size")
     args = parser.parse_args()
+    if args.from_store is not None:
+        print_split(split(args.from_store), outside=None)
+        return
     grid = GRIDS[args.env]
     points = points_in(grid)
     folder = Path(tempfile.mkdtemp(prefix="sweep-throughput-"))
@@ -196,15 +221,7 @@ def main() -> None:
         outside = wall / points - sum(
             parts["chain"] for parts in per_size.values()) / len(per_size)
         print(f"ours: {wall:.0f}s, {points / wall * 3600:.0f} points/hour", flush=True)
-        print("\n| N | " + " | ".join(PARTS) + " | point | fixed share |")
-        print("|---" * (len(PARTS) + 3) + "|")
-        for n, parts in per_size.items():
-            parts["outside the chain"] = outside
-            total = parts["chain"] + outside
-            fixed = sum(parts[k] for k in FIXED)
-            print(f"| {n} | " + " | ".join(f"{parts[k]:.1f}s" for k in PARTS)
-                  + f" | {total:.1f}s | {fixed / total:.0%} |")
-        print(flush=True)
+        print_split(per_size, outside)
         if args.ray:
             sequential = scores(project)
             on_ray = ours(project, "runtime.points.kind=ray")

@@ -5,7 +5,9 @@ fields that tell it from the grid's other points (`variant`, `n`, `seed`, ...). 
 a generator of points that is sent each point's result, so an adaptive design (Individual
 Select keeps a candidate only if its scores rise) is a grid like any other. The *analysis*
 turns the table of points (one row each: its fields, its scores) into the experiment's
-outputs. Running, storing by identity, reusing and tracking are the engine's:
+outputs. Running, storing by identity, reusing and tracking are the engine's; where the
+points run is `runtime.points`' (`engine.executor`: a grid that is not adaptive is drawn whole
+and, on Ray, all its points run at once):
 
     experiment = Experiment("lr_sweep", grid=lr_grid, analyse=lr_table)
     outputs = run_experiment(experiment, runtime, store, inputs)
