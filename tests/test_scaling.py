@@ -181,6 +181,25 @@ def test_frozen_llm_shares_exactly_its_alignment_with_the_recipe_and_nothing_mor
     assert shared == set(alignments.values()) and len(shared) == 2 * 3
 
 
+def test_a_point_that_is_another_points_chain_names_itself_in_its_result(monkeypatch):
+    """At the smallest N, `noisy_expansion` is the recipe's point (the same pairs): it reuses
+    the stored result, and must still be itself there, or the fit calls it stale (the default
+    sweep did, for 3 of its 105 points)."""
+    from sail_pipeline.experiments.scaling import point as scaling_point
+
+    sweep = _sweep()
+    first, second = Point("recaption_filtered", 10, 0), Point("noisy_expansion", 10, 0)
+    stored = {"identity": "one chain", "scores": {"sft/average": 0.5}, "tokens": 7,
+              "reused": True, **scaling_point.point_fields(first, sweep, "tiny")}
+    monkeypatch.setattr(scaling_point, "run_stored", lambda *args, **kwargs: dict(stored))
+    result = scaling_point.run_point(second, None, sweep, RuntimeParams(), "tiny", "store")
+    assert result["namespace"] == "noisy_expansion_n10_s0"
+    assert result["variant"] == "noisy_expansion" and result["expansion"] == "alt_text"
+    assert result["settings_digest"] == settings_digest(second, sweep, "tiny") != \
+        stored["settings_digest"]
+    assert result["scores"] == stored["scores"] and result["tokens"] == 7
+
+
 def _shared_again(tmp_path) -> SharedInputs:
     return SharedInputs(**{name: str(tmp_path / name) for name in SharedInputs.__dataclass_fields__})
 

@@ -112,21 +112,30 @@ def point_chain(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Sc
                      Evaluation(len(steps) - 1, "sft", shared.benchmark, params.after_sft)))
 
 
+def point_fields(point: Point, params: ScalingParams, preset: str) -> dict[str, Any]:
+    """What tells this point from the others in its result (not the chain's outcome)."""
+    variant = SCALING_VARIANTS[point.variant]
+    return {"settings_digest": settings_digest(point, params, preset),
+            "namespace": point.namespace, "variant": point.variant, "n": point.n,
+            "seed": point.seed, "caption_source": variant.captions,
+            "filtered": variant.filtered, "expansion": variant.expansion,
+            "stages": list(variant.stages)}
+
+
 def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: RuntimeParams,
               preset: str, store: str, prefixes: frozenset[str] = frozenset()
               ) -> dict[str, Any]:
     """Train and evaluate one point into `store/<identity>/`, or load it from there;
-    `prefixes`: the sweep's shared prefixes (`sweep_prefixes`)."""
+    `prefixes`: the sweep's shared prefixes (`sweep_prefixes`).
+
+    Two points can be one chain (`noisy_expansion` at the smallest N is the recipe's point):
+    the second reuses the first's scores, and its result names itself, not the first."""
     variant = SCALING_VARIANTS[point.variant]
+    fields = point_fields(point, params, preset)
 
     def describe(outcome) -> dict[str, Any]:
         summaries = dict(zip([s.folder for s in chain.steps], outcome.summaries, strict=True))
-        return {
-            "settings_digest": settings_digest(point, params, preset),
-            "namespace": point.namespace, "variant": point.variant, "n": point.n,
-            "seed": point.seed, "caption_source": variant.captions,
-            "filtered": variant.filtered, "expansion": variant.expansion,
-            "stages": list(variant.stages),
+        return fields | {
             "tokens": int(sum(summaries[s].get("epoch_tokens") or 0 for s in variant.stages)),
             "losses": {name: {"before": s.get("eval_loss_before"),
                               "after": s.get("eval_loss_after")}
@@ -136,7 +145,7 @@ def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: Runtim
     # repeat the pool's images, and the pretraining checkpoints are not loaded again.
     return run_stored(chain, runtime, store, point.label,
                       keep="all" if params.keep_intermediate else "last", describe=describe,
-                      shared=prefixes)
+                      shared=prefixes) | fields
 
 
 def point_job(point: Point, params: ScalingParams, shared: SharedInputs, preset: str,
