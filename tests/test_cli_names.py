@@ -141,3 +141,14 @@ def test_a_config_file_gives_a_run_its_params_as_yaml(tmp_path):
     assert context.params["params"] == {"scaling": {
         "sizes": [125, 300, 700], "seeds": [0, 1], "variants": ["alt_text", "reference"]}}
     assert context.params["pipeline"] == "scaling"
+
+
+def test_a_runs_recorded_command_writes_its_parameters_as_they_were_typed():
+    """Results pages name the command that made their data; Kedro hands `--params
+    runtime.points.kind=ray` over nested, and the page printed the nested dict."""
+    from sail_pipeline.glue.hooks import kedro_command
+
+    command = kedro_command({"pipeline_names": ["scaling"], "runtime_params": {
+        "runtime": {"points": {"kind": "ray"}}, "scaling": {"seeds": [0, 1]}}})
+    assert command == ["kedro", "run", "--pipelines=scaling", "--params",
+                       "runtime.points.kind=ray,scaling.seeds=[0, 1]"]

@@ -184,7 +184,9 @@ def kedro_command(run_params: dict) -> list[str]:
         if run_params.get(key):
             command.append(f"{flag}={','.join(run_params[key])}")
     if run_params.get("runtime_params"):
-        pairs = ",".join(f"{k}={v}" for k, v in run_params["runtime_params"].items())
+        # Kedro nests a dotted key (`runtime.points.kind=ray`); it is written back as typed.
+        pairs = ",".join(f"{k}={v}" for k, v in
+                         lineage.flatten(run_params["runtime_params"]).items())
         command += ["--params", pairs]
     return command
 
