@@ -22,7 +22,12 @@ point's stored result and its stages' telemetry):
 | outside the chain | per point: Kedro's start-up, loading the sweep's inputs, the pools, the point's MLflow child run, identities, the fit (the sweep's wall time less its chains, over its points) |
 
 *Fixed cost* is everything but training and evaluation; its share is given at the grid's
-smallest size, where it weighs most.
+smallest size, where it weighs most. The *ceiling* is the points per hour if nothing but
+training and evaluation were left: no sweep runner can beat it without changing the results,
+so it bounds the ratio to the DVC queue too.
+
+`--before COMMIT` runs the same grid with an older commit's code in the same run (its lock
+file must be HEAD's: it runs in this environment), for a before-and-after ratio.
 
 Needs the chain's data for the configuration (`make micro` for `--env micro`, `make run` for
 `--env base`).
@@ -30,6 +35,7 @@ Needs the chain's data for the configuration (`make micro` for `--env micro`, `m
     python benchmarks/sweep_throughput.py --env micro        # 8 points: ours ~1 min, DVC ~12
     python benchmarks/sweep_throughput.py --env base         # 12 points of the default sweep
     python benchmarks/sweep_throughput.py --env micro --no-dvc --ray   # and on a local Ray
+    python benchmarks/sweep_throughput.py --env base --before ba7f7bc  # and before #29
     python benchmarks/sweep_throughput.py --from-store data/06_models/scaling  # a sweep run
 
 `--from-store` runs nothing: it splits the points already in a store (a sweep you ran) by
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,19 +78,22 @@ PARTS = ("start-up", "tables", "training", "evaluation", "storage/MLflow", "outs
 FIXED = ("start-up", "tables", "storage/MLflow", "outside the chain")
 
 
-def copy_project(env: str, target: Path) -> Path:
-    """A git + DVC copy whose `conf/local` is `env`'s parameters and whose data/ is `env`'s
-    chain, its recipe stages committed to DVC's cache."""
+def copy_project(env: str, target: Path, source: Path = ROOT, dvc: bool = True) -> Path:
+    """A copy of the project at `source` whose `conf/local` is `env`'s parameters and whose
+    data/ is `env`'s chain; with `dvc`, a git + DVC repository with the recipe stages
+    committed to DVC's cache."""
     data = DATA[env]
     if not (data / "06_models/llm").exists():
         sys.exit(f"{data} has no chain: run `make {'micro' if env == 'micro' else 'run'}` first")
     target.mkdir(parents=True)
-    project = make_project(target)
+    project = make_project(target, source)
     if env == "micro":
         micro = yaml.safe_load((project / "conf/micro/parameters.yml").read_text())
         (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(micro))
     ignore = shutil.ignore_patterns("micro", "small", "scaling", "selection")
     shutil.copytree(data, project / "data", ignore=ignore)
+    if not dvc:
+        return project
     init_dvc(project)
     for args in (("dvc", "commit", "--force", "--quiet", *RECIPE_STAGES), ("git", "add", "-A"),
                  ("git", "-c", "user.name=b", "-c", "user.email=b@e", "commit", "-qm", "chain")):
@@ -111,13 +121,29 @@ def set_grid(project: Path, grid: dict) -> None:
     path.write_text(yaml.safe_dump(base))
 
 
+def older_tree(commit: str, target: Path) -> Path:
+    """`commit`'s files in `target`, for a before-and-after run in this environment: refused
+    when its lock file differs (its code would run on packages it was not locked with)."""
+    lock = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", "requirements"],
+                          cwd=ROOT, check=False)
+    if lock.returncode != 0:
+        sys.exit(f"{commit} was locked with other requirements than HEAD: install it in a "
+                 "clone of its own and run this benchmark there")
+    target.mkdir(parents=True)
+    tree = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(target)], input=tree.stdout, check=True)
+    return target
+
+
 def ours(project: Path, *params: str) -> float:
     shutil.rmtree(project / STORE, ignore_errors=True)
     started = time.perf_counter()
     args = ["kedro", "run", "--pipelines=scaling"]
     for value in params:
         args += ["--params", value]
-    _check(run(project, *args, timeout=7200), args)
+    # The copy's own code, in Kedro and in every process it starts (the warm trainer, the
+    # stages), not the package this environment has installed from the checkout.
+    _check(run(project, *args, timeout=7200, PYTHONPATH=str(project / "src")), args)
     return time.perf_counter() - started
 
 
@@ -128,6 +154,7 @@ def scores(project: Path) -> dict[str, dict]:
 
 
 def dvc_queue(project: Path, grid: dict) -> float:
+    code = {"PYTHONPATH": str(project / "src")}  # the copy's code, as in `ours`
     started = time.perf_counter()
     params = "conf/base/parameters_scaling.yml:scaling"
     for variant in grid["variants"]:
@@ -136,8 +163,8 @@ def dvc_queue(project: Path, grid: dict) -> float:
                 args = ("dvc", "exp", "run", "--queue", "-S", f"{params}.variants=[{variant}]",
                         "-S", f"{params}.sizes=[{n}]", "-S", f"{params}.seeds=[{seed}]",
                         "scaling")
-                _check(run(project, *args), args)
-    _check(run(project, "dvc", "queue", "start", "-j", "1"), ["dvc", "queue", "start"])
+                _check(run(project, *args, **code), args)
+    _check(run(project, "dvc", "queue", "start", "-j", "1", **code), ["dvc", "queue", "start"])
     while True:
         status = run(project, "dvc", "queue", "status").stdout
         if "Queued" not in status and "Running" not in status:
@@ -203,6 +230,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the project copy")
     parser.add_argument("--ray", action="store_true", help="also run ours on a local Ray, "
                         "one point per CPU at once (runtime.points.kind=ray)")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also run the grid with COMMIT's code (same lock file), in the "
+                        "same run: the before-and-after ratio")
     parser.add_argument("--from-store", type=Path, metavar="STORE",
                         help="run nothing: split the finished points of STORE by size")
     args = parser.parse_args()
@@ -222,6 +252,18 @@ def main() -> None:
             parts["chain"] for parts in per_size.values()) / len(per_size)
         print(f"ours: {wall:.0f}s, {points / wall * 3600:.0f} points/hour", flush=True)
         print_split(per_size, outside)
+        kept = sum((parts["training"] + parts["evaluation"]) * parts["points"]
+                   for parts in per_size.values()) / points
+        print(f"ours without any fixed cost (training and evaluation only): "
+              f"{3600 / kept:.0f} points/hour, the ceiling for this grid", flush=True)
+        if args.before:
+            older = copy_project(args.env, folder / "before",
+                                 older_tree(args.before, folder / "before-tree"), dvc=False)
+            set_grid(older, grid)
+            before = ours(older)
+            print(f"before ({args.before}): {before:.0f}s, {points / before * 3600:.0f} "
+                  f"points/hour; ours {points / wall * 3600:.0f}: {before / wall:.2f}x",
+                  flush=True)
         if args.ray:
             sequential = scores(project)
             on_ray = ours(project, "runtime.points.kind=ray")
@@ -233,8 +275,8 @@ def main() -> None:
             print(f"ours: {points / wall * 3600:.0f} points/hour ({points} points, {args.env})")
             return
         baseline = dvc_queue(project, grid)
-        print(f"DVC queue: {baseline:.0f}s, {points / baseline * 3600:.0f} points/hour",
-              flush=True)
+        print(f"DVC queue: {baseline:.0f}s, {points / baseline * 3600:.0f} points/hour "
+              f"(the ceiling above would be {baseline / points / kept:.1f}x it)", flush=True)
         print(f"ours {points / wall * 3600:.0f} points/hour, DVC queue "
               f"{points / baseline * 3600:.0f} points/hour: {baseline / wall:.1f}x "
               f"({points} points, {args.env})")

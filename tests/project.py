@@ -12,12 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def make_project(target: Path) -> Path:
+def make_project(target: Path, source: Path = ROOT) -> Path:
+    """A copy of the project at `source` (this checkout, or an older commit's tree)."""
     for name in ("pyproject.toml", "dvc.yaml", ".dvcignore", ".telemetry"):
-        shutil.copy(ROOT / name, target / name)
-    shutil.copytree(ROOT / "requirements", target / "requirements")
-    shutil.copytree(ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("credentials*"))
-    shutil.copytree(ROOT / "src", target / "src",
+        shutil.copy(source / name, target / name)
+    shutil.copytree(source / "requirements", target / "requirements")
+    shutil.copytree(source / "conf", target / "conf",
+                    ignore=shutil.ignore_patterns("credentials*"))
+    shutil.copytree(source / "src", target / "src",
                     ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return target
 

@@ -120,3 +120,7 @@ def test_a_prefix_is_locked_while_it_trains_and_a_killed_ones_work_is_removed(tm
     assert (Path(stored["hf_dir"]) / "model.safetensors").read_bytes() == b"w"
     (tmp_path / "p" / "prefix.json").write_text("{not json")
     assert cache.load("p") is None  # damaged: trained again, not trusted
+    with cache.claim("p"):  # and the one that trains it again replaces the damaged copy
+        cache.publish("p", str(checkpoint), [{"wall_seconds": 2.0}], {"first/average": 0.6})
+    assert cache.load("p")["scores"] == {"first/average": 0.6}
+    assert not list(tmp_path.glob("p.partial-*"))

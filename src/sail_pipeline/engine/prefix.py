@@ -63,16 +63,19 @@ class PrefixCache:
 
     def publish(self, prefix_id: str, hf_dir: str, summaries: list[dict[str, Any]],
                 scores: dict[str, float]) -> None:
-        """Copy the prefix's checkpoint in and rename it into place in one step."""
+        """Copy the prefix's checkpoint in and rename it into place in one step. Called by
+        the holder of `claim` only, so a folder already there is one `load` could not read
+        (a chain trains a shared prefix only when it finds none): it is replaced."""
         work = self.root / f"{prefix_id}.partial-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(hf_dir, work / CHECKPOINT)
         (work / PREFIX_FILE).write_text(json.dumps({"summaries": summaries, "scores": scores},
                                                    indent=2, default=str))
-        try:
-            os.replace(work, self.root / prefix_id)
-        except OSError:  # published by another process meanwhile: theirs is as good
-            shutil.rmtree(work, ignore_errors=True)
+        target = self.root / prefix_id
+        if target.exists():
+            shutil.rmtree(target)
+            log.warning("prefix %s: the damaged copy was replaced", prefix_id[:12])
+        os.replace(work, target)
         log.info("prefix %s kept for the other chains that start with it", prefix_id[:12])
 
     @contextlib.contextmanager
