@@ -26,6 +26,7 @@ from sail_pipeline.schema import (
     InvalidParameters,
     RuntimeParams,
     ScalingParams,
+    StatisticsParams,
     validate_parameters,
 )
 
@@ -233,7 +234,7 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
 
     stale = {"settings_digest": "from another configuration", "namespace": "alt_text_n20_s0"}
     *_, report, metrics = nodes.fit_node([point, Point("alt_text", 20, 0)])(
-        _sweep(), "tiny", accounting, None, result, stale)
+        _sweep(), StatisticsParams(), "tiny", accounting, None, result, stale)
     assert "alt_text_n10_s0 (failed: stage alignment failed: the trainer exited with 1)" in report
     assert "alt_text_n20_s0 (stale: settings or code changed)" in report
     assert metrics == {} and "SFT schedule" not in report
@@ -243,7 +244,8 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
                                               20 + 3 * np.log(n)) + s * 0.1}
                              for v in ("curriculum", "all_in_one") for n in (100, 200, 400, 800)
                              for s in range(3)])
-    *_, report, _ = nodes.fit_node([point])(_sweep(), "tiny", accounting, schedule, result)
+    *_, report, _ = nodes.fit_node([point])(_sweep(), StatisticsParams(), "tiny", accounting,
+                                            schedule, result)
     section = report[report.index("## SFT schedule: curriculum vs all-in-one"):]
     assert "### Claims" in section and "curvature difference" in section
     assert "![sft/average](selection/schedule.png)" in section

@@ -31,12 +31,14 @@ from sail_pipeline.experiments.selection.experiments import (
     composition_variants,
     incremental_grid,
     incremental_trajectory,
+    keeps,
     kendall_tau,
     quality_grid,
     quality_ranking,
     schedule_counts,
     schedule_grid,
     schedule_tables,
+    tau_intervals,
 )
 from sail_pipeline.schema import HARMFUL_CANDIDATES, InvalidParameters, MixtureParams
 from sail_pipeline.schema.selection import (
@@ -145,18 +147,35 @@ def test_individual_select_rejects_planted_harm_and_keeps_what_helps():
         candidates=["wrong_answers", "general_vqa", "other_image", "wrong_format",
                     "detailed_captions"], rows_per_candidate=100)
     train = fake_train(noise=0.3)
-    points = drive(incremental_grid(params, [0, 1, 2], _world(), make), train)
-    trajectory, selected, threshold = incremental_trajectory(points, params)
+    points = drive(incremental_grid(params, [0, 1, 2], _world(), make, 0.05), train)
+    trajectory, selected = incremental_trajectory(points, params, 0.05)
     assert not set(selected) & set(HARMFUL_CANDIDATES)
     assert "general_vqa" in selected
-    assert threshold == pytest.approx(trajectory.loc[0, "std"])  # default: the base's noise
     assert list(trajectory["candidate"]) == ["base", *params.candidates]
     assert len(points) == 3 * (1 + len(params.candidates))
-    strict_params = params.model_copy(update={"threshold": 100.0})
-    strict, _, used = incremental_trajectory(
-        drive(incremental_grid(strict_params, [0, 1, 2], _world(), make), fake_train()),
-        strict_params)
-    assert used == 100.0 and not strict["kept"][1:].any()
+    # Kept exactly when the one-sided lower bound of the paired gain clears min_gain.
+    tried = trajectory.iloc[1:]
+    assert (tried["kept"] == (tried["delta_lo"] > 0)).all()
+    strict_params = params.model_copy(update={"min_gain": 100.0})
+    strict, _ = incremental_trajectory(
+        drive(incremental_grid(strict_params, [0, 1, 2], _world(), make, 0.05), fake_train()),
+        strict_params, 0.05)
+    assert not strict["kept"][1:].any()
+
+
+def test_the_keep_rule_is_a_paired_one_sided_test_at_alpha():
+    params = IncrementalParams(base=MixtureParams(size=100, sources={"probes": 1.0}),
+                               candidates=["probes"], rows_per_candidate=10)
+    rng = np.random.default_rng(0)
+    runs, seeds = 4000, 3
+    base = rng.normal(0.5, 0.05, size=(runs, 1)) + rng.normal(0, 0.02, size=(runs, seeds))
+    useless = base + rng.normal(0, 0.02, size=(runs, seeds))  # the seeds' own noise only
+    helpful = useless + 0.05
+    false_keeps = np.mean([keeps(b, u, params, 0.05)[0] for b, u in zip(base, useless, strict=True)])
+    found = np.mean([keeps(b, h, params, 0.05)[0] for b, h in zip(base, helpful, strict=True)])
+    assert false_keeps == pytest.approx(0.05, abs=0.015)
+    assert found > 0.5
+    assert not keeps(base[0][:1], helpful[0][:1], params, 0.05)[0]  # one seed: no test
 
 
 def test_every_table_is_checked_against_its_sources_before_training():
@@ -344,7 +363,9 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
     verdicts = {line.split("|")[1].strip(): line.split("|")[3].strip()
                 for line in report.splitlines() if line.startswith("| The curriculum")}
     assert list(verdicts.values()) == ["reproduced", "reproduced"], verdicts
-    assert set(out["selection_quality_tau"].columns) >= {"size", 20, 40}
+    taus = out["selection_quality_tau"]
+    assert list(taus.columns) == ["size_a", "size_b", "tau", "tau_lo", "tau_hi", "seeds"]
+    assert (taus["size_a"] < taus["size_b"]).all()
 
 
 def test_the_design_pages_worked_example_is_the_registrys_code():
@@ -374,3 +395,18 @@ def test_a_grid_of_the_lr_sweep_drives_with_a_planted_scorer():
     assert sorted(points["lr_factor"]) == [0.5, 1.0, 2.0]
     outputs = registry._lr_sweep(points.assign(seconds=0.0), inputs)
     assert max(outputs["metrics"], key=outputs["metrics"].get) == "selection/lr_sweep/x1.0"
+
+
+def test_kendalls_tau_has_an_interval_that_resamples_whole_seeds():
+    rng = np.random.default_rng(3)
+    worth = {"a": 0.5, "b": 0.4, "c": 0.3, "d": 0.2}
+    rows = [{"candidate": c, "size": size, "seed": seed, "sft/average": w + rng.normal(0, noise)}
+            for noise, sizes in ((0.001, (10, 20)), (0.2, (40,)))
+            for c, w in worth.items() for size in sizes for seed in range(5)]
+    taus = tau_intervals(pd.DataFrame(rows)).set_index(["size_a", "size_b"])
+    stable = taus.loc[(10, 20)]
+    assert stable["tau"] == 1.0 and stable["tau_lo"] == 1.0 and stable["seeds"] == 5
+    noisy = taus.loc[(10, 40)]  # size 40's ranking is mostly noise: a wide interval
+    assert noisy["tau_hi"] - noisy["tau_lo"] > 0.5
+    one_seed = tau_intervals(pd.DataFrame(rows).query("seed == 0"))
+    assert one_seed["tau_lo"].isna().all() and one_seed["tau"].notna().all()

@@ -58,7 +58,7 @@ def test_selection_experiments_run_share_points_and_track(project_copy):
     assert base == incremental.query("step == 'base'")["identity"].tolist()
     assert incremental.query("step == 'base'")["reused"].all()  # trained by composition
     selected = json.loads((reports / "incremental_selected.json").read_text())
-    assert set(selected) == {"selected", "threshold"}
+    assert set(selected) == {"selected", "min_gain", "alpha"}
     # Curriculum vs all-in-one at 3 sizes: the curriculum's 3 stages trained one after another.
     schedule = pd.read_csv(reports / "schedule_points.csv")
     assert len(schedule) == 2 * 3

@@ -180,7 +180,7 @@ OVERRIDES = {
     "pretrain.llm.train.lr": 1.0e-3,
     "quality.clip.steps": 50,
     "captioning.recaption.batch_size": 16,
-    "scaling.bootstrap": 500,
+    "statistics.level": 0.9,
     "selection.seeds": [4],
 }
 

@@ -43,7 +43,8 @@ def scaling_page(sources: Sources) -> tuple[str, list[Path]]:
 SELECTION_TABLES = {
     "quality": [("selection_quality_ranking", "per candidate set and size: the mean average "
                  "score over seeds, its spread and its rank"),
-                ("selection_quality_tau", "Kendall's tau between the rankings at two sizes")],
+                ("selection_quality_tau", "Kendall's tau between the rankings at two sizes, "
+                 "with a bootstrap interval that resamples whole seeds")],
     "composition": [("selection_composition_effects", "per halved group: the change of the "
                      "average score against the full mixture")],
     "incremental": [("selection_incremental_trajectory", "each candidate tried in turn: "

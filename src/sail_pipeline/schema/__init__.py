@@ -70,6 +70,7 @@ from sail_pipeline.schema.stages import (
     StageSpec,
     get_stage,
 )
+from sail_pipeline.schema.statistics import StatisticsParams
 from sail_pipeline.schema.training import BackboneParams, TrainParams
 from sail_pipeline.schema.world import WorldParams
 
@@ -124,6 +125,7 @@ __all__ = [
     "SourceSpec",
     "StageSizeParams",
     "StageSpec",
+    "StatisticsParams",
     "StrictModel",
     "TokenizerParams",
     "TrainParams",

@@ -25,6 +25,7 @@ from sail_pipeline.schema.scaling import ScalingParams
 from sail_pipeline.schema.selection import SelectionParams
 from sail_pipeline.schema.sft import ALL_IN_ONE, SftParams
 from sail_pipeline.schema.stages import BACKBONES, PRETRAIN_STAGES, RECIPE, SFT_STAGES, get_stage
+from sail_pipeline.schema.statistics import StatisticsParams
 from sail_pipeline.schema.training import BackboneParams, TrainParams
 
 
@@ -62,6 +63,8 @@ class ProjectParams(StrictModel):
     scaling: ScalingParams | None = None
     # The SFT data experiments of `kedro run --pipelines=selection` (parameters_selection.yml).
     selection: SelectionParams | None = None
+    # How every experiment's intervals and verdicts are made (experiments.stats).
+    statistics: StatisticsParams = Field(default_factory=StatisticsParams)
     # Named instances of the recipe, each the whole tree with its overrides merged in
     # (`variants: {low_lr: {sft: {knowledge: {lr: 5e-4}}}}`); `kedro run --pipelines=variants`
     # trains and evaluates each under its own namespace.

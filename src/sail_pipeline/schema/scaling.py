@@ -92,7 +92,6 @@ class ScalingParams(StrictModel):
     # The filter of the `*_filtered` variants; null: `quality.filter`. The recipe's filter
     # may keep too few pairs for the grid's largest size.
     filter: FilterParams | None = None
-    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the intervals")
     # false: a finished point keeps its result, evaluations and final checkpoint, and deletes
     # its training tables (copies of the pool's images) and pretraining checkpoints.
     keep_intermediate: bool = neutral(False)

@@ -69,12 +69,14 @@ class CompositionParams(StrictModel):
 
 class IncrementalParams(StrictModel):
     """Individual Select: add candidates to a base pool one at a time, in this order; keep one
-    when the average rises by more than `threshold` (null: the base point's seed noise)."""
+    when a paired one-sided t-test over seeds (at `statistics.alpha`) shows its gain in the
+    benchmark average above `min_gain`."""
 
     base: MixtureParams
     candidates: list[str]
     rows_per_candidate: int = Field(gt=0)
-    threshold: float | None = None
+    min_gain: float = Field(0.0, ge=0, description="the gain a candidate must be shown to "
+                            "beat (score units); 0: any gain")
 
 
 class SelectionParams(StrictModel):

@@ -1,9 +1,10 @@
-"""Fit data-size scaling laws to sweep points, with bootstrap intervals and seed noise.
+"""Fit data-size scaling laws to sweep points, with intervals over seeds and seed noise.
 
 A sweep point is one row of `points` (variant, n, tokens, seed, one float column per metric).
-The main law is log-linear, y = a + b·ln N; a power law and a saturating law are fitted beside
-it so that the report can say when log-linear is clearly not the best description. All laws are
-scored on the same residuals (y in its own units), so their AICs are comparable.
+The main law is log-linear, y = a + b·ln N; a line in N, a power law and a saturating law are
+fitted beside it so that the report can say when log-linear is clearly not the best
+description. All laws are scored on the same points (each seed's, y in its own units), so
+their AICs are comparable.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
-LAWS = ("log_linear", "power", "saturating")
+from sail_pipeline.experiments.stats import per_seed_slopes, seed_interval
+
+LAWS = ("log_linear", "linear", "power", "saturating")
 
 # Burnham & Anderson's rule of thumb: an AIC lower by at most 2 is not a real preference.
 CLEARLY_BETTER_DELTA_AIC = 2.0
 
 FIT_COLUMNS = [
-    "variant", "metric", "n_points", "n_sizes", "n_min", "n_max", "span", "level",
-    "a", "a_lo", "a_hi", "b", "b_lo", "b_hi",
+    "variant", "metric", "n_points", "n_sizes", "n_min", "n_max", "span", "level", "seeds",
+    "df", "a", "a_lo", "a_hi", "a_se", "b", "b_lo", "b_hi", "b_se",
     "gain_per_doubling", "gain_per_doubling_lo", "gain_per_doubling_hi",
-    "r2", "r2_lo", "r2_hi", "r2_means", "rmse", "n_boot_used",
+    "gain_per_doubling_se", "r2", "r2_means", "rmse",
     "noise_floor_mean", "noise_floor_at_max_n",
-    "aic_log_linear", "aic_power", "aic_saturating",
+    "aic_log_linear", "aic_linear", "aic_power", "aic_saturating",
     "best_law", "alternative_note", "slope_excludes_zero", "note",
 ]
 
@@ -49,6 +53,8 @@ class LawFit:
 def _predict(law: str, params: dict[str, float], n: np.ndarray) -> np.ndarray:
     if law == "log_linear":
         return params["a"] + params["b"] * np.log(n)
+    if law == "linear":
+        return params["a"] + params["k"] * n
     if law == "power":
         return params["c"] * n ** params["k"]
     if law == "saturating":
@@ -108,6 +114,16 @@ def fit_log_linear(n: np.ndarray, y: np.ndarray) -> LawFit:
     return fit
 
 
+def fit_linear(n: np.ndarray, y: np.ndarray) -> LawFit:
+    """y = a + k·N by ordinary least squares: a curve that bends upward against ln N (what a
+    sweep whose x-axis counts optimizer steps rather than data can look like)."""
+    n, y = _check(n, y)
+    a, k = _ols(n, y)
+    fit = _score("linear", {"a": a, "k": k}, n, y)
+    assert fit is not None
+    return fit
+
+
 def _curve_fit(func, x, y, starts, bounds=(-np.inf, np.inf)):
     """The least-RSS curve_fit over several starting points; None when none converges."""
     from scipy.optimize import OptimizeWarning, curve_fit
@@ -154,82 +170,91 @@ def fit_power(n: np.ndarray, y: np.ndarray) -> LawFit | None:
     return _score("power", {"c": c_scaled * n0 ** (-k), "k": k}, n, y)
 
 
+# The saturating law's exponents searched (the bounds of alpha), log-spaced.
+SATURATING_ALPHAS = np.geomspace(1e-4, 10.0, 400)
+
+
 def fit_saturating(n: np.ndarray, y: np.ndarray) -> LawFit | None:
-    """y = y_inf − A·N^(−alpha) with alpha > 0; None when it does not converge.
+    """y = y_inf − A·N^(−alpha) with alpha in [1e-4, 10]; None when the data cannot fit it.
 
     Needs at least 3 distinct N and more points than its 3 parameters; with fewer the curve
-    passes through the data exactly and its AIC would mean nothing.
+    passes through the data exactly and its AIC would mean nothing. For a fixed alpha the law
+    is a straight line in N^(−alpha), so (y_inf, A) have a closed form: every alpha of a
+    log-spaced grid is tried at once and the best one is refined by a bounded scalar search
+    (variable projection). This finds the least-squares fit over the whole range of alpha
+    where an iterative fit from a few starts can stop early or wander off: a log-linear curve
+    is the law's limit as alpha goes to 0, and there it ran to its evaluation limit.
     """
+    from scipy.optimize import minimize_scalar
+
     n, y = _check(n, y)
     if np.unique(n).size < 3 or n.size <= 3:
         return None
-    # In x = N / min N the amplitude is the gap at the smallest N, which makes a start easy.
+    # In x = N / min N the amplitude is the gap at the smallest N: values of the order of y.
     n0 = float(n.min())
     x = n / n0
-    _, b = _ols(np.log(x), y)
-    spread = float(np.ptp(y)) or max(abs(float(np.mean(y))), 1.0) * 0.1
-    y_first = float(np.mean(y[n == n0]))
-    # Rising data saturate from below (A > 0), falling data from above (A < 0).
-    y_inf0 = float(np.max(y)) + 0.1 * spread if b >= 0 else float(np.min(y)) - 0.1 * spread
-    starts = [(y_inf0, y_inf0 - y_first, alpha) for alpha in (0.1, 0.5, 1.0, 2.0)]
-    bounds = ([-np.inf, -np.inf, 1e-4], [np.inf, np.inf, 10.0])
-    popt = _curve_fit(lambda x, y_inf, amp, alpha: y_inf - amp * x ** (-alpha), x, y, starts,
-                      bounds)
-    if popt is None:
+
+    def line(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y_inf, amplitude, RSS) of the best fit at each alpha."""
+        z = x[None, :] ** (-alphas[:, None])
+        zc = z - z.mean(axis=1, keepdims=True)
+        with np.errstate(all="ignore"):
+            slope = (zc @ (y - y.mean())) / np.sum(zc ** 2, axis=1)
+            y_inf = y.mean() - slope * z.mean(axis=1)
+            rss = np.sum((y[None, :] - (y_inf[:, None] + slope[:, None] * z)) ** 2, axis=1)
+        return y_inf, -slope, np.where(np.isfinite(rss), rss, np.inf)
+
+    grid = SATURATING_ALPHAS
+    rss = line(grid)[2]
+    best = int(np.argmin(rss))
+    if not np.isfinite(rss[best]):
         return None
-    y_inf, amp, alpha = (float(v) for v in popt)
+    low, high = np.log(grid[max(best - 1, 0)]), np.log(grid[min(best + 1, grid.size - 1)])
+    refined = minimize_scalar(lambda log_alpha: float(line(np.array([np.exp(log_alpha)]))[2][0]),
+                              bounds=(low, high), method="bounded")
+    alpha = float(np.exp(refined.x)) if refined.success and refined.fun <= rss[best] \
+        else float(grid[best])
+    y_inf, amp, _ = (float(v[0]) for v in line(np.array([alpha])))
     return _score("saturating", {"y_inf": y_inf, "A": amp * n0 ** alpha, "alpha": alpha}, n, y)
 
 
-def _interval(values: np.ndarray, level: float, axis: int = 0):
-    tail = 100 * (1 - level) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, as wanted
-        return np.nanpercentile(values, [tail, 100 - tail], axis=axis)
+def seed_log_linear(n: np.ndarray, y: np.ndarray, seed: np.ndarray,
+                    level: float = 0.95) -> dict:
+    """The log-linear fit with the seed as the unit.
 
-
-def bootstrap_log_linear(n: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                         level: float = 0.95) -> dict:
-    """Percentile bootstrap of the log-linear fit, resampling the (N, seed) points.
-
-    Returns the full-data estimates `a`, `b`, `gain_per_doubling` (b·ln 2), `r2`, their
-    intervals (`<name>_lo`, `<name>_hi`), `n_boot_used` (resamples with ≥ 2 distinct N),
-    `level`, and a band: `band_n` (50 N log-spaced over the observed range), `band_fit` (the
-    full-data curve) and `band_lo`/`band_hi` (pointwise percentiles of the resampled curves).
+    A seed's points are its nested subsets, one per N, so they are not independent of each
+    other: each seed gets its own a_s + b_s·ln N, the estimates are their means and the
+    intervals t-intervals over seeds (`stats.seed_interval`, df = seeds − 1; NaN with fewer
+    than 2 seeds of 2 sizes or more). Returns `a`, `b`, `gain_per_doubling` (b·ln 2), each
+    with `_lo`, `_hi` and `_se`; `r2` (the pooled fit's); `seeds`, `df`, `level`; and a band:
+    `band_n` (50 N log-spaced over the observed range), `band_fit` (the mean curve) and
+    `band_lo`/`band_hi` (pointwise t-intervals of the seeds' curves).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    fit = fit_log_linear(n, y)
+    pooled = fit_log_linear(n, y)
     n, y = _check(n, y)
-    x = np.log(n)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n.size, size=(n_boot, n.size))
-    xs, ys = x[idx], y[idx]
-    # A resample drawn from one N has no slope; it is dropped rather than counted as 0.
-    usable = np.ptp(xs, axis=1) > 0
-    xs, ys = xs[usable], ys[usable]
-    xc = xs - xs.mean(axis=1, keepdims=True)
-    yc = ys - ys.mean(axis=1, keepdims=True)
-    b = np.sum(xc * yc, axis=1) / np.sum(xc ** 2, axis=1)
-    a = ys.mean(axis=1) - b * xs.mean(axis=1)
-    rss = np.sum((ys - (a[:, None] + b[:, None] * xs)) ** 2, axis=1)
-    tss = np.sum(yc ** 2, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(tss > 0, 1 - rss / tss, np.nan)
+    seed = np.asarray(seed).ravel()
+    slopes = per_seed_slopes(n, y, seed)
+    intercepts = {s: float(y[seed == s].mean() - b * np.log(n[seed == s]).mean())
+                  for s, b in slopes.items()}
+    out: dict = {"level": level, "r2": pooled.r2}
+    estimates = {"a": seed_interval(list(intercepts.values()), level),
+                 "b": seed_interval(list(slopes.values()), level)}
+    estimates["gain_per_doubling"] = seed_interval(
+        [b * math.log(2) for b in slopes.values()], level)
+    for name, estimate in estimates.items():
+        out |= {name: estimate.mean, f"{name}_lo": estimate.lo, f"{name}_hi": estimate.hi,
+                f"{name}_se": estimate.se}
+    out |= {"seeds": estimates["b"].seeds, "df": estimates["b"].df}
     band_n = np.geomspace(n.min(), n.max(), 50)
-    curves = a[:, None] + b[:, None] * np.log(band_n)[None, :]
-    out: dict = {"level": level, "n_boot": n_boot, "n_boot_used": int(usable.sum())}
-    point = {"a": fit.params["a"], "b": fit.params["b"],
-             "gain_per_doubling": fit.params["b"] * math.log(2), "r2": fit.r2}
-    samples = {"a": a, "b": b, "gain_per_doubling": b * math.log(2), "r2": r2}
-    for name, values in samples.items():
-        lo, hi = _interval(values, level) if values.size else (np.nan, np.nan)
-        out[name] = point[name]
-        out[f"{name}_lo"], out[f"{name}_hi"] = float(lo), float(hi)
+    curves = np.array([intercepts[s] + slopes[s] * np.log(band_n) for s in slopes])
     out["band_n"] = band_n
-    out["band_fit"] = fit.predict(band_n)
-    if curves.shape[0]:
-        out["band_lo"], out["band_hi"] = _interval(curves, level, axis=0)
+    out["band_fit"] = curves.mean(axis=0)
+    if len(slopes) >= 2:
+        half = scipy_stats.t.ppf(0.5 + level / 2, len(slopes) - 1) * \
+            curves.std(axis=0, ddof=1) / math.sqrt(len(slopes))
+        out["band_lo"], out["band_hi"] = out["band_fit"] - half, out["band_fit"] + half
     else:
         out["band_lo"] = out["band_hi"] = np.full(band_n.shape, np.nan)
     return out
@@ -244,13 +269,14 @@ def _one_variant(points: pd.DataFrame) -> str:
     return str(variants[0]) if len(variants) else ""
 
 
-def _series(points: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N, y) of the non-missing points, in a fixed order so bootstraps are reproducible."""
+def _series(points: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, y, seed) of the non-missing points, in a fixed order."""
     if metric not in points.columns:
         raise ValueError(f"metric {metric!r} is not a column of the points")
     part = points.loc[points[metric].notna(), ["n", "seed", metric]]
     part = part.sort_values(["n", "seed"], kind="stable")
-    return part["n"].to_numpy(dtype=float), part[metric].to_numpy(dtype=float)
+    return (part["n"].to_numpy(dtype=float), part[metric].to_numpy(dtype=float),
+            part["seed"].to_numpy())
 
 
 def noise_floor(points: pd.DataFrame, metric: str) -> dict:
@@ -317,23 +343,24 @@ def _best_law(fits: dict[str, LawFit]) -> tuple[str, str]:
     return "log_linear", ""
 
 
-def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, n_boot: int = 2000,
-               seed: int = 0, level: float = 0.95) -> dict:
-    """One row of the fit table for one variant and metric (see FIT_COLUMNS).
+def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, level: float = 0.95) -> dict:
+    """One row of the fit table for one variant and metric (see FIT_COLUMNS); its intervals
+    are over seeds (`seed_log_linear`).
 
     Raises ValueError when the non-missing points cannot be fitted (see `skip_reason`).
     """
     variant = _one_variant(points_of_one_variant)
-    n, y = _series(points_of_one_variant, metric)
+    n, y, seed = _series(points_of_one_variant, metric)
     reason = skip_reason(n, y)
     if reason:
         raise ValueError(f"{variant}/{metric}: {reason}")
-    boot = bootstrap_log_linear(n, y, n_boot=n_boot, seed=seed, level=level)
+    fit = seed_log_linear(n, y, seed, level=level)
     laws: dict[str, LawFit] = {"log_linear": fit_log_linear(n, y)}
-    for law, fitter in (("power", fit_power), ("saturating", fit_saturating)):
-        fit = fitter(n, y)
-        if fit is not None:
-            laws[law] = fit
+    for law, fitter in (("linear", fit_linear), ("power", fit_power),
+                        ("saturating", fit_saturating)):
+        law_fit = fitter(n, y)
+        if law_fit is not None:
+            laws[law] = law_fit
     best_law, note = _best_law(laws)
     floor = noise_floor(points_of_one_variant, metric)
     # R² of the seed means: how straight the curve is, without the seed noise that caps the
@@ -341,24 +368,26 @@ def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, n_boot: int = 2
     means = pd.Series(y).groupby(n).mean()
     r2_means = fit_log_linear(means.index.to_numpy(float), means.to_numpy(float)).r2 \
         if means.size >= 3 else float("nan")
+    interval = not (pd.isna(fit["b_lo"]) or pd.isna(fit["b_hi"]))
     row = {"variant": variant, "metric": metric, "n_points": int(n.size),
            "n_sizes": int(np.unique(n).size), "n_min": int(n.min()), "n_max": int(n.max()),
-           "span": float(n.max() / n.min()), "level": level,
-           "rmse": laws["log_linear"].rmse, "n_boot_used": boot["n_boot_used"],
+           "span": float(n.max() / n.min()), "level": level, "seeds": fit["seeds"],
+           "df": fit["df"], "rmse": laws["log_linear"].rmse, "r2": fit["r2"],
            "r2_means": r2_means,
            "noise_floor_mean": floor["mean"], "noise_floor_at_max_n": floor["at_max_n"],
            "best_law": best_law, "alternative_note": note,
-           "slope_excludes_zero": bool(boot["b_lo"] > 0 or boot["b_hi"] < 0), "note": ""}
-    for name in ("a", "b", "gain_per_doubling", "r2"):
-        for suffix in ("", "_lo", "_hi"):
-            row[name + suffix] = boot[name + suffix]
+           "slope_excludes_zero": bool(fit["b_lo"] > 0 or fit["b_hi"] < 0) if interval
+           else pd.NA,
+           "note": "" if interval else "fewer than 2 seeds: no interval"}
+    for name in ("a", "b", "gain_per_doubling"):
+        for suffix in ("", "_lo", "_hi", "_se"):
+            row[name + suffix] = fit[name + suffix]
     for law in LAWS:
         row[f"aic_{law}"] = laws[law].aic if law in laws else float("nan")
     return {column: row[column] for column in FIT_COLUMNS}
 
 
-def fit_sweep(points: pd.DataFrame, metrics: list[str], n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95) -> pd.DataFrame:
+def fit_sweep(points: pd.DataFrame, metrics: list[str], level: float = 0.95) -> pd.DataFrame:
     """The fit table: one row per (variant, metric), variants in order of appearance.
 
     A pair that cannot be fitted (too few points: fewer than 3 non-missing points or fewer
@@ -373,10 +402,10 @@ def fit_sweep(points: pd.DataFrame, metrics: list[str], n_boot: int = 2000, seed
                 n = np.array([])
                 reason = f"metric {metric!r} not in the points"
             else:
-                n, y = _series(part, metric)
+                n, y, _ = _series(part, metric)
                 reason = skip_reason(n, y)
             if reason is None:
-                rows.append(fit_metric(part, metric, n_boot=n_boot, seed=seed, level=level))
+                rows.append(fit_metric(part, metric, level=level))
                 continue
             row = dict.fromkeys(FIT_COLUMNS, float("nan"))
             row.update(variant=str(variant), metric=metric, n_points=int(len(n)),
@@ -389,115 +418,107 @@ def fit_sweep(points: pd.DataFrame, metrics: list[str], n_boot: int = 2000, seed
     return table
 
 
-def bands_for(points: pd.DataFrame, metric: str, n_boot: int = 2000, seed: int = 0,
-              level: float = 0.95) -> dict[str, dict]:
-    """variant -> bootstrap_log_linear result for `metric`, as `plot_metric` takes it.
-
-    Same data order and seed as `fit_sweep`, so the bands match the table's intervals.
-    """
+def bands_for(points: pd.DataFrame, metric: str, level: float = 0.95) -> dict[str, dict]:
+    """variant -> seed_log_linear result for `metric`, as `plot_metric` takes it (the same
+    intervals as `fit_sweep`'s)."""
     bands = {}
     for variant in pd.unique(points["variant"]):
         part = points[points["variant"] == variant]
         if metric not in part.columns:
             continue
-        n, y = _series(part, metric)
+        n, y, seed = _series(part, metric)
         if skip_reason(n, y) is None:
-            bands[str(variant)] = bootstrap_log_linear(n, y, n_boot=n_boot, seed=seed,
-                                                       level=level)
+            bands[str(variant)] = seed_log_linear(n, y, seed, level=level)
     return bands
 
 
-def _cells(points: pd.DataFrame, variant: str, metric: str) -> dict[int, np.ndarray]:
+def _cells(points: pd.DataFrame, variant: str, metric: str) -> dict[tuple[int, int], float]:
+    """(N, seed) -> the variant's value there (the mean, should a cell hold several)."""
     part = points[(points["variant"] == variant) & points[metric].notna()]
-    part = part.sort_values(["n", "seed"], kind="stable")
-    return {int(k): g[metric].to_numpy(dtype=float) for k, g in part.groupby("n")}
+    return {(int(n), int(seed)): float(v) for (n, seed), v in
+            part.groupby(["n", "seed"])[metric].mean().items()}
 
 
-def _curvatures(cells: dict[int, np.ndarray], common: list[int], boot: list[np.ndarray]
-                ) -> tuple[float, np.ndarray]:
-    """The quadratic coefficient c of y = a + b·x + c·x², x = ln N centred: 0 on a log-linear
-    curve, > 0 on one that bends upward towards linear in N (y = a + k·N is convex in ln N),
-    < 0 on one that saturates. (point estimate, one value per bootstrap row of `boot`)."""
-    x = np.concatenate([np.full(cells[k].size, math.log(k)) for k in common])
+def bend(ns: list[int], values: np.ndarray) -> float:
+    """The quadratic coefficient c of y = a + b·x + c·x², x = ln N centred, through one
+    seed's values at `ns`: 0 on a log-linear curve, > 0 on one that bends upward towards
+    linear in N (y = a + k·N is convex in ln N), < 0 on one that saturates."""
+    x = np.log(np.asarray(ns, dtype=float))
     xc = x - x.mean()
     design = np.column_stack([np.ones_like(xc), xc, xc ** 2])
-    solve = np.linalg.pinv(design)
-    point = np.concatenate([cells[k] for k in common])
-    return float((solve @ point)[2]), np.hstack(boot) @ solve[2]
+    return float((np.linalg.pinv(design) @ np.asarray(values, dtype=float))[2])
+
+
+# A comparison's measures -> the stem of their `_lo`, `_hi` and `_se` keys.
+COMPARISON_KEYS = {"mean_diff": "diff", "slope_diff": "slope_diff",
+                   "curvature_diff": "curvature_diff"}
 
 
 def compare_variants(points: pd.DataFrame, variant_a: str, variant_b: str, metric: str,
-                     n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """variant_a − variant_b on `metric`, paired by N.
+                     level: float = 0.95) -> dict:
+    """variant_a − variant_b on `metric`, paired by seed and N.
 
-    `per_n` holds the difference of the seed means at each N present in both; `mean_diff` is
-    their mean (each N weighs the same). The slopes are log-linear fits on the points at the
-    common N only, so both cover the same range; `curvature_diff` (3 or more common N) is the
-    difference of their bends in ln N (see `_curvatures`): the shape, apart from the level. Intervals come from one bootstrap that
-    resamples seeds within each (variant, N) cell, so the design over N stays fixed; a cell
-    with a single seed contributes no seed noise, which the `note` then says. `all_equal` is
-    True when every value of both variants at the common N is the same (nothing to compare).
+    The design pairs the variants: at the same seed they see the same subsets and the same
+    initialisation. So every measure is made once per seed, over the N both variants have
+    (`common_n`), and its interval is a t-interval over the seeds both have at all of them
+    (`seeds`, `df` = seeds − 1): `mean_diff` (the mean over N of a − b), `slope_diff` (the
+    difference of the two log-linear slopes) and, with 3 or more common N, `curvature_diff`
+    (the difference of their bends in ln N, see `bend`: the shape, apart from the level).
+    Each has `_lo`, `_hi` and `_se`. `per_n` holds the difference of the paired seeds' means
+    at each N. `all_equal` is True when every value of both variants there is the same.
     """
+    nan = float("nan")
     out: dict = {"variant_a": variant_a, "variant_b": variant_b, "metric": metric,
-                 "common_n": [], "mean_diff": float("nan"), "diff_lo": float("nan"),
-                 "diff_hi": float("nan"), "slope_diff": float("nan"),
-                 "slope_diff_lo": float("nan"), "slope_diff_hi": float("nan"),
-                 "curvature_diff": float("nan"), "curvature_diff_lo": float("nan"),
-                 "curvature_diff_hi": float("nan"), "per_n": {}, "level": level,
+                 "common_n": [], "seeds": 0, "df": 0, "per_n": {}, "level": level,
                  "all_equal": False, "note": ""}
+    for name, bounds in COMPARISON_KEYS.items():
+        out |= {k: nan for k in (name, *(bounds + s for s in ("_lo", "_hi", "_se")))}
     if metric not in points.columns:
         out["note"] = f"metric {metric!r} not in the points"
         return out
     cells_a, cells_b = _cells(points, variant_a, metric), _cells(points, variant_b, metric)
-    common = sorted(set(cells_a) & set(cells_b))
+    common = sorted({n for n, _ in cells_a} & {n for n, _ in cells_b})
     if not common:
         out["note"] = f"no N with {metric} in both {variant_a} and {variant_b}"
         return out
-    per_n = {k: float(cells_a[k].mean() - cells_b[k].mean()) for k in common}
-    out.update(common_n=common, per_n=per_n, mean_diff=float(np.mean(list(per_n.values()))))
-
-    rng = np.random.default_rng(seed)
-    boot = {}
-    for name, cells in (("a", cells_a), ("b", cells_b)):
-        # One (n_boot, seeds) block per N: resampled seeds, in the order of `common`.
-        boot[name] = [v[rng.integers(0, v.size, size=(n_boot, v.size))]
-                      for v in (cells[k] for k in common)]
-    diffs = np.column_stack([ra.mean(axis=1) - rb.mean(axis=1)
-                             for ra, rb in zip(boot["a"], boot["b"], strict=True)])
-    lo, hi = _interval(diffs.mean(axis=1), level)
-    out.update(diff_lo=float(lo), diff_hi=float(hi))
-
+    every_seed = sorted({s for _, s in cells_a} | {s for _, s in cells_b})
+    paired = [s for s in every_seed
+              if all((n, s) in cells_a and (n, s) in cells_b for n in common)]
     notes = []
-    values = np.concatenate([cells[k] for cells in (cells_a, cells_b) for k in common])
+    unpaired = sorted(set(every_seed) - set(paired))
+    if unpaired:
+        notes.append(f"seeds {unpaired} left out: not in both variants at every common N")
+    out.update(common_n=common)
+    if not paired:
+        out["note"] = "; ".join(notes + ["no seed in both variants at every common N"])
+        return out
+    a = np.array([[cells_a[(n, s)] for n in common] for s in paired])
+    b = np.array([[cells_b[(n, s)] for n in common] for s in paired])
+    out["per_n"] = {n: float(d) for n, d in zip(common, (a - b).mean(axis=0), strict=True)}
+    measures = {"mean_diff": (a - b).mean(axis=1)}
+    if len(common) >= 2:
+        x = np.log(np.asarray(common, dtype=float))
+        xc = x - x.mean()
+        measures["slope_diff"] = (a - b) @ xc / np.sum(xc ** 2)
+    else:
+        notes.append("one common N: no slope difference")
+    if len(common) >= 3:
+        measures["curvature_diff"] = np.array([bend(common, ra) - bend(common, rb)
+                                               for ra, rb in zip(a, b, strict=True)])
+    for name, per_seed in measures.items():
+        estimate = seed_interval(per_seed, level)
+        bounds = COMPARISON_KEYS[name]
+        out |= {name: estimate.mean, f"{bounds}_lo": estimate.lo, f"{bounds}_hi": estimate.hi,
+                f"{bounds}_se": estimate.se}
+        out.update(seeds=estimate.seeds, df=estimate.df)
+    if len(paired) < 2:
+        notes.append(f"one paired seed ({paired[0]}): no interval")
+    values = np.concatenate([a.ravel(), b.ravel()])
     if np.ptp(values) == 0:
         # Both variants score the same at every point (a floor, such as 0.0 everywhere): the
         # difference is exactly 0 with an interval of [0, 0], which measures nothing.
         out["all_equal"] = True
         notes.append(f"all values equal in both variants ({float(values[0]):.3g}): "
                      "nothing to compare")
-    single = [f"{v}@{k}" for v, cells in ((variant_a, cells_a), (variant_b, cells_b))
-              for k in common if cells[k].size < 2]
-    if single:
-        notes.append(f"single seed (no seed noise in the CI) at {', '.join(single)}")
-    if len(common) < 2:
-        notes.append("one common N: no slope difference")
-    else:
-        slopes = {}
-        for name, cells in (("a", cells_a), ("b", cells_b)):
-            x = np.concatenate([np.full(cells[k].size, math.log(k)) for k in common])
-            xc = x - x.mean()
-            ys = np.hstack(boot[name])
-            point = np.concatenate([cells[k] for k in common])
-            slopes[name] = (float(np.sum(xc * (point - point.mean())) / np.sum(xc ** 2)),
-                            (ys - ys.mean(axis=1, keepdims=True)) @ xc / np.sum(xc ** 2))
-        lo, hi = _interval(slopes["a"][1] - slopes["b"][1], level)
-        out.update(slope_diff=slopes["a"][0] - slopes["b"][0], slope_diff_lo=float(lo),
-                   slope_diff_hi=float(hi))
-    if len(common) >= 3:
-        bends = {name: _curvatures(cells, common, boot[name])
-                 for name, cells in (("a", cells_a), ("b", cells_b))}
-        lo, hi = _interval(bends["a"][1] - bends["b"][1], level)
-        out.update(curvature_diff=bends["a"][0] - bends["b"][0], curvature_diff_lo=float(lo),
-                   curvature_diff_hi=float(hi))
     out["note"] = "; ".join(notes)
     return out

@@ -84,7 +84,7 @@ def plot_metric(points: pd.DataFrame, fits: pd.DataFrame, metric: str,
 
     Per variant: every (N, seed) point (small), the seed mean at each N with ± one std (large),
     the log-linear fit from `fits` (the `fit_sweep` table) and, when `bands[variant]` is given
-    (a `bootstrap_log_linear` result), its confidence band.
+    (a `seed_log_linear` result), its confidence band.
     """
     fig, ax = _new_figure(title or metric)
     variants = _variants(points, metric)

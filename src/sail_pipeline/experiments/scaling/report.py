@@ -12,11 +12,12 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline import lineage
+from sail_pipeline.experiments import calibration
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
 from sail_pipeline.experiments.scaling.mlflow_view import log_sweep
 from sail_pipeline.experiments.scaling.plots import plot_metric
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
-from sail_pipeline.schema import ScalingParams
+from sail_pipeline.schema import StatisticsParams
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +27,19 @@ PLOTS_FOLDER = "scaling"  # next to reproduction.md, as the catalog places them
 SAIL = "recaption_filtered"
 CLAIMS: tuple[dict[str, Any], ...] = (
     {"claim": "Score grows log-linearly with pretraining data (score = a + b ln N, b > 0)",
-     "kind": "slope", "variant": SAIL, "expected": 1},
+     "kind": "slope", "variant": SAIL, "expected": "increase"},
     {"claim": "Recaptions beat alt-text at equal N", "kind": "difference",
-     "variant_a": "recaption", "variant_b": "alt_text", "expected": 1},
+     "variant_a": "recaption", "variant_b": "alt_text", "expected": "increase"},
     {"claim": "Quality filtering beats no filtering at equal N", "kind": "difference",
-     "variant_a": "recaption_filtered", "variant_b": "recaption", "expected": 1},
+     "variant_a": "recaption_filtered", "variant_b": "recaption", "expected": "increase"},
     {"claim": "More low-quality (alt-text) pretraining data does not help", "kind": "slope",
-     "variant": "noisy_expansion", "expected": 0, "r2_goal": None},
+     "variant": "noisy_expansion", "expected": "no_increase", "r2_goal": None},
     {"claim": "Pretrain-Advance adds to Alignment (projector) alone",
-     "kind": "difference", "variant_a": SAIL, "variant_b": "alignment_only", "expected": 1},
+     "kind": "difference", "variant_a": SAIL, "variant_b": "alignment_only",
+     "expected": "increase"},
     {"claim": "(stand-in) Training the LLM in Advance beats the recipe's frozen LLM",
-     "kind": "difference", "variant_a": SAIL, "variant_b": "frozen_llm", "expected": 1},
+     "kind": "difference", "variant_a": SAIL, "variant_b": "frozen_llm",
+     "expected": "increase"},
 )
 
 
@@ -84,7 +87,7 @@ def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def build(results: list[dict[str, Any]], missing: list[str], params: ScalingParams,
+def build(results: list[dict[str, Any]], missing: list[str], statistics: StatisticsParams,
           accounting: pd.DataFrame | None, schedule_section: str = ""
           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any], str, dict]:
     """(points, fits, comparisons, figures by file name, the report's markdown, the flat
@@ -96,17 +99,17 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
                 + "\n".join(f"- {name}" for name in missing) + "\n" + schedule_section)
         return points, pd.DataFrame(), pd.DataFrame(), {}, text, {}
     metrics = sorted(c for c in points.columns if "/" in c)
-    fits = fit_sweep(points, metrics, n_boot=params.bootstrap)
+    fits = fit_sweep(points, metrics, level=statistics.level)
     claims, untested = _claims(list(pd.unique(points["variant"])))
     pairs = {(c["variant_a"], c["variant_b"], c["metric"]) for c in claims
              if c["kind"] == "difference"}
-    comparisons = [compare_variants(points, a, b, metric, n_boot=params.bootstrap)
+    comparisons = [compare_variants(points, a, b, metric, level=statistics.level)
                    for a, b, metric in sorted(pairs)]
     figures, links = {}, {}
     for metric in metrics:
         name = metric.replace("/", "_") + ".png"
         figures[name] = plot_metric(points, fits, metric,
-                                    bands_for(points, metric, n_boot=params.bootstrap))
+                                    bands_for(points, metric, level=statistics.level))
         if metric in HEADLINE:
             links[metric] = f"{PLOTS_FOLDER}/{name}"
         lineage.log_figure(figures[name], f"scaling/{name}")
@@ -119,10 +122,20 @@ def build(results: list[dict[str, Any]], missing: list[str], params: ScalingPara
             "evaluation": points["seconds_evaluation"].sum(),
             "per point (mean)": points["seconds_total"].mean()}
     text = reproduction_report(points, fits, comparisons, claims, links, missing, wall,
-                               untested=untested)
-    text += _pools_section(accounting) + schedule_section
+                               untested=untested, statistics=statistics)
+    text += _calibration(points, statistics) + _pools_section(accounting) + schedule_section
     log_sweep(points, fits, len(points), len(missing))
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
+
+
+def _calibration(points: pd.DataFrame, statistics: StatisticsParams) -> str:
+    """The verdict rules checked on planted truths with this sweep's design and noise (the
+    headline variant's, or the first variant's when it did not run)."""
+    variants = list(pd.unique(points["variant"]))
+    variant = SAIL if SAIL in variants else variants[0]
+    return "".join(calibration.section(points, variant, metric, statistics,
+                                       statistics.calibration_runs)
+                   for metric in HEADLINE if metric in points.columns)
 
 
 def _pools_section(accounting: pd.DataFrame | None) -> str:

@@ -8,42 +8,31 @@ Every number in the report is read from its inputs (the points, the `fit_sweep` 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from sail_pipeline.experiments import stats
 from sail_pipeline.experiments.scaling.plan import size_label
+from sail_pipeline.schema import StatisticsParams
 
 # The paper's bar for calling a curve log-linear; a claim may set its own `r2_goal`.
 R2_GOAL = 0.9
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+VERDICTS = stats.VERDICTS
 NOT_MEASURED = "not measured"
 
 
-def verdict(lo: float, hi: float, expected_sign: int) -> str:
-    """Verdict of a claim from the confidence interval [lo, hi] of its measurement.
+def estimate_of(value: float, lo: float, hi: float, se: float, df: int, seeds: int,
+                level: float) -> stats.SeedEstimate:
+    """A measure read back from a fit row or a comparison as the estimate it was made as."""
+    def num(x: object) -> float:
+        return math.nan if x is None or pd.isna(x) else float(x)
 
-    expected_sign +1 (or −1): "reproduced" when the whole CI is above (below) 0, "not
-    reproduced" when it is wholly on the other side, "inconclusive" when it straddles 0.
-    expected_sign 0 is a "does not help" claim: it is refuted only by a CI wholly above 0,
-    so it is "reproduced" when the CI includes 0 or lies below it.
-    A missing bound (NaN) is always "inconclusive".
-    """
-    if expected_sign not in (-1, 0, 1):
-        raise ValueError(f"expected_sign must be -1, 0 or +1, got {expected_sign!r}")
-    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
-        return "inconclusive"
-    if lo > hi:
-        raise ValueError(f"CI bounds out of order: [{lo}, {hi}]")
-    if expected_sign == 0:
-        return "not reproduced" if lo > 0 else "reproduced"
-    above, below = lo > 0, hi < 0
-    if (above and expected_sign > 0) or (below and expected_sign < 0):
-        return "reproduced"
-    if above or below:
-        return "not reproduced"
-    return "inconclusive"
+    return stats.SeedEstimate(num(value), num(lo), num(hi), num(se),
+                              0 if pd.isna(df) else int(df),
+                              0 if pd.isna(seeds) else int(seeds), level)
 
 
 def _num(x: float | None, signed: bool = False) -> str:
@@ -70,16 +59,6 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return [_row(header), "|" + "---|" * len(header), *(_row(r) for r in rows)]
 
 
-def _side(lo: float, hi: float) -> str:
-    if pd.isna(lo) or pd.isna(hi):
-        return "no interval"
-    if lo > 0:
-        return "CI entirely above 0"
-    if hi < 0:
-        return "CI entirely below 0"
-    return "CI includes 0"
-
-
 def _fit_row(fits: pd.DataFrame, variant: str, metric: str) -> pd.Series | None:
     rows = fits[(fits["variant"] == variant) & (fits["metric"] == metric)]
     return None if rows.empty else rows.iloc[0]
@@ -96,22 +75,46 @@ def _r2_cap(points: pd.DataFrame, variant: str, metric: str) -> float:
     return 1.0 - within / total
 
 
-def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame) -> tuple[str, str, str]:
-    variant, metric, expected = claim["variant"], claim["metric"], int(claim["expected"])
+@dataclass(frozen=True)
+class Judged:
+    """One claim's line of the report."""
+
+    measured: str
+    verdict: str
+    why: str
+    mde: float = math.nan
+    seeds_for_margin: int | None = None
+
+
+def _expected(claim: dict) -> str:
+    expected = claim.get("expected")
+    if expected not in stats.DIRECTIONS:
+        raise ValueError(f"claim {claim.get('claim')!r}: expected must be one of "
+                         f"{sorted(stats.DIRECTIONS)}, got {expected!r}")
+    return expected
+
+
+def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame,
+                 statistics: StatisticsParams) -> Judged:
+    variant, metric, expected = claim["variant"], claim["metric"], _expected(claim)
     row = _fit_row(fits, variant, metric)
     if row is None:
-        return NOT_MEASURED, "inconclusive", f"no fit of {variant} on {metric}"
+        return Judged(NOT_MEASURED, "inconclusive", f"no fit of {variant} on {metric}")
     if pd.isna(row["b"]):
-        return NOT_MEASURED, "inconclusive", f"{variant} on {metric}: {row['note']}"
+        return Judged(NOT_MEASURED, "inconclusive", f"{variant} on {metric}: {row['note']}")
     gain = _ci(row["gain_per_doubling"], row["gain_per_doubling_lo"],
                row["gain_per_doubling_hi"], signed=True)
-    measured = (f"b = {_ci(row['b'], row['b_lo'], row['b_hi'], signed=True)} per ln N; "
-                f"{gain} per doubling; R² {_num(row['r2'])} (seed means "
-                f"{_num(row.get('r2_means', math.nan))})")
-    result = verdict(row["b_lo"], row["b_hi"], expected)
-    why = [f"slope {_side(row['b_lo'], row['b_hi'])}"]
+    measured = (f"{gain} per doubling of N (df {_df(row['df'])}); R² {_num(row['r2'])} (seed "
+                f"means {_num(row.get('r2_means', math.nan))})")
+    # Judged on the gain per doubling, the unit its margin is declared in.
+    estimate = estimate_of(row["gain_per_doubling"], row["gain_per_doubling_lo"],
+                           row["gain_per_doubling_hi"], row["gain_per_doubling_se"],
+                           row["df"], row["seeds"], float(row["level"]))
+    judged = stats.judge(estimate, expected, statistics.margin("gain_per_doubling"),
+                         statistics.alpha, statistics.power)
+    result, why = judged.verdict, [f"slope: {judged.why}"]
     goal = claim.get("r2_goal", R2_GOAL)
-    if expected != 0 and goal is not None:
+    if expected in ("increase", "decrease") and goal is not None:
         # A log-linear claim is about the form as well as the sign: a rising curve that is
         # not log-linear does not reproduce it, though it does not refute the rise either.
         form_ok = True
@@ -133,7 +136,11 @@ def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame) -> tuple
             why.append(str(row["alternative_note"]))
         if result == "reproduced" and not form_ok:
             result = "inconclusive"
-    return measured, result, "; ".join(why)
+    return Judged(measured, result, "; ".join(why), judged.mde, judged.seeds_for_margin)
+
+
+def _df(df: object) -> str:
+    return "n/a" if df is None or pd.isna(df) else str(int(df))
 
 
 def _comparison(comparisons: list[dict], a: str, b: str, metric: str) -> tuple[dict, int] | None:
@@ -150,16 +157,19 @@ def _comparison(comparisons: list[dict], a: str, b: str, metric: str) -> tuple[d
 
 # A difference claim's measure -> (its name in the report, its value and CI keys).
 MEASURES = {
-    "mean_diff": ("mean difference", ("mean_diff", "diff_lo", "diff_hi")),
-    "slope_diff": ("slope difference", ("slope_diff", "slope_diff_lo", "slope_diff_hi")),
+    "mean_diff": ("mean difference", ("mean_diff", "diff_lo", "diff_hi", "diff_se")),
+    "slope_diff": ("slope difference (per ln N)",
+                   ("slope_diff", "slope_diff_lo", "slope_diff_hi", "slope_diff_se")),
     "curvature_diff": ("curvature difference (per (ln N)²)",
-                       ("curvature_diff", "curvature_diff_lo", "curvature_diff_hi")),
+                       ("curvature_diff", "curvature_diff_lo", "curvature_diff_hi",
+                        "curvature_diff_se")),
 }
 
 
-def _difference_claim(claim: dict, comparisons: list[dict]) -> tuple[str, str, str]:
+def _difference_claim(claim: dict, comparisons: list[dict],
+                      statistics: StatisticsParams) -> Judged:
     a, b, metric = claim["variant_a"], claim["variant_b"], claim["metric"]
-    expected = int(claim["expected"])
+    expected = _expected(claim)
     # A claim may be about the difference of slopes, or of bends, rather than of levels.
     measure = claim.get("measure", "mean_diff")
     if measure not in MEASURES:
@@ -168,20 +178,48 @@ def _difference_claim(claim: dict, comparisons: list[dict]) -> tuple[str, str, s
     what, keys = MEASURES[measure]
     found = _comparison(comparisons, a, b, metric)
     if found is None:
-        return NOT_MEASURED, "inconclusive", f"no comparison of {a} with {b} on {metric}"
+        return Judged(NOT_MEASURED, "inconclusive", f"no comparison of {a} with {b} on {metric}")
     comp, sign = found
     if comp.get("all_equal"):
-        return NOT_MEASURED, "inconclusive", f"{a} and {b} on {metric}: {comp['note']}"
-    value, lo, hi = (sign * float(comp[k]) for k in keys)
+        return Judged(NOT_MEASURED, "inconclusive", f"{a} and {b} on {metric}: {comp['note']}")
+    value, lo, hi = (sign * float(comp[k]) for k in keys[:3])
     if sign < 0:
         lo, hi = hi, lo
     common = [int(n) for n in comp.get("common_n", [])]
-    measured = (f"{a} − {b}: {what} {_ci(value, lo, hi, signed=True)} over "
-                f"{len(common)} common N")
-    why = [f"{what} {_side(lo, hi)}"]
+    measured = (f"{a} − {b}: {what} {_ci(value, lo, hi, signed=True)}, paired over "
+                f"{comp.get('seeds', 0)} seeds (df {_df(comp.get('df'))}) at {len(common)} "
+                "common N")
+    estimate = estimate_of(value, lo, hi, comp.get(keys[3], math.nan), comp.get("df", 0),
+                           comp.get("seeds", 0), float(comp.get("level", 0.95)))
+    judged = stats.judge(estimate, expected, statistics.margin(measure), statistics.alpha,
+                         statistics.power)
+    why = [f"{what}: {judged.why}"]
     if comp.get("note"):
         why.append(str(comp["note"]))
-    return measured, verdict(lo, hi, expected), "; ".join(why)
+    return Judged(measured, judged.verdict, "; ".join(why), judged.mde,
+                  judged.seeds_for_margin)
+
+
+def _statistics_line(statistics: StatisticsParams, pct: str) -> str:
+    margins = ", ".join(f"{k} ±{v:g}" for k, v in sorted(statistics.margins.items()))
+    return (f"Each claim is judged on a {pct} t-interval over seeds, the seed being the unit. "
+            f"\"Does not help\" and \"no difference\" are shown only within an equivalence "
+            f"margin (one-sided tests at alpha {statistics.alpha:g}; margins: {margins or 'none'}"
+            f"); without one they are inconclusive. MDE: the smallest true effect detected with "
+            f"{statistics.power:.0%} power at the seeds used.")
+
+
+def judge_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame,
+                comparisons: list[dict], statistics: StatisticsParams) -> Judged:
+    """One claim's measurement and verdict: a `slope` claim on its variant's fit, a
+    `difference` claim on its comparison (the calibration runs this same function)."""
+    kind = claim.get("kind")
+    if kind == "slope":
+        return _slope_claim(claim, points, fits, statistics)
+    if kind == "difference":
+        return _difference_claim(claim, comparisons, statistics)
+    raise ValueError(f"claim {claim.get('claim')!r}: kind must be 'slope' or 'difference', "
+                     f"got {kind!r}")
 
 
 def _level(fits: pd.DataFrame, comparisons: list[dict]) -> float:
@@ -222,11 +260,13 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
                         claims: list[dict], figures: dict[str, str], missing: list[str],
                         wall: dict | None = None,
                         title: str = "Scaling sweep: reproduction report",
-                        untested: list[dict] | None = None) -> str:
+                        untested: list[dict] | None = None,
+                        statistics: StatisticsParams | None = None) -> str:
     """The markdown report of a sweep.
 
     `claims`: dicts with `claim` (text), `kind` ("slope" or "difference"), `metric`,
-    `expected` (+1, −1, or 0 for "does not help"), and `variant` (slope) or `variant_a`,
+    `expected` (one of `stats.DIRECTIONS`: "increase", "decrease", "no_increase" for "does
+    not help", "no_difference"), and `variant` (slope) or `variant_a`,
     `variant_b` (difference, a − b). Optional: `r2_goal` for a slope claim (default 0.9;
     None to judge the sign only) and, for a difference claim, `measure`: "mean_diff" (the
     default), "slope_diff" or "curvature_diff" (see `MEASURES`).
@@ -235,6 +275,7 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     their variants, as dicts with `claim` (text) and `missing` (the variants it lacks); the
     report lists them, and says why when no claim was tested at all.
     """
+    statistics = statistics or StatisticsParams()
     level = _level(fits, comparisons)
     pct = f"{level:.0%}"
     variants = [str(v) for v in pd.unique(points["variant"])] if len(points) else []
@@ -257,19 +298,16 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
     lines += ["", "## Claims", ""]
     rows, measures = [], []
     for claim in claims:
-        kind = claim.get("kind")
-        if kind == "slope":
-            measured, result, why = _slope_claim(claim, points, fits)
-        elif kind == "difference":
-            measured, result, why = _difference_claim(claim, comparisons)
-        else:
-            raise ValueError(f"claim {claim.get('claim')!r}: kind must be 'slope' or "
-                             f"'difference', got {kind!r}")
-        rows.append([claim["claim"], f"{claim['metric']}: {measured}", result, why])
-        measures.append(measured)
+        judged = judge_claim(claim, points, fits, comparisons, statistics)
+        seeds = "n/a" if judged.seeds_for_margin is None else str(judged.seeds_for_margin)
+        rows.append([claim["claim"], f"{claim['metric']}: {judged.measured}", judged.verdict,
+                     _num(judged.mde), seeds, judged.why])
+        measures.append(judged.measured)
     if rows:
-        lines += _table(["claim", f"our measurement (value with {pct} CI)", "verdict", "why"],
-                        rows)
+        lines += [_statistics_line(statistics, pct), ""]
+        lines += _table(["claim", f"our measurement (value with {pct} CI)", "verdict",
+                         f"MDE ({statistics.power:.0%} power)", "seeds to detect the margin",
+                         "why"], rows)
         lines += _why_unjudged(measures)
         if untested:
             lines += ["", "Not tested (the sweep lacks their variants):", ""]
@@ -278,9 +316,10 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
         lines += _no_claims(untested, variants)
 
     lines += ["", "## Fits", "",
-              f"Log-linear y = a + b·ln N per variant and metric; {pct} bootstrap CIs over the "
-              "(N, seed) points. Noise floor: seed-to-seed std, mean over N (at the largest N).",
-              ""]
+              f"Log-linear y = a + b·ln N per variant and metric, fitted to each seed's points "
+              f"(its subsets are nested across N); the values are the means over seeds, with "
+              f"{pct} t-intervals over seeds (df = seeds − 1). Noise floor: seed-to-seed std, "
+              "mean over N (at the largest N).", ""]
     rows = []
     for _, row in fits.iterrows():
         if pd.isna(row["b"]):
@@ -300,10 +339,10 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
 
     if comparisons:
         lines += ["", "## Comparisons", "",
-                  f"a − b at equal N: the mean over the common N of the seed-mean differences, "
-                  f"the difference of log-linear slopes, and of bends in ln N (the x² "
-                  f"coefficient; > 0: a bends upward more than b); {pct} CIs from resampling "
-                  "seeds within each (variant, N).", ""]
+                  f"a − b at equal N and the same seed (the same subsets): the mean over the "
+                  f"common N of the differences, the difference of log-linear slopes, and of "
+                  f"bends in ln N (the x² coefficient; > 0: a bends upward more than b); each "
+                  f"measured per seed, with {pct} t-intervals over the paired seeds.", ""]
         rows = []
         for comp in comparisons:
             per_n = ", ".join(f"{size_label(int(n))}: {_num(d, signed=True)}"

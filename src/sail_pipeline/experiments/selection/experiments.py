@@ -4,7 +4,7 @@
 - quality: train on `size` rows of each candidate alone, at every size, and rank;
 - composition: halve (or drop) one group of a base mixture at a time;
 - incremental (Individual Select): add candidates to a base pool one at a time, keeping one
-  when the average rises by more than a threshold (default: the base's seed noise);
+  when a paired one-sided t-test over seeds shows its gain above `min_gain` (`keeps`);
 - schedule: the curriculum (its stages in order) against all-in-one (one stage on the same
   rows, shuffled) at rising SFT data sizes, both curves fitted.
 
@@ -24,6 +24,7 @@ import pandas as pd
 
 from sail_pipeline.engine.experiment import Grid, Point
 from sail_pipeline.errors import UserError
+from sail_pipeline.experiments.stats import SeedEstimate, seed_interval
 from sail_pipeline.identity import stable_int
 from sail_pipeline.schema import GROUPS
 from sail_pipeline.schema.selection import (
@@ -171,6 +172,37 @@ def quality_ranking(points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return stats, taus
 
 
+def tau_intervals(points: pd.DataFrame, level: float = 0.95, resamples: int = 1000,
+                  rng_seed: int = 0) -> pd.DataFrame:
+    """Kendall's τ between the candidates' rankings at every two sizes, with a percentile
+    bootstrap interval that resamples whole seeds (a seed's subsets are nested across the
+    sizes, so the seed is the unit; with 3 seeds there are only 10 distinct resamples, and
+    the interval is rough). Columns: size_a, size_b, tau, tau_lo, tau_hi, seeds."""
+    seeds = sorted(points["seed"].unique())
+    sizes = sorted(points["size"].unique())
+    candidates = sorted(points["candidate"].unique())
+    cube = np.stack([points[points["seed"] == seed].pivot_table(
+        index="candidate", columns="size", values=AVERAGE).reindex(
+        index=candidates, columns=sizes).to_numpy(dtype=float) for seed in seeds])
+    rng = np.random.default_rng(rng_seed)
+    draws = [np.nanmean(cube[rng.integers(0, len(seeds), len(seeds))], axis=0)
+             for _ in range(resamples)] if len(seeds) > 1 else []
+    full = np.nanmean(cube, axis=0)
+    tail = 100 * (1 - level) / 2
+    rows = []
+    for i, a in enumerate(sizes):
+        for j, b in enumerate(sizes):
+            if j <= i:
+                continue
+            taus = np.array([kendall_tau(list(d[:, i]), list(d[:, j])) for d in draws])
+            taus = taus[np.isfinite(taus)]
+            lo, hi = np.percentile(taus, [tail, 100 - tail]) if taus.size else (np.nan, np.nan)
+            rows.append({"size_a": int(a), "size_b": int(b),
+                         "tau": kendall_tau(list(full[:, i]), list(full[:, j])),
+                         "tau_lo": float(lo), "tau_hi": float(hi), "seeds": len(seeds)})
+    return pd.DataFrame(rows, columns=["size_a", "size_b", "tau", "tau_lo", "tau_hi", "seeds"])
+
+
 # --- composition ----------------------------------------------------------------------------
 
 def composition_variants(params: CompositionParams, groups: dict[str, str]
@@ -220,14 +252,25 @@ class Step:
     candidate: str
     mean: float
     std: float
-    delta: float
+    delta: float  # the mean gain over the kept pool, paired by seed
+    delta_lo: float  # its one-sided (1 - alpha) lower bound
     kept: bool
 
 
+def keeps(current: np.ndarray, trial: np.ndarray, params: IncrementalParams,
+          alpha: float) -> tuple[bool, SeedEstimate]:
+    """Individual Select's keep rule: the candidate's gain over the kept pool, paired by seed
+    (the same seed draws the same base rows in the same order), is kept when a one-sided
+    paired t-test at `alpha` shows it above `min_gain`: its lower (1 - alpha) bound is. With
+    one seed there is no test, and nothing is kept."""
+    gain = seed_interval(np.asarray(trial, float) - np.asarray(current, float), 1 - 2 * alpha)
+    return bool(gain.lo > params.min_gain), gain
+
+
 def incremental_grid(params: IncrementalParams, seeds: list[int],
-                     tables: dict[str, pd.DataFrame], make: MakePoint) -> Grid:
+                     tables: dict[str, pd.DataFrame], make: MakePoint, alpha: float) -> Grid:
     """The base on every seed, then each candidate added to what was kept so far; a candidate
-    is kept when its seeds' average beats the current one by the threshold."""
+    is kept by `keeps`."""
     counts = row_counts(params.base.size, params.base.sources)
 
     def trial(label: str, counts: dict[str, int]) -> Generator[Point, dict, np.ndarray]:
@@ -239,45 +282,35 @@ def incremental_grid(params: IncrementalParams, seeds: list[int],
             values.append(result["scores"][AVERAGE])
         return np.asarray(values, dtype=float)
 
-    base = yield from trial("base", counts)
-    threshold = incremental_threshold(params, base)
-    current = float(base.mean())
+    current = yield from trial("base", counts)
     for candidate in params.candidates:
         tried = {**counts, candidate: counts.get(candidate, 0) + params.rows_per_candidate}
-        mean = float((yield from trial(f"+{candidate}", tried)).mean())
-        if mean - current > threshold:
-            counts, current = tried, mean
+        values = yield from trial(f"+{candidate}", tried)
+        if keeps(current, values, params, alpha)[0]:
+            counts, current = tried, values
 
 
-def incremental_threshold(params: IncrementalParams, base: np.ndarray) -> float:
-    """`threshold`, or the base's seed-to-seed standard deviation."""
-    spread = float(base.std(ddof=1)) if len(base) > 1 else 0.0
-    return params.threshold if params.threshold is not None else spread
-
-
-def incremental_trajectory(points: pd.DataFrame, params: IncrementalParams
-                           ) -> tuple[pd.DataFrame, list[str], float]:
-    """(the trajectory, the kept candidates in order, the threshold) of the grid's points,
-    decided as the grid decided them."""
+def incremental_trajectory(points: pd.DataFrame, params: IncrementalParams, alpha: float
+                           ) -> tuple[pd.DataFrame, list[str]]:
+    """(the trajectory, the kept candidates in order) of the grid's points, decided as the
+    grid decided them (by seed: each step's values in seed order)."""
     steps = list(dict.fromkeys(points["step"]))
-    scores = {step: points.loc[points["step"] == step, AVERAGE].to_numpy(dtype=float)
-              for step in steps}
-    base = scores["base"]
-    threshold = incremental_threshold(params, base)
-    spread = float(base.std(ddof=1)) if len(base) > 1 else 0.0
-    trajectory = [Step(0, "base", float(base.mean()), spread, 0.0, True)]
-    current, selected = float(base.mean()), []
+    scores = {step: points[points["step"] == step].sort_values("seed")[AVERAGE]
+              .to_numpy(dtype=float) for step in steps}
+    current = scores["base"]
+    spread = float(current.std(ddof=1)) if len(current) > 1 else 0.0
+    trajectory = [Step(0, "base", float(current.mean()), spread, 0.0, float("nan"), True)]
+    selected = []
     for k, step in enumerate(steps[1:], start=1):
         values = scores[step]
-        mean = float(values.mean())
-        kept = mean - current > threshold
-        trajectory.append(Step(k, step.removeprefix("+"), mean,
+        kept, gain = keeps(current, values, params, alpha)
+        trajectory.append(Step(k, step.removeprefix("+"), float(values.mean()),
                                float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                               mean - current, kept))
+                               gain.mean, gain.lo, kept))
         if kept:
-            current = mean
+            current = values
             selected.append(step.removeprefix("+"))
-    return pd.DataFrame([s.__dict__ for s in trajectory]), selected, threshold
+    return pd.DataFrame([s.__dict__ for s in trajectory]), selected
 
 
 # --- schedule: curriculum vs all-in-one -------------------------------------------------------

@@ -54,21 +54,23 @@ def composition_figure(effects: pd.DataFrame):
     return figure
 
 
-def incremental_figure(trajectory: pd.DataFrame, threshold: float):
-    """Each candidate tried, in order: its average, kept (green) or rejected (red), and the
-    bar it had to clear (the kept pool's average plus the threshold)."""
+def incremental_figure(trajectory: pd.DataFrame, min_gain: float, alpha: float):
+    """Each candidate tried, in order: its gain over the kept pool (mean over seeds, paired)
+    with the one-sided lower bound the keep rule tests, kept (green) or rejected (red), and
+    the gain it had to be shown to beat."""
+    tried = trajectory[trajectory["step"] > 0]
     figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(trajectory)), 4.8))
-    best = trajectory["mean"].where(trajectory["kept"]).ffill()
-    bar = best.shift(1) + threshold
-    axis.step(trajectory["step"], best, where="post", color="black", label="kept pool")
-    axis.plot(trajectory["step"], bar, "k--", linewidth=0.8, label="bar to clear")
+    axis.axhline(min_gain, color="black", linestyle="--", linewidth=0.8,
+                 label=f"gain to beat ({min_gain:g})")
     for kept, colour, name in ((True, "tab:green", "kept"), (False, "tab:red", "rejected")):
-        part = trajectory[trajectory["kept"] == kept]
-        axis.errorbar(part["step"], part["mean"], yerr=part["std"], fmt="o", color=colour,
-                      capsize=3, label=name)
-    axis.set_xticks(trajectory["step"], trajectory["candidate"], rotation=30, ha="right")
-    axis.set_ylabel("benchmark average (mean ± sd over seeds)")
-    axis.set_title(f"Individual Select (threshold {threshold:.2f})")
+        part = tried[tried["kept"] == kept]
+        lower = (part["delta"] - part["delta_lo"]).fillna(0.0)
+        axis.errorbar(part["step"], part["delta"], yerr=[lower, lower * 0], fmt="o",
+                      color=colour, capsize=3, label=name)
+    axis.set_xticks(tried["step"], tried["candidate"], rotation=30, ha="right")
+    axis.set_ylabel(f"gain in the average over the kept pool\n(paired by seed; bar: one-sided "
+                    f"{1 - alpha:.0%} lower bound)")
+    axis.set_title(f"Individual Select (paired one-sided t-test, alpha {alpha:g})")
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure

@@ -20,7 +20,7 @@ from sail_pipeline.engine.experiment import Experiment, Grid
 from sail_pipeline.experiments.selection import experiments as designs
 from sail_pipeline.experiments.selection import plots, schedule
 from sail_pipeline.experiments.selection.point import SftPoints
-from sail_pipeline.schema import SFT_STAGES
+from sail_pipeline.schema import SFT_STAGES, StatisticsParams
 
 AVERAGE = designs.AVERAGE
 
@@ -34,6 +34,7 @@ class SelectionInputs:
     tables: dict[str, pd.DataFrame]  # candidate set -> its validated rows
     groups: dict[str, str]  # candidate set -> its group
     make: SftPoints
+    statistics: Any = None  # StatisticsParams (None: its defaults)
 
     @property
     def mixtures(self) -> dict[str, Any]:
@@ -48,8 +49,10 @@ def _published(points: pd.DataFrame) -> pd.DataFrame:
 
 def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
     stats, taus = designs.quality_ranking(points)
+    level = (inputs.statistics or StatisticsParams()).level
     return {"selection_quality_points": _published(points),
-            "selection_quality_ranking": stats, "selection_quality_tau": taus.reset_index(),
+            "selection_quality_ranking": stats,
+            "selection_quality_tau": designs.tau_intervals(points, level),
             "selection_quality_plot": plots.quality_figure(stats, taus),
             "metrics": {f"selection/quality/tau_{a}_{b}": float(taus.loc[a, b])
                         for a in taus.index for b in taus.columns if a < b}}
@@ -65,14 +68,17 @@ def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any
 
 
 def _incremental(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    trajectory, selected, threshold = designs.incremental_trajectory(
-        points, inputs.selection.incremental)
+    statistics = inputs.statistics or StatisticsParams()
+    params = inputs.selection.incremental
+    trajectory, selected = designs.incremental_trajectory(points, params, statistics.alpha)
     return {"selection_incremental_points": _published(points),
             "selection_incremental_trajectory": trajectory,
-            "selection_incremental_selected": {"selected": selected, "threshold": threshold},
-            "selection_incremental_plot": plots.incremental_figure(trajectory, threshold),
-            "metrics": {"selection/incremental/threshold": threshold,
-                        "selection/incremental/kept": float(len(selected))}}
+            "selection_incremental_selected": {"selected": selected,
+                                               "min_gain": params.min_gain,
+                                               "alpha": statistics.alpha},
+            "selection_incremental_plot": plots.incremental_figure(
+                trajectory, params.min_gain, statistics.alpha),
+            "metrics": {"selection/incremental/kept": float(len(selected))}}
 
 
 def _schedule_grid(inputs: SelectionInputs) -> Grid:
@@ -84,11 +90,12 @@ def _schedule_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _schedule(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    fits, comparisons, report = schedule.analyse(points)
+    statistics = inputs.statistics or StatisticsParams()
+    fits, comparisons, report = schedule.analyse(points, statistics)
     average = next(c for c in comparisons if c["metric"] == AVERAGE)
     return {"selection_schedule_points": points, "selection_schedule_fits": fits,
             "selection_schedule_report": report,
-            "selection_schedule_plot": schedule.figure(points, fits),
+            "selection_schedule_plot": schedule.figure(points, fits, statistics.level),
             "metrics": {f"selection/schedule/{key}": float(average[key])
                         for key in ("mean_diff", "slope_diff", "curvature_diff")}}
 
@@ -125,8 +132,9 @@ def _composition_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _incremental_grid(inputs: SelectionInputs) -> Grid:
+    alpha = (inputs.statistics or StatisticsParams()).alpha
     return designs.incremental_grid(inputs.selection.incremental, inputs.selection.seeds,
-                                    inputs.tables, inputs.make)
+                                    inputs.tables, inputs.make, alpha)
 
 
 def _outputs(name: str, *tables: str, plot: bool = True) -> tuple[str, ...]:

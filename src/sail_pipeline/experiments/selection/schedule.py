@@ -17,20 +17,21 @@ from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, f
 from sail_pipeline.experiments.scaling.plots import plot_metric
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
 from sail_pipeline.experiments.selection.experiments import ALL_IN_ONE, AVERAGE, CURRICULUM
+from sail_pipeline.schema import StatisticsParams
 
 TITLE = "SFT schedule: curriculum vs all-in-one"
 FIGURE = "selection/schedule.png"  # beside reproduction.md, as the catalog places it
 CLAIMS = (
     {"claim": "The curriculum beats all-in-one SFT on the same data", "kind": "difference",
-     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": 1, "metric": AVERAGE},
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE},
     {"claim": "The curriculum turns the SFT data-scaling curve from logarithmic towards linear "
               "(it bends upward in ln N more than all-in-one's)", "kind": "difference",
-     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": 1, "metric": AVERAGE,
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE,
      "measure": "curvature_diff"},
     {"claim": "More SFT data helps the curriculum (score = a + b ln N, b > 0)", "kind": "slope",
-     "variant": CURRICULUM, "expected": 1, "metric": AVERAGE},
+     "variant": CURRICULUM, "expected": "increase", "metric": AVERAGE},
     {"claim": "More SFT data helps all-in-one (score = a + b ln N, b > 0)", "kind": "slope",
-     "variant": ALL_IN_ONE, "expected": 1, "metric": AVERAGE},
+     "variant": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE},
 )
 
 
@@ -38,21 +39,22 @@ def metrics_of(points: pd.DataFrame) -> list[str]:
     return sorted(c for c in points.columns if c.startswith("sft/"))
 
 
-def analyse(points: pd.DataFrame, n_boot: int = 2000) -> tuple[pd.DataFrame, list[dict], str]:
+def analyse(points: pd.DataFrame, statistics: StatisticsParams
+            ) -> tuple[pd.DataFrame, list[dict], str]:
     """(the fit table, the comparisons, the report's markdown) of the schedule points."""
     metrics = metrics_of(points)
-    fits = fit_sweep(points, metrics, n_boot=n_boot)
-    comparisons = [compare_variants(points, CURRICULUM, ALL_IN_ONE, metric, n_boot=n_boot)
-                   for metric in metrics]
+    fits = fit_sweep(points, metrics, level=statistics.level)
+    comparisons = [compare_variants(points, CURRICULUM, ALL_IN_ONE, metric,
+                                    level=statistics.level) for metric in metrics]
     wall = {f"{len(points)} points, their own time": float(points["seconds"].sum())} \
         if "seconds" in points and points["seconds"].notna().all() else None
     text = reproduction_report(points, fits, comparisons, list(CLAIMS),
-                               {AVERAGE: FIGURE}, [], wall, title=TITLE)
+                               {AVERAGE: FIGURE}, [], wall, title=TITLE, statistics=statistics)
     return fits, comparisons, text
 
 
-def figure(points: pd.DataFrame, fits: pd.DataFrame, n_boot: int = 2000) -> Figure:
-    return plot_metric(points, fits, AVERAGE, bands_for(points, AVERAGE, n_boot=n_boot),
+def figure(points: pd.DataFrame, fits: pd.DataFrame, level: float) -> Figure:
+    return plot_metric(points, fits, AVERAGE, bands_for(points, AVERAGE, level=level),
                        title=f"{TITLE}: {AVERAGE} against SFT rows",
                        x_label="SFT rows N, the stages together (log scale)")
 
@@ -64,9 +66,9 @@ def as_section(report: str) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def report_section(points: pd.DataFrame | None, n_boot: int) -> str:
+def report_section(points: pd.DataFrame | None, statistics: StatisticsParams) -> str:
     """The schedule experiment's verdict as a section of the sweep's reproduction report
     ("" when the experiment has not run)."""
     if points is None or not isinstance(points, pd.DataFrame) or points.empty:
         return ""
-    return as_section(analyse(points, n_boot=n_boot)[2])
+    return as_section(analyse(points, statistics)[2])

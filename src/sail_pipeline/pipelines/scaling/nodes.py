@@ -31,6 +31,7 @@ from sail_pipeline.schema import (
     PointExecutorParams,
     RuntimeParams,
     ScalingParams,
+    StatisticsParams,
 )
 from sail_pipeline.schema.quality import FilterParams
 
@@ -182,9 +183,9 @@ def _track(point: Point, result: dict[str, Any]) -> None:
 def fit_node(points: list[Point]) -> Callable[..., tuple]:
     """The fit over `points`: results that are missing or stale are named, not guessed."""
 
-    def fit_scaling(params: ScalingParams, preset: str, accounting: pd.DataFrame | None,
-                    schedule_points: pd.DataFrame | None, *results: dict[str, Any] | None
-                    ) -> tuple:
+    def fit_scaling(params: ScalingParams, statistics: StatisticsParams, preset: str,
+                    accounting: pd.DataFrame | None, schedule_points: pd.DataFrame | None,
+                    *results: dict[str, Any] | None) -> tuple:
         finished, missing = [], []
         for point, result in zip(points, results, strict=True):
             if not isinstance(result, dict):  # not run (or a dry run's stand-in)
@@ -199,8 +200,8 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         if missing:
             log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
                         ", ".join(missing))
-        return report.build(finished, missing, params, accounting,
-                            schedule.report_section(schedule_points, params.bootstrap))
+        return report.build(finished, missing, statistics, accounting,
+                            schedule.report_section(schedule_points, statistics))
 
     fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
     return fit_scaling

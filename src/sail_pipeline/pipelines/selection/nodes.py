@@ -59,8 +59,8 @@ def experiment_node(experiment: str, names: list[str]) -> Callable[..., dict[str
     `names` order."""
     design = SELECTION_EXPERIMENTS[experiment]
 
-    def run(selection, sft, runtime, advance: dict, benchmark: str, eval_table: str,
-            store: str, *tables) -> dict[str, Any]:
+    def run(selection, sft, runtime, statistics, advance: dict, benchmark: str,
+            eval_table: str, store: str, *tables) -> dict[str, Any]:
         candidates = _inputs(names, tables)
         mixtures = {stage: getattr(sft.mixtures, stage) for stage in SFT_STAGES}
         experiments.check_sizes(selection.quality, selection.composition,
@@ -71,14 +71,16 @@ def experiment_node(experiment: str, names: list[str]) -> Callable[..., dict[str
                          selection.evaluation, selection.train)
         groups = {n: group_of(n, {k: v.group for k, v in sft.candidates.items()}) for n in names}
         outputs = run_experiment(design, runtime, store,
-                                 SelectionInputs(selection, sft, candidates, groups, make),
+                                 SelectionInputs(selection, sft, candidates, groups, make,
+                                                 statistics),
                                  tracker=_tracker(experiment),
                                  progress=progress(f"selection_{experiment}"))
         lineage.log_metrics(outputs.pop("metrics", {}))
         if experiment == "incremental":
             chosen = outputs["selection_incremental_selected"]
-            log.info("Individual Select kept %s (threshold %.2f)",
-                     chosen["selected"] or "nothing", chosen["threshold"])
+            log.info("Individual Select kept %s (paired one-sided t-test at alpha %g, gain "
+                     "above %g)", chosen["selected"] or "nothing", chosen["alpha"],
+                     chosen["min_gain"])
         return outputs
 
     run.__name__ = run.__qualname__ = f"selection_{experiment}"

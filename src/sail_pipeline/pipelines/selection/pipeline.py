@@ -29,7 +29,8 @@ def create_pipeline(project: ProjectParams | None = None, **kwargs) -> Pipeline:
     tags = ["selection", *(f"selection_{e}" for e in selection.experiments)]
     return candidate_pipeline([n for n in names if n not in made_by_sft], tags) + Pipeline([
         node(experiment_node(experiment, names),
-             ["params:selection", "params:sft", "params:runtime", "advance_model", "benchmark",
+             ["params:selection", "params:sft", "params:runtime", "params:statistics",
+              "advance_model", "benchmark",
               "knowledge_eval", "selection_store", *(f"sft_candidate_{n}" for n in names)],
              {name: name for name in SELECTION_EXPERIMENTS[experiment].outputs},
              name=f"selection_{experiment}", tags=["selection", f"selection_{experiment}"])
