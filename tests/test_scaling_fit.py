@@ -342,3 +342,47 @@ def test_comparisons_pair_by_seed_so_a_shared_seed_effect_cancels():
         shuffled.loc[shuffled["variant"] == "b", "seed"] + 1) % 5
     unpaired = compare_variants(shuffled, "a", "b", "m")
     assert unpaired["diff_hi"] - unpaired["diff_lo"] > 5 * (paired["diff_hi"] - paired["diff_lo"])
+
+
+def _seeded(curve, seeds: int = 3, seed_sd: float = 0.01, noise: float = 0.003,
+            rng_seed: int = 14, sizes: list[int] = SIZES) -> pd.DataFrame:
+    """Points of one variant: each seed its own level, shared by its N, and each point's own
+    noise."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in range(seeds):
+        level = rng.normal(0, seed_sd)
+        rows += [{"variant": "v", "n": n, "seed": seed,
+                  "m": curve(n) + level + rng.normal(0, noise)} for n in sizes]
+    return pd.DataFrame(rows)
+
+
+def test_lack_of_fit_and_extrapolation_tell_a_line_in_n_from_the_log_law():
+    from sail_pipeline.experiments.scaling.fit import extrapolation, lack_of_fit
+
+    sizes = [125, 300, 700, 1700, 4000]
+    linear = _seeded(lambda n: 0.3 + 0.1 * n / 4000, sizes=sizes)
+    logarithmic = _seeded(lambda n: 0.3 + 0.03 * math.log(n / 125), sizes=sizes)
+    for points, wrong, right in ((linear, "log_linear", "linear"),
+                                 (logarithmic, "linear", "log_linear")):
+        n, y, seed = points["n"], points["m"], points["seed"]
+        assert lack_of_fit(n, y, seed, wrong)[1] < 0.01
+        assert lack_of_fit(n, y, seed, right)[1] > 0.05
+        missed = extrapolation(n, y, seed, wrong)
+        assert missed["n"] == 4000 and (missed["error_lo"] > 0 or missed["error_hi"] < 0)
+        held = extrapolation(n, y, seed, right)
+        assert held["error_lo"] < 0 < held["error_hi"]
+    # The log law fitted on N ≤ 1700 undershoots a line in N at 4000, as the review found.
+    assert extrapolation(linear["n"], linear["m"], linear["seed"], "log_linear")["error"] > 0
+
+
+def test_a_log_law_claim_on_a_line_in_n_is_not_reproduced():
+    points = _seeded(lambda n: 0.3 + 0.1 * n / 4000, sizes=[125, 300, 700, 1700, 4000])
+    fits = fit_sweep(points, ["m"])
+    claim = {"claim": "v scales log-linearly", "kind": "slope", "variant": "v", "metric": "m",
+             "expected": "increase"}
+    report = reproduction_report(points, fits, [], [claim], {}, [])
+    line = next(row for row in report.splitlines() if row.startswith("| v scales"))
+    assert "| reproduced |" not in line
+    assert "lack of fit" in line or "misses there by" in line or "fits clearly better" in line
+    assert "linear in N: p" in report

@@ -212,7 +212,7 @@ def test_a_sloped_table_still_gets_its_law():
     report = reproduction_report(points.reset_index(drop=True), fits.reset_index(), [],
                                  [slope_claim("reference")], {}, [])
     line = fits_row(report, "reference", "pretrain/caption")
-    assert line.endswith("| log_linear |") and f"{good['b']:+.3g}" in line
+    assert "| log_linear | log: p " in line and f"{good['b']:+.3g}" in line
     (claim,) = claims_rows(report)
     assert "| reproduced |" in claim
     assert "nothing to fit" in fits_row(report, "alt_text", "pretrain/caption")

@@ -31,6 +31,9 @@ FIT_COLUMNS = [
     "gain_per_doubling_se", "r2", "r2_means", "rmse",
     "noise_floor_mean", "noise_floor_at_max_n",
     "aic_log_linear", "aic_linear", "aic_power", "aic_saturating",
+    "lof_p_log_linear", "lof_p_linear", "extrapolated_n",
+    "extrapolation_log_linear", "extrapolation_log_linear_lo", "extrapolation_log_linear_hi",
+    "extrapolation_linear", "extrapolation_linear_lo", "extrapolation_linear_hi",
     "best_law", "alternative_note", "slope_excludes_zero", "note",
 ]
 
@@ -260,6 +263,68 @@ def seed_log_linear(n: np.ndarray, y: np.ndarray, seed: np.ndarray,
     return out
 
 
+# The laws that are straight lines in a transform of N: the ones each seed can fit on its
+# own points, so their lack of fit and extrapolation are tested with the seed as the unit.
+LINEAR_LAWS = {"log_linear": np.log, "linear": lambda n: n}
+
+
+def lack_of_fit(n: np.ndarray, y: np.ndarray, seed: np.ndarray, law: str) -> tuple[float, float]:
+    """(F, p) of the lack-of-fit test of a linear law, with the seeds as pure error.
+
+    The seeds are blocks (each its own level, shared by its N: its subsets are nested) and the
+    law is tested against a free mean at every N: F = (RSS_law − RSS_free) / (sizes − 2) over
+    RSS_free / ((sizes − 1)(seeds − 1)), both models with a level per seed. A small p says
+    the law misses the shape of the seeds' means by more than the seeds disagree. (NaN, NaN)
+    with fewer than 3 sizes or 2 seeds, or an unbalanced design.
+    """
+    n, y = _check(n, y)
+    seed = np.asarray(seed).ravel()
+    sizes, seeds = np.unique(n), np.unique(seed)
+    if sizes.size < 3 or seeds.size < 2 or n.size != sizes.size * seeds.size:
+        return math.nan, math.nan
+    blocks = (seed[:, None] == seeds[None, :]).astype(float)
+    cells = (n[:, None] == sizes[None, :]).astype(float)
+    x = LINEAR_LAWS[law](n)
+
+    def rss(design: np.ndarray) -> float:
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        return float(np.sum((y - design @ coef) ** 2))
+
+    free = rss(np.column_stack([blocks, cells[:, 1:]]))
+    fitted = rss(np.column_stack([blocks, x]))
+    df_lof, df_pe = sizes.size - 2, (sizes.size - 1) * (seeds.size - 1)
+    tiny = 1e-12 * max(float(np.sum((y - y.mean()) ** 2)), 1e-300)
+    if free <= tiny:  # no disagreement between seeds: the test has no pure error
+        return (math.nan, math.nan) if fitted - free <= tiny else (math.inf, 0.0)
+    f = ((fitted - free) / df_lof) / (free / df_pe)
+    return float(f), float(scipy_stats.f.sf(f, df_lof, df_pe))
+
+
+def extrapolation(n: np.ndarray, y: np.ndarray, seed: np.ndarray, law: str,
+                  level: float = 0.95) -> dict[str, float]:
+    """The law fitted by each seed on every size but the largest, asked to predict the
+    largest: `error` is the mean over seeds of observed − predicted there, with a t-interval
+    over seeds (`error_lo`, `error_hi`; the seed is the unit, so this is a prediction interval
+    for the seeds' mean). An interval that excludes 0 is a law that does not hold beyond the
+    sizes it was fitted on. NaN with fewer than 3 sizes below the largest, or 2 seeds."""
+    n, y = _check(n, y)
+    seed = np.asarray(seed).ravel()
+    largest = float(n.max())
+    errors = []
+    for s in np.unique(seed):
+        mask = seed == s
+        known = mask & (n < largest)
+        target = mask & (n == largest)
+        if np.unique(n[known]).size < 3 or not target.any():
+            continue
+        x = LINEAR_LAWS[law](n[known])
+        a, b = _ols(x, y[known])
+        errors.append(float(y[target].mean() - (a + b * LINEAR_LAWS[law](largest))))
+    estimate = seed_interval(errors, level)
+    return {"n": largest, "error": estimate.mean, "error_lo": estimate.lo,
+            "error_hi": estimate.hi}
+
+
 def _one_variant(points: pd.DataFrame) -> str:
     if "variant" not in points.columns:
         return ""
@@ -384,6 +449,13 @@ def fit_metric(points_of_one_variant: pd.DataFrame, metric: str, level: float = 
             row[name + suffix] = fit[name + suffix]
     for law in LAWS:
         row[f"aic_{law}"] = laws[law].aic if law in laws else float("nan")
+    for law in LINEAR_LAWS:
+        row[f"lof_p_{law}"] = lack_of_fit(n, y, seed, law)[1]
+        check = extrapolation(n, y, seed, law, level)
+        row["extrapolated_n"] = check["n"]
+        row[f"extrapolation_{law}"] = check["error"]
+        row[f"extrapolation_{law}_lo"] = check["error_lo"]
+        row[f"extrapolation_{law}_hi"] = check["error_hi"]
     return {column: row[column] for column in FIT_COLUMNS}
 
 

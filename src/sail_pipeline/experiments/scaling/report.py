@@ -15,7 +15,7 @@ from sail_pipeline import lineage
 from sail_pipeline.experiments import calibration
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
 from sail_pipeline.experiments.scaling.mlflow_view import log_sweep
-from sail_pipeline.experiments.scaling.plots import plot_metric
+from sail_pipeline.experiments.scaling.plots import plot_metric, plot_residuals
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
 from sail_pipeline.schema import StatisticsParams
 
@@ -112,6 +112,11 @@ def build(results: list[dict[str, Any]], missing: list[str], statistics: Statist
                                     bands_for(points, metric, level=statistics.level))
         if metric in HEADLINE:
             links[metric] = f"{PLOTS_FOLDER}/{name}"
+            # Where the log law bends away from the data, its residuals arch.
+            residuals = metric.replace("/", "_") + "_residuals.png"
+            figures[residuals] = plot_residuals(points, fits, metric)
+            links[f"{metric}: residuals of the log law"] = f"{PLOTS_FOLDER}/{residuals}"
+            lineage.log_figure(figures[residuals], f"scaling/{residuals}")
         lineage.log_figure(figures[name], f"scaling/{name}")
     # What the finished points cost to compute, each timed when it trained (a reused point
     # keeps its first run's timing): the whole, then its parts.

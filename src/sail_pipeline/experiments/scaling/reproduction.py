@@ -59,6 +59,19 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return [_row(header), "|" + "---|" * len(header), *(_row(r) for r in rows)]
 
 
+def _shape_checks(row: pd.Series) -> str:
+    """Each straight law's lack of fit and its error when it predicts the largest N from the
+    others (both with the seed as the unit; `scaling.fit.lack_of_fit`, `extrapolation`)."""
+    parts = []
+    for law, name in (("log_linear", "log"), ("linear", "linear in N")):
+        lof = row.get(f"lof_p_{law}", math.nan)
+        error = [row.get(f"extrapolation_{law}{k}", math.nan) for k in ("", "_lo", "_hi")]
+        if pd.isna(lof) and pd.isna(error[0]):
+            continue
+        parts.append(f"{name}: p {_num(lof)}; {_ci(*error, signed=True)}")
+    return "; ".join(parts) or "n/a"
+
+
 def _fit_row(fits: pd.DataFrame, variant: str, metric: str) -> pd.Series | None:
     rows = fits[(fits["variant"] == variant) & (fits["metric"] == metric)]
     return None if rows.empty else rows.iloc[0]
@@ -134,6 +147,15 @@ def _slope_claim(claim: dict, points: pd.DataFrame, fits: pd.DataFrame,
         if row.get("alternative_note"):
             form_ok = False
             why.append(str(row["alternative_note"]))
+        lof = row.get("lof_p_log_linear", math.nan)
+        if not pd.isna(lof) and lof < statistics.alpha:
+            form_ok = False
+            why.append(f"the log law misses the seed means (lack of fit p {lof:.2g})")
+        lo, hi = (row.get(f"extrapolation_log_linear_{k}", math.nan) for k in ("lo", "hi"))
+        if not (pd.isna(lo) or pd.isna(hi)) and (lo > 0 or hi < 0):
+            form_ok = False
+            why.append(f"fitted below N={int(row['extrapolated_n'])}, it misses there by "
+                       f"{_ci(row['extrapolation_log_linear'], lo, hi, signed=True)}")
         if result == "reproduced" and not form_ok:
             result = "inconclusive"
     return Judged(measured, result, "; ".join(why), judged.mde, judged.seeds_for_margin)
@@ -319,12 +341,18 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
               f"Log-linear y = a + b·ln N per variant and metric, fitted to each seed's points "
               f"(its subsets are nested across N); the values are the means over seeds, with "
               f"{pct} t-intervals over seeds (df = seeds − 1). Noise floor: seed-to-seed std, "
-              "mean over N (at the largest N).", ""]
+              "mean over N (at the largest N). The last column tests the shape of the two "
+              "straight laws: the lack-of-fit p (each seed its own level, the seeds' "
+              "disagreement as pure error; small: the law misses the seed means), and the law "
+              "fitted by each seed without the largest N, predicting it (observed − "
+              "predicted; an interval that excludes 0: the law does not hold beyond its "
+              "sizes). A log-law claim is reproduced only if it passes both.", ""]
     rows = []
     for _, row in fits.iterrows():
         if pd.isna(row["b"]):
             rows.append([row["variant"], row["metric"], "n/a", "n/a", "n/a", "n/a", "n/a",
-                         "n/a", f"no fit: {row['note']}" if _given(row["note"]) else "no fit"])
+                         "n/a", f"no fit: {row['note']}" if _given(row["note"]) else "no fit",
+                         "n/a"])
             continue
         law = row["alternative_note"] or row["best_law"]
         rows.append([row["variant"], row["metric"], _num(row["a"]),
@@ -333,9 +361,10 @@ def reproduction_report(points: pd.DataFrame, fits: pd.DataFrame, comparisons: l
                          row["gain_per_doubling_hi"], signed=True),
                      _num(row["r2"]), _num(row.get("r2_means", math.nan)),
                      f"{_num(row['noise_floor_mean'])} ({_num(row['noise_floor_at_max_n'])})",
-                     law])
+                     law, _shape_checks(row)])
     lines += _table(["variant", "metric", "a", "b [CI]", "gain per doubling [CI]", "R²",
-                     "R² (seed means)", "noise floor", "best law"], rows)
+                     "R² (seed means)", "noise floor", "best law",
+                     "lack of fit p; error predicting the largest N [CI]"], rows)
 
     if comparisons:
         lines += ["", "## Comparisons", "",
