@@ -90,6 +90,8 @@ def test_scaling_sweep_points_alone_fit_reuse_and_mlflow(project_copy):
     assert len(_trained_stage_logs(project)) == 6
     for result in results.values():
         assert result["tokens"] > 0 and 0 <= result["scores"]["pretrain/caption"] <= 1
+        # The other x-axes: the pairs read (N, Alignment and Advance each half) and the steps.
+        assert result["samples"] == result["n"] and result["steps"] >= 2
         assert {"sft/count", "sft/colour", "sft/average"} <= set(result["scores"])
         assert result["timing"]["alignment_seconds"] >= result["timing"]["alignment_train_seconds"]
     points = pd.read_csv(project / "data/08_reporting/scaling/points.csv")

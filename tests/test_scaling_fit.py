@@ -386,3 +386,19 @@ def test_a_log_law_claim_on_a_line_in_n_is_not_reproduced():
     assert "| reproduced |" not in line
     assert "lack of fit" in line or "misses there by" in line or "fits clearly better" in line
     assert "linear in N: p" in report
+
+
+def test_the_axes_figure_plots_a_score_against_samples_tokens_and_steps(tmp_path):
+    from sail_pipeline.experiments.scaling.plots import plot_axes
+
+    points = sweep("v", log_linear(0.1, 0.05), noise=0.01, rng_seed=15)
+    points["samples"] = points["n"]
+    points["steps"] = np.ceil(points["n"] / 32)
+    figure = plot_axes(points, "m")
+    assert [ax.get_xlabel() for ax in figure.axes] == [
+        "pretraining samples N (log scale)", "pretraining tokens (log scale)",
+        "pretraining optimizer steps (log scale)"]
+    assert all(ax.get_xscale() == "log" for ax in figure.axes)
+    figure.savefig(tmp_path / "axes.png")
+    points["steps"] = np.nan  # a store from before steps were recorded: that panel is left out
+    assert len(plot_axes(points, "m").axes) == 2

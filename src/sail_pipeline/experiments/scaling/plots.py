@@ -151,3 +151,36 @@ def plot_residuals(points: pd.DataFrame, fits: pd.DataFrame, metric: str) -> Fig
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small", loc="best")
     return fig
+
+
+# The x-axes a point can be plotted against: what N counts, what the model read, and how often
+# it was updated. A curve against N that is straight against steps too may be counting steps.
+X_AXES = {"n": "pretraining samples N", "tokens": "pretraining tokens",
+          "steps": "pretraining optimizer steps"}
+
+
+def plot_axes(points: pd.DataFrame, metric: str) -> Figure:
+    """`metric` against each of `X_AXES` (log scale), one panel each, every variant in its
+    colour: its points and the mean at each N. The columns a sweep lacks are left out (an
+    older point store has no `steps`)."""
+    from matplotlib.figure import Figure
+
+    axes_shown = [x for x in X_AXES if x in points.columns and points[x].notna().any()]
+    variants = _variants(points, metric)
+    fig = Figure(figsize=(5.2 * len(axes_shown), 4.4), layout="constrained")
+    panels = fig.subplots(1, len(axes_shown), squeeze=False)[0]
+    for ax, x in zip(panels, axes_shown, strict=True):
+        for i, variant in enumerate(variants):
+            part = points[(points["variant"] == variant) & points[metric].notna()
+                          & points[x].notna()]
+            colour = variant_colour(i)
+            ax.scatter(part[x], part[metric], s=12, color=colour, alpha=0.5, linewidths=0)
+            means = part.groupby(part["n"].rename("size"))[[x, metric]].mean().sort_values(x)
+            ax.plot(means[x], means[metric], color=colour, marker="o", ms=4, label=variant)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{X_AXES[x]} (log scale)")
+        ax.set_ylabel(metric)
+        ax.grid(True, which="major", alpha=0.3)
+    panels[0].legend(fontsize="small", loc="best")
+    fig.suptitle(f"{metric} against data and against optimisation")
+    return fig

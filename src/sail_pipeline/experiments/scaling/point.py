@@ -135,8 +135,12 @@ def run_point(point: Point, chain: Chain, params: ScalingParams, runtime: Runtim
 
     def describe(outcome) -> dict[str, Any]:
         summaries = dict(zip([s.folder for s in chain.steps], outcome.summaries, strict=True))
+        pretraining = [summaries[s] for s in variant.stages]
         return fields | {
-            "tokens": int(sum(summaries[s].get("epoch_tokens") or 0 for s in variant.stages)),
+            "tokens": int(sum(s.get("epoch_tokens") or 0 for s in pretraining)),
+            # The sweep's other x-axes: the pairs the stages read, and their optimizer steps.
+            "samples": int(sum(s.get("train_samples") or 0 for s in pretraining)),
+            "steps": int(sum(s.get("steps") or 0 for s in pretraining)),
             "losses": {name: {"before": s.get("eval_loss_before"),
                               "after": s.get("eval_loss_after")}
                        for name, s in summaries.items()}}

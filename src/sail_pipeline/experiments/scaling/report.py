@@ -7,6 +7,7 @@ claim whose variants the sweep did not run is listed as not tested.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ from sail_pipeline import lineage
 from sail_pipeline.experiments import calibration
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
 from sail_pipeline.experiments.scaling.mlflow_view import log_sweep
-from sail_pipeline.experiments.scaling.plots import plot_metric, plot_residuals
+from sail_pipeline.experiments.scaling.plots import plot_axes, plot_metric, plot_residuals
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
 from sail_pipeline.schema import StatisticsParams
 
@@ -54,6 +55,8 @@ def points_table(results: list[dict[str, Any]]) -> pd.DataFrame:
         training = sum(v for k, v in timing.items() if k.endswith("_train_seconds"))
         evaluation = sum(v for k, v in timing.items() if k.startswith("eval_"))
         rows.append({"variant": r["variant"], "n": r["n"], "tokens": r["tokens"],
+                     # None in a point stored before they were recorded
+                     "samples": r.get("samples", math.nan), "steps": r.get("steps", math.nan),
                      "seed": r["seed"], "namespace": r["namespace"], "identity": r["identity"],
                      "reused": r.get("reused", False), **r["scores"],
                      "seconds_total": timing["total_seconds"], "seconds_training": training,
@@ -116,7 +119,12 @@ def build(results: list[dict[str, Any]], missing: list[str], statistics: Statist
             residuals = metric.replace("/", "_") + "_residuals.png"
             figures[residuals] = plot_residuals(points, fits, metric)
             links[f"{metric}: residuals of the log law"] = f"{PLOTS_FOLDER}/{residuals}"
-            lineage.log_figure(figures[residuals], f"scaling/{residuals}")
+            # Against samples, tokens and optimizer steps: is N counting data or steps?
+            axes = metric.replace("/", "_") + "_axes.png"
+            figures[axes] = plot_axes(points, metric)
+            links[f"{metric}: against samples, tokens and steps"] = f"{PLOTS_FOLDER}/{axes}"
+            for name_ in (residuals, axes):
+                lineage.log_figure(figures[name_], f"scaling/{name_}")
         lineage.log_figure(figures[name], f"scaling/{name}")
     # What the finished points cost to compute, each timed when it trained (a reused point
     # keeps its first run's timing): the whole, then its parts.
