@@ -182,6 +182,28 @@ def test_frozen_llm_shares_exactly_its_alignment_with_the_recipe_and_nothing_mor
     assert shared == set(alignments.values()) and len(shared) == 2 * 3
 
 
+def test_the_steps_control_trains_every_size_for_the_largest_sizes_passes(tmp_path):
+    candidates, kept = _candidates()
+    sweep = _sweep(variants=["recaption_filtered", "steps_control"], sizes=[10, 20, 40])
+    pairs, _ = build_pools(candidates, kept, {}, sweep)
+    images = pd.Series({i: f"png-{i}".encode() for i in candidates["id"]})
+    chains = {(p.variant, p.n): job_chain(p, sweep, _shared(tmp_path), "tiny", pairs, images)
+              for p in plan_points(sweep) if p.seed == 0}
+    for n in (10, 20, 40):
+        control = chains[("steps_control", n)]
+        # The same pairs, 40 / n passes over them: as many samples seen as the largest size.
+        assert [s.settings.epochs for s in control.steps[:2]] == [40 / n, 40 / n]
+        assert [s.train.digest() for s in control.steps] == [
+            s.train.digest() for s in chains[("recaption_filtered", n)].steps]
+    # At the largest size it is the recipe's point: one chain, trained once.
+    assert chain_identity(chains[("steps_control", 40)], RuntimeParams()) == chain_identity(
+        chains[("recaption_filtered", 40)], RuntimeParams())
+    assert chain_identity(chains[("steps_control", 10)], RuntimeParams()) != chain_identity(
+        chains[("recaption_filtered", 10)], RuntimeParams())
+    with pytest.raises(ValueError, match="scaling.alignment an epochs budget"):
+        _sweep(variants=["steps_control"], alignment={"steps": 3, "lr": 1e-3})
+
+
 def test_a_point_that_is_another_points_chain_names_itself_in_its_result(monkeypatch):
     """At the smallest N, `noisy_expansion` is the recipe's point (the same pairs): it reuses
     the stored result, and must still be itself there, or the fit calls it stale (the default

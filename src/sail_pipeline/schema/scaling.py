@@ -33,6 +33,10 @@ class ScalingVariant:
     # Advance trains the modules the stage registry gives it (vision tower and projector, the
     # LLM frozen, as in SAIL-VL) instead of `scaling.advance.trainable`.
     recipe_modules: bool = False
+    # Every size trains as many optimizer steps as the grid's largest: its pretraining
+    # stages' epochs times (largest N / N), several passes over its own data. Against the
+    # one-pass variant this tells the gain of more distinct data from the gain of more steps.
+    steps_of_largest: bool = False
 
 
 SCALING_VARIANTS: dict[str, ScalingVariant] = {
@@ -53,6 +57,9 @@ SCALING_VARIANTS: dict[str, ScalingVariant] = {
     "alignment_only": ScalingVariant(
         "recaption", "filtered recaptions, Pretrain-Alignment only (projector), no Advance",
         filtered=True, stages=("alignment",)),
+    "steps_control": ScalingVariant(
+        "recaption", "the SAIL recipe's data, trained for the largest size's optimizer steps "
+        "at every size (several passes over its pairs)", filtered=True, steps_of_largest=True),
 }
 
 
@@ -131,6 +138,17 @@ class ScalingParams(StrictModel):
         if len(self.sizes) < 2 and any(SCALING_VARIANTS[v].expansion for v in self.variants):
             raise ValueError("an expansion variant needs at least two sizes (its clean part is "
                              "the smallest)")
+        return self
+
+    @model_validator(mode="after")
+    def _steps_control_needs_epochs(self) -> ScalingParams:
+        # Its budget is the largest size's passes: only an epochs budget scales that way.
+        if any(SCALING_VARIANTS[v].steps_of_largest for v in self.variants):
+            for stage in ("alignment", "advance"):
+                if getattr(self, stage).epochs is None:
+                    raise ValueError(f"the steps_control variant scales scaling.{stage}.epochs "
+                                     f"by (largest N / N): give scaling.{stage} an epochs "
+                                     "budget, not steps or tokens")
         return self
 
 

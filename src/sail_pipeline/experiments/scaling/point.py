@@ -65,9 +65,11 @@ class SharedInputs:
 def point_settings(point: Point, params: ScalingParams, preset: str) -> dict[str, Any]:
     """Everything but the data that decides a point's result (what a stale result differs in)."""
     variant = SCALING_VARIANTS[point.variant]
+    largest = {"largest_n": max(params.sizes)} if variant.steps_of_largest else {}
     return {
         "variant": {k: v for k, v in asdict(variant).items() if k != "description"},
         "n": point.n, "seed": point.seed, "preset": preset, "sft_samples": params.sft_samples,
+        **largest,
         **{name: result_settings(getattr(params, name))
            for name in ("alignment", "advance", "sft", "after_pretrain", "after_sft")},
         "code": identity.code_digest([CHAIN_MODULE, __name__]),
@@ -101,6 +103,9 @@ def point_chain(point: Point, pairs: pd.DataFrame, images: pd.Series, params: Sc
         settings = getattr(params, stage)
         if variant.recipe_modules:
             settings = settings.model_copy(update={"trainable": None})
+        if variant.steps_of_largest:
+            settings = settings.model_copy(
+                update={"epochs": settings.epochs * max(params.sizes) / point.n})
         eval_data = shared.alignment_eval if stage == "alignment" else shared.advance_eval
         steps.append(Step(stage, settings, tables[stage], Table(path=eval_data)))
     steps.append(Step(_SFT_STAGE, params.sft, Table(path=shared.sft_train),

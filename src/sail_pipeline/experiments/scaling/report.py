@@ -41,6 +41,14 @@ CLAIMS: tuple[dict[str, Any], ...] = (
     {"claim": "(stand-in) Training the LLM in Advance beats the recipe's frozen LLM",
      "kind": "difference", "variant_a": SAIL, "variant_b": "frozen_llm",
      "expected": "increase"},
+    # The steps control: every size trained for the largest size's optimizer steps. Whether
+    # the sweep's gain with N is more distinct data, or more steps, or both.
+    {"claim": "At equal optimizer steps, more distinct data helps (the steps control rises "
+              "with N)", "kind": "slope", "variant": "steps_control", "expected": "increase",
+     "r2_goal": None},
+    {"claim": "At equal data, more optimizer steps help (the steps control beats one pass)",
+     "kind": "difference", "variant_a": "steps_control", "variant_b": SAIL,
+     "expected": "increase"},
 )
 
 
