@@ -137,6 +137,10 @@ def test_composition_halves_each_group_and_pairs_the_change_by_seed():
     # Halving the most helpful group costs the most; every change has a spread over 3 seeds.
     assert effects["delta_mean"].idxmin() == "halve_general"
     assert effects["seeds"].eq(3).all()
+    assert (effects["rows_removed"] == 200 - effects["rows"]).all()
+    assert effects["delta_per_100_rows"].to_numpy() == pytest.approx(
+        (effects["delta_mean"] * 100 / effects["rows_removed"]).to_numpy())
+    assert (effects["delta_lo"] <= effects["delta_mean"]).all()
     dropped = composition_variants(params.model_copy(update={"action": "drop"}), groups)
     assert dropped["drop_math"]["counting"] == 0
 
@@ -410,3 +414,14 @@ def test_kendalls_tau_has_an_interval_that_resamples_whole_seeds():
     assert noisy["tau_hi"] - noisy["tau_lo"] > 0.5
     one_seed = tau_intervals(pd.DataFrame(rows).query("seed == 0"))
     assert one_seed["tau_lo"].isna().all() and one_seed["tau"].notna().all()
+
+
+def test_two_tables_of_one_seed_list_the_rows_they_share_in_the_same_order():
+    world = _world()
+    base = compose(world, {"probes": 60, "counting": 40}, seed=3)
+    halved = compose(world, {"probes": 30, "counting": 40}, seed=3)
+    shared = set(base["id"]) & set(halved["id"])
+    assert len(shared) == 70
+    assert [i for i in base["id"] if i in shared] == [i for i in halved["id"] if i in shared]
+    other_seed = compose(world, {"probes": 60, "counting": 40}, seed=4)
+    assert list(other_seed["id"]) != list(base["id"])

@@ -46,7 +46,8 @@ SELECTION_TABLES = {
                 ("selection_quality_tau", "Kendall's tau between the rankings at two sizes, "
                  "with a bootstrap interval that resamples whole seeds")],
     "composition": [("selection_composition_effects", "per halved group: the change of the "
-                     "average score against the full mixture")],
+                     "average score against the full mixture, paired by seed, with its "
+                     "interval, and per 100 rows removed")],
     "incremental": [("selection_incremental_trajectory", "each candidate tried in turn: "
                      "the average, its change, and whether it was kept")],
     "schedule": [("selection_schedule_fits", "score = a + b ln N per schedule and metric")],

@@ -25,7 +25,7 @@ import pandas as pd
 from sail_pipeline.engine.experiment import Grid, Point
 from sail_pipeline.errors import UserError
 from sail_pipeline.experiments.stats import SeedEstimate, seed_interval
-from sail_pipeline.identity import stable_int
+from sail_pipeline.identity import stable_hash, stable_int
 from sail_pipeline.schema import GROUPS
 from sail_pipeline.schema.selection import (
     CandidateQualityParams,
@@ -87,9 +87,12 @@ def _rows(tables: dict[str, pd.DataFrame], source: str, start: int, stop: int, s
 
 
 def _shuffled(parts: list[pd.DataFrame], seed: int) -> pd.DataFrame:
+    """The rows in an order fixed by the seed and each row's id: two tables of one seed list
+    the rows they share in the same order, so pairing two variants by seed compares their
+    rows, not the order they came in."""
     rows = pd.concat(parts, ignore_index=True)
-    return rows.sample(frac=1.0, random_state=np.random.default_rng([seed, len(rows)])
-                       ).reset_index(drop=True)
+    keys = np.array([stable_hash(f"{seed}:{row_id}") for row_id in rows["id"]], dtype=np.uint64)
+    return rows.iloc[np.argsort(keys, kind="stable")].reset_index(drop=True)
 
 
 # --- quality --------------------------------------------------------------------------------
@@ -230,17 +233,26 @@ def composition_grid(params: CompositionParams, seeds: list[int],
                        seed=seed)
 
 
-def composition_effects(points: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: the change of the average against the base, paired by seed (mean, std)."""
-    base = points[points["variant"] == "base"].set_index("seed")[AVERAGE]
+def composition_effects(points: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per variant: the change of the average against the base, paired by seed (mean, std,
+    and a t-interval over seeds), and the same per 100 rows removed, so that groups of
+    different sizes compare like with like."""
+    base = points[points["variant"] == "base"].set_index("seed")
     rows = []
     for variant, group in points[points["variant"] != "base"].groupby("variant", sort=False):
-        deltas = group.set_index("seed")[AVERAGE] - base
+        deltas = (group.set_index("seed")[AVERAGE] - base[AVERAGE]).dropna()
+        removed = int(base["rows"].iloc[0]) - int(group["rows"].iloc[0])
+        change = seed_interval(deltas.to_numpy(), level)
+        per_100 = 100.0 / removed if removed else float("nan")
         rows.append({"variant": variant, "rows": int(group["rows"].iloc[0]),
-                     "average": float(group[AVERAGE].mean()),
-                     "delta_mean": float(deltas.mean()),
+                     "rows_removed": removed, "average": float(group[AVERAGE].mean()),
+                     "delta_mean": change.mean,
                      "delta_std": float(deltas.std()) if len(deltas) > 1 else float("nan"),
-                     "seeds": len(deltas)})
+                     "delta_lo": change.lo, "delta_hi": change.hi,
+                     "delta_per_100_rows": change.mean * per_100,
+                     "delta_per_100_rows_lo": change.lo * per_100,
+                     "delta_per_100_rows_hi": change.hi * per_100,
+                     "seeds": change.seeds})
     return pd.DataFrame(rows)
 
 

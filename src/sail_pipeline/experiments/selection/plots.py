@@ -42,13 +42,17 @@ def quality_figure(stats: pd.DataFrame, taus: pd.DataFrame):
 
 
 def composition_figure(effects: pd.DataFrame):
+    """Each variant's change against the base per 100 rows removed (groups differ in size),
+    with its t-interval over the paired seeds."""
     figure, axis = plt.subplots(figsize=(7, 0.6 * max(len(effects), 2) + 1.5))
-    axis.barh(effects["variant"], effects["delta_mean"], xerr=effects["delta_std"].fillna(0),
-              capsize=4, color=["tab:red" if d < 0 else "tab:green"
-                                for d in effects["delta_mean"]])
+    mean = effects["delta_per_100_rows"]
+    errors = [(mean - effects["delta_per_100_rows_lo"]).abs().fillna(0),
+              (effects["delta_per_100_rows_hi"] - mean).abs().fillna(0)]
+    axis.barh(effects["variant"], mean, xerr=errors, capsize=4,
+              color=["tab:red" if d < 0 else "tab:green" for d in mean])
     axis.axvline(0, color="black", linewidth=0.8)
-    axis.set_xlabel("change of the benchmark average against the base mixture "
-                    "(mean ± sd, paired by seed)")
+    axis.set_xlabel("change of the benchmark average per 100 rows removed\n(mean with its "
+                    "t-interval over seeds, paired by seed)")
     axis.set_title("Composition evaluation")
     figure.tight_layout()
     return figure

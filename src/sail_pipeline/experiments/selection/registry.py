@@ -59,7 +59,8 @@ def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
 
 
 def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    effects = designs.composition_effects(points)
+    effects = designs.composition_effects(points,
+                                          (inputs.statistics or StatisticsParams()).level)
     return {"selection_composition_points": _published(points),
             "selection_composition_effects": effects,
             "selection_composition_plot": plots.composition_figure(effects),
