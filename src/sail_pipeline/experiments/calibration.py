@@ -119,6 +119,7 @@ class Scenario:
     wanted: str
     claim: dict
     curves: dict[str, tuple[str, float]]  # variant -> (shape, gain per doubling)
+    shift: float = 0.0  # what variant `a` is planted above the others at every N
 
 
 def scenarios(statistics: StatisticsParams) -> list[Scenario]:
@@ -143,19 +144,16 @@ def scenarios(statistics: StatisticsParams) -> list[Scenario]:
     out += [Scenario("a beats b (difference)", "no difference", "reproduced ≤ alpha", beats,
                      {"a": ("log", slope), "b": ("log", slope)})]
     out += [Scenario("a beats b (difference)", f"a − b = {k * diff:g}", "power", beats,
-                     {"a": ("log", slope), "b": ("log", slope), "shift": ("", k * diff)})
+                     {"a": ("log", slope), "b": ("log", slope)}, shift=k * diff)
             for k in (1, 3)]
     return out
 
 
-def _curves(spec: dict[str, tuple[str, float]], sizes: list[int]) -> dict[str, Callable]:
-    shift = spec.get("shift", ("", 0.0))[1]
+def _curves(scenario: Scenario, sizes: list[int]) -> dict[str, Callable]:
     curves = {}
-    for variant, (shape, gain) in spec.items():
-        if variant == "shift":
-            continue
+    for variant, (shape, gain) in scenario.curves.items():
         base = _shape(shape, gain, sizes)
-        curves[variant] = (lambda n, f=base: f(n) + shift) if variant == "a" else base
+        curves[variant] = (lambda n, f=base: f(n) + scenario.shift) if variant == "a" else base
     return curves
 
 
@@ -177,7 +175,7 @@ def calibrate(sizes: list[int], seeds: int, noise: NoiseModel, statistics: Stati
     rng = np.random.default_rng(rng_seed)
     rows = []
     for scenario in scenarios(statistics):
-        curves = _curves(scenario.curves, sizes)
+        curves = _curves(scenario, sizes)
         counts = dict.fromkeys(VERDICT_COLUMNS, 0)
         for _ in range(runs):
             counts[_verdict(scenario, simulate(sizes, seeds, noise, curves, rng),
