@@ -8,6 +8,8 @@ at 160 runs, a true 5% is seen above 10% less than 1% of the time.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,3 +85,30 @@ def test_the_report_section_names_the_design_the_noise_and_every_rule():
     assert "| linear |" in text
     one_seed = points[points["seed"] == 0]
     assert section(one_seed, "recaption_filtered", "sft/average", StatisticsParams(), 10) == ""
+
+
+def test_tasks_at_chance_are_flagged_and_left_out_of_the_verdict_average():
+    from sail_pipeline.experiments import chance
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for n in (100, 200, 400):
+        for seed in range(4):
+            count = 0.6 + 0.0001 * n + rng.normal(0, 0.01)
+            pope = rng.choice([0.0, 0.7])  # F1 that flips from seed to seed: chance 0.5
+            caption = 0.3 + rng.normal(0, 0.01)
+            rows.append({"variant": "v", "n": n, "seed": seed, "sft/count": count,
+                         "sft/pope": pope, "sft/caption": caption,
+                         "sft/average": 100 * (count + pope + caption) / 3})
+    points = pd.DataFrame(rows)
+    table = chance.task_table(points, {"world_count": 1 / 3, "world_pope": 0.5}, "sft")
+    flags = table.set_index("task")["above_chance"]
+    assert flags.to_dict() == {"count": True, "pope": False, "caption": True}
+    averaged = chance.with_verdict_average(points, ["count", "caption"], "sft")
+    assert averaged["sft/verdict_average"].to_numpy() == pytest.approx(
+        ((points["sft/count"] + points["sft/caption"]) / 2).to_numpy())
+    text = chance.section(table, averaged, "sft", "decided on v")
+    assert "| pope |" in text and "no: at chance" in text
+    found = re.search(r"every task ([0-9.]+); the tasks above chance ([0-9]+\.[0-9]+)", text)
+    before, after = float(found.group(1)), float(found.group(2))
+    assert after < before / 3  # the flipping task was most of the average's seed noise

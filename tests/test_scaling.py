@@ -255,21 +255,33 @@ def test_a_failed_point_is_recorded_and_named_by_the_fit_not_fatal(tmp_path, mon
     assert nodes.points_node([point])(*inputs) == (result,)
 
     stale = {"settings_digest": "from another configuration", "namespace": "alt_text_n20_s0"}
+    benchmark = tmp_path / "benchmark.parquet"  # two closed tasks: chance 1/3 and 1/2
+    pd.DataFrame({"question_type": ["count", "colour"], "answer": ["one", "red"],
+                  "choices": ['["one", "two", "three"]', '["red", "blue"]'],
+                  "group_id": ["a", "b"]}).to_parquet(benchmark)
     *_, report, metrics = nodes.fit_node([point, Point("alt_text", 20, 0)])(
-        _sweep(), StatisticsParams(), "tiny", accounting, None, result, stale)
+        _sweep(), StatisticsParams(), "tiny", str(benchmark), accounting, None, result, stale)
     assert "alt_text_n10_s0 (failed: stage alignment failed: the trainer exited with 1)" in report
     assert "alt_text_n20_s0 (stale: settings or code changed)" in report
     assert metrics == {} and "SFT schedule" not in report
     # When the selection pipeline's `schedule` experiment has run, its verdict joins the report.
+    def average(v: str, n: int, s: int) -> float:
+        return ((30 + n / 100 if v == "curriculum" else 20 + 3 * np.log(n)) + s * 0.1) / 100
+
+    # count well above its chance (1/3); colour at its chance (1/2) whatever the schedule.
     schedule = pd.DataFrame([{"variant": v, "n": n, "seed": s, "seconds": 1.0,
-                              "sft/average": (30 + n / 100 if v == "curriculum" else
-                                              20 + 3 * np.log(n)) + s * 0.1}
+                              "sft/count": 0.2 + average(v, n, s),
+                              "sft/colour": 0.5 + 0.01 * ((s + n // 100) % 3 - 1),
+                              "sft/average": 100 * average(v, n, s)}
                              for v in ("curriculum", "all_in_one") for n in (100, 200, 400, 800)
                              for s in range(3)])
-    *_, report, _ = nodes.fit_node([point])(_sweep(), StatisticsParams(), "tiny", accounting,
-                                            schedule, result)
+    *_, report, _ = nodes.fit_node([point])(_sweep(), StatisticsParams(), "tiny",
+                                            str(benchmark), accounting, schedule, result)
     section = report[report.index("## SFT schedule: curriculum vs all-in-one"):]
     assert "### Claims" in section and "curvature difference" in section
+    # The claims read the mean of the tasks above chance: count in, colour out.
+    assert "| colour | 0.500 |" in section and "no: at chance" in section
+    assert "sft/verdict_average" in section
     assert "![sft/average](selection/schedule.png)" in section
 
 

@@ -330,11 +330,15 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
             schedule_rows.setdefault((seed, label.split()[1]), []).append(set(table["id"]))
             # A planted truth: the curriculum is linear in the rows, all-in-one logarithmic.
             score = (40 + 0.5 * len(table)) if len(phases) > 1 else 10 + 8 * np.log(len(table))
-        return {"scores": {AVERAGE: score}, "identity": identity,
+        # One task, free text (no chance level): the verdict average is its score, 0–1.
+        return {"scores": {AVERAGE: score, "sft/caption": score / 100}, "identity": identity,
                 "reused": reused, "timing": {"total_seconds": 0.0}}
 
     monkeypatch.setattr(engine_experiment, "run_point", fake_point)
     world_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    benchmark = tmp_path / "benchmark.parquet"
+    pd.DataFrame({"question_type": ["caption"], "answer": ["a"], "choices": ["[]"],
+                  "group_id": ["g"]}).to_parquet(benchmark)
     # The sets the SFT mixtures use are the sft pipeline's; a run after `make run` finds them.
     from sail_pipeline.pipelines.sft.pipeline import candidate_pipeline
 
@@ -344,7 +348,7 @@ def test_selection_pipeline_runs_every_experiment_and_shares_the_base(
         "world_scenes": small_world.scenes, "world_vqa": small_world.vqa,
         "world_conversations": small_world.conversations, "world_probes": small_world.probes,
         "tokenizer": str(tmp_path / "tokenizer"), "advance_model": {"hf_dir": "/advance/hf"},
-        "benchmark": "/benchmark.parquet", "knowledge_eval": "/knowledge_eval.parquet",
+        "benchmark": str(benchmark), "knowledge_eval": "/knowledge_eval.parquet",
         "selection_store": str(tmp_path / "store")})
     assert out["selection_incremental_selected"]["selected"] == ["multi_turn"]
     trajectory = out["selection_incremental_trajectory"]

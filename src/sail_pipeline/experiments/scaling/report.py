@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from sail_pipeline import lineage
-from sail_pipeline.experiments import calibration
+from sail_pipeline.experiments import calibration, chance
+from sail_pipeline.experiments.chance import VERDICT_AVERAGE
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
 from sail_pipeline.experiments.scaling.mlflow_view import log_sweep
 from sail_pipeline.experiments.scaling.plots import plot_axes, plot_metric, plot_residuals
@@ -23,7 +24,11 @@ from sail_pipeline.schema import StatisticsParams
 log = logging.getLogger(__name__)
 
 # The headline metrics: right after pretraining (detailed captions) and after the fixed SFT.
-HEADLINE = ("pretrain/caption", "sft/average")
+# The scores the claims are judged on (both 0–1, the margins' scale): caption F1 after
+# pretraining, and the mean of the SFT tasks above chance (`experiments.chance`).
+HEADLINE = ("pretrain/caption", f"sft/{VERDICT_AVERAGE}")
+# Plotted beside them: every task's average, in percent, as the benchmark reports it.
+PLOTTED = (*HEADLINE, "sft/average")
 PLOTS_FOLDER = "scaling"  # next to reproduction.md, as the catalog places them
 SAIL = "recaption_filtered"
 CLAIMS: tuple[dict[str, Any], ...] = (
@@ -94,12 +99,13 @@ def summary_metrics(points: pd.DataFrame) -> dict[str, dict[str, float]]:
     for variant, part in points.groupby("variant", sort=True):
         out[str(variant)] = {"points": int(len(part))} | {
             metric.replace("/", "_"): round(float(part[metric].mean()), 4)
-            for metric in HEADLINE if metric in part}
+            for metric in PLOTTED if metric in part}
     return out
 
 
 def build(results: list[dict[str, Any]], missing: list[str], statistics: StatisticsParams,
-          accounting: pd.DataFrame | None, schedule_section: str = ""
+          accounting: pd.DataFrame | None, schedule_section: str = "",
+          chance_levels: dict[str, float] | None = None
           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any], str, dict]:
     """(points, fits, comparisons, figures by file name, the report's markdown, the flat
     metrics). `schedule_section`, when the selection pipeline's `schedule` experiment has run,
@@ -109,6 +115,9 @@ def build(results: list[dict[str, Any]], missing: list[str], statistics: Statist
         text = ("# Reproduction report\n\nNo point of the sweep has finished. Missing:\n\n"
                 + "\n".join(f"- {name}" for name in missing) + "\n" + schedule_section)
         return points, pd.DataFrame(), pd.DataFrame(), {}, text, {}
+    tasks = _tasks_above_chance(points, chance_levels or {}, statistics)
+    points = chance.with_verdict_average(points, tasks["task"][tasks["above_chance"]].tolist(),
+                                         "sft") if not tasks.empty else points
     metrics = sorted(c for c in points.columns if "/" in c)
     fits = fit_sweep(points, metrics, level=statistics.level)
     claims, untested = _claims(list(pd.unique(points["variant"])))
@@ -121,7 +130,7 @@ def build(results: list[dict[str, Any]], missing: list[str], statistics: Statist
         name = metric.replace("/", "_") + ".png"
         figures[name] = plot_metric(points, fits, metric,
                                     bands_for(points, metric, level=statistics.level))
-        if metric in HEADLINE:
+        if metric in PLOTTED:
             links[metric] = f"{PLOTS_FOLDER}/{name}"
             # Where the log law bends away from the data, its residuals arch.
             residuals = metric.replace("/", "_") + "_residuals.png"
@@ -144,16 +153,32 @@ def build(results: list[dict[str, Any]], missing: list[str], statistics: Statist
             "per point (mean)": points["seconds_total"].mean()}
     text = reproduction_report(points, fits, comparisons, claims, links, missing, wall,
                                untested=untested, statistics=statistics)
+    text += chance.section(tasks, points, "sft", f"decided on {_deciding_variant(points)}") \
+        if not tasks.empty else ""
     text += _calibration(points, statistics) + _pools_section(accounting) + schedule_section
     log_sweep(points, fits, len(points), len(missing))
     return points, fits, pd.DataFrame(comparisons), figures, text, summary_metrics(points)
 
 
+def _deciding_variant(points: pd.DataFrame) -> str:
+    """The variant whose noise and tasks the report's shared decisions use: the recipe's, or
+    the first variant's when it did not run."""
+    variants = list(pd.unique(points["variant"]))
+    return SAIL if SAIL in variants else str(variants[0])
+
+
+def _tasks_above_chance(points: pd.DataFrame, levels: dict[str, float],
+                        statistics: StatisticsParams) -> pd.DataFrame:
+    """The SFT tasks' table (`chance.task_table`), decided on one variant for every variant:
+    the same tasks make every variant's verdict average."""
+    part = points[points["variant"] == _deciding_variant(points)]
+    return chance.task_table(part, levels, "sft", statistics.alpha)
+
+
 def _calibration(points: pd.DataFrame, statistics: StatisticsParams) -> str:
     """The verdict rules checked on planted truths with this sweep's design and noise (the
-    headline variant's, or the first variant's when it did not run)."""
-    variants = list(pd.unique(points["variant"]))
-    variant = SAIL if SAIL in variants else variants[0]
+    deciding variant's), for each metric the claims use."""
+    variant = _deciding_variant(points)
     return "".join(calibration.section(points, variant, metric, statistics,
                                        statistics.calibration_runs)
                    for metric in HEADLINE if metric in points.columns)

@@ -92,7 +92,8 @@ def _schedule_grid(inputs: SelectionInputs) -> Grid:
 
 def _schedule(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
     statistics = inputs.statistics or StatisticsParams()
-    fits, comparisons, report = schedule.analyse(points, statistics)
+    fits, comparisons, report = schedule.analyse(points, statistics,
+                                                 inputs.make.start.benchmark)
     average = next(c for c in comparisons if c["metric"] == AVERAGE)
     return {"selection_schedule_points": points, "selection_schedule_fits": fits,
             "selection_schedule_report": report,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sail_pipeline.experiments import chance
 from sail_pipeline.experiments.scaling.fit import bands_for, compare_variants, fit_sweep
 from sail_pipeline.experiments.scaling.plots import plot_metric
 from sail_pipeline.experiments.scaling.reproduction import reproduction_report
@@ -20,18 +21,19 @@ from sail_pipeline.experiments.selection.experiments import ALL_IN_ONE, AVERAGE,
 from sail_pipeline.schema import StatisticsParams
 
 TITLE = "SFT schedule: curriculum vs all-in-one"
+VERDICT = f"sft/{chance.VERDICT_AVERAGE}"  # what the claims are judged on (0–1)
 FIGURE = "selection/schedule.png"  # beside reproduction.md, as the catalog places it
 CLAIMS = (
     {"claim": "The curriculum beats all-in-one SFT on the same data", "kind": "difference",
-     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE},
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": VERDICT},
     {"claim": "The curriculum turns the SFT data-scaling curve from logarithmic towards linear "
               "(it bends upward in ln N more than all-in-one's)", "kind": "difference",
-     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE,
+     "variant_a": CURRICULUM, "variant_b": ALL_IN_ONE, "expected": "increase", "metric": VERDICT,
      "measure": "curvature_diff"},
     {"claim": "More SFT data helps the curriculum (score = a + b ln N, b > 0)", "kind": "slope",
-     "variant": CURRICULUM, "expected": "increase", "metric": AVERAGE},
+     "variant": CURRICULUM, "expected": "increase", "metric": VERDICT},
     {"claim": "More SFT data helps all-in-one (score = a + b ln N, b > 0)", "kind": "slope",
-     "variant": ALL_IN_ONE, "expected": "increase", "metric": AVERAGE},
+     "variant": ALL_IN_ONE, "expected": "increase", "metric": VERDICT},
 )
 
 
@@ -39,9 +41,15 @@ def metrics_of(points: pd.DataFrame) -> list[str]:
     return sorted(c for c in points.columns if c.startswith("sft/"))
 
 
-def analyse(points: pd.DataFrame, statistics: StatisticsParams
+def analyse(points: pd.DataFrame, statistics: StatisticsParams, benchmark: str | None = None
             ) -> tuple[pd.DataFrame, list[dict], str]:
-    """(the fit table, the comparisons, the report's markdown) of the schedule points."""
+    """(the fit table, the comparisons, the report's markdown) of the schedule points. The
+    claims are judged on the mean of the tasks above chance (`experiments.chance`), decided
+    on both schedules' points; without the `benchmark`, every task counts."""
+    levels = chance.levels_of(benchmark, points, "sft") if benchmark else {}
+    tasks = chance.task_table(points, levels, "sft", statistics.alpha)
+    points = chance.with_verdict_average(
+        points, tasks["task"][tasks["above_chance"]].tolist(), "sft")
     metrics = metrics_of(points)
     fits = fit_sweep(points, metrics, level=statistics.level)
     comparisons = [compare_variants(points, CURRICULUM, ALL_IN_ONE, metric,
@@ -50,6 +58,7 @@ def analyse(points: pd.DataFrame, statistics: StatisticsParams
         if "seconds" in points and points["seconds"].notna().all() else None
     text = reproduction_report(points, fits, comparisons, list(CLAIMS),
                                {AVERAGE: FIGURE}, [], wall, title=TITLE, statistics=statistics)
+    text += chance.section(tasks, points, "sft", "decided on both schedules")
     return fits, comparisons, text
 
 
@@ -66,9 +75,10 @@ def as_section(report: str) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def report_section(points: pd.DataFrame | None, statistics: StatisticsParams) -> str:
+def report_section(points: pd.DataFrame | None, statistics: StatisticsParams,
+                   benchmark: str | None = None) -> str:
     """The schedule experiment's verdict as a section of the sweep's reproduction report
     ("" when the experiment has not run)."""
     if points is None or not isinstance(points, pd.DataFrame) or points.empty:
         return ""
-    return as_section(analyse(points, statistics)[2])
+    return as_section(analyse(points, statistics, benchmark)[2])

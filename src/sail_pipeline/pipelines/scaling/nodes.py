@@ -14,6 +14,7 @@ from sail_pipeline.curation.sources import world_values
 from sail_pipeline.engine.chain import chain_identity
 from sail_pipeline.engine.executor import Job, run_jobs
 from sail_pipeline.engine.progress import PointProgress
+from sail_pipeline.experiments import chance
 from sail_pipeline.experiments.scaling import report
 from sail_pipeline.experiments.scaling.plan import Point, plan_points
 from sail_pipeline.experiments.scaling.point import (
@@ -184,8 +185,9 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
     """The fit over `points`: results that are missing or stale are named, not guessed."""
 
     def fit_scaling(params: ScalingParams, statistics: StatisticsParams, preset: str,
-                    accounting: pd.DataFrame | None, schedule_points: pd.DataFrame | None,
-                    *results: dict[str, Any] | None) -> tuple:
+                    benchmark: str, accounting: pd.DataFrame | None,
+                    schedule_points: pd.DataFrame | None, *results: dict[str, Any] | None
+                    ) -> tuple:
         finished, missing = [], []
         for point, result in zip(points, results, strict=True):
             if not isinstance(result, dict):  # not run (or a dry run's stand-in)
@@ -200,8 +202,11 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         if missing:
             log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
                         ", ".join(missing))
+        levels = chance.levels_of(benchmark, report.points_table(finished), "sft") \
+            if finished else {}
         return report.build(finished, missing, statistics, accounting,
-                            schedule.report_section(schedule_points, statistics))
+                            schedule.report_section(schedule_points, statistics, benchmark),
+                            chance_levels=levels)
 
     fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
     return fit_scaling

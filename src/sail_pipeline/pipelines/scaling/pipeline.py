@@ -70,7 +70,7 @@ def _fit(points: Sequence[Point]):
         warnings.filterwarnings("ignore", message="One or more dataset names contain")
         return node(nodes.fit_node(list(points)),
                     ["params:scaling", "params:statistics", "params:pretrain.preset",
-                     "scaling_pool_accounting",
+                     "benchmark", "scaling_pool_accounting",
                      "selection_schedule_points",
                      *(f"{point.namespace}.scaling_point" for point in points)],
                     ["scaling_points", "scaling_fits", "scaling_comparisons", "scaling_plots",
