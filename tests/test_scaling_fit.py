@@ -402,3 +402,14 @@ def test_the_axes_figure_plots_a_score_against_samples_tokens_and_steps(tmp_path
     figure.savefig(tmp_path / "axes.png")
     points["steps"] = np.nan  # a store from before steps were recorded: that panel is left out
     assert len(plot_axes(points, "m").axes) == 2
+
+
+def test_a_power_law_whose_exponent_runs_off_is_no_fit_not_a_crash(monkeypatch):
+    """The default sweep's calibration drew a sweep whose linear-space power fit ended at an
+    exponent so large that c = c' · N0^(-k) overflowed (OverflowError ended the fit node)."""
+    from sail_pipeline.experiments.scaling import fit as fit_module
+
+    monkeypatch.setattr(fit_module, "_curve_fit", lambda *args, **kwargs: np.array([1.0, 500.0]))
+    n = np.array(SIZES * 3, dtype=float)
+    y = np.r_[np.zeros(5), np.full(10, 0.3)]  # a zero score forces the linear-space fit
+    assert fit_power(n, y) is None

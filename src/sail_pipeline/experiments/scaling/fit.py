@@ -170,7 +170,9 @@ def fit_power(n: np.ndarray, y: np.ndarray) -> LawFit | None:
     if popt is None:
         return None
     c_scaled, k = (float(v) for v in popt)
-    return _score("power", {"c": c_scaled * n0 ** (-k), "k": k}, n, y)
+    with np.errstate(all="ignore"):  # an exponent the data drove off: no power law
+        c = float(np.float64(c_scaled) * np.float64(n0) ** np.float64(-k))
+    return _score("power", {"c": c, "k": k}, n, y) if math.isfinite(c) else None
 
 
 # The saturating law's exponents searched (the bounds of alpha), log-spaced.
