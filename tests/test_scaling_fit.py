@@ -409,7 +409,7 @@ def test_a_power_law_whose_exponent_runs_off_is_no_fit_not_a_crash(monkeypatch):
     exponent so large that c = c' · N0^(-k) overflowed (OverflowError ended the fit node)."""
     from sail_pipeline.experiments.scaling import fit as fit_module
 
-    monkeypatch.setattr(fit_module, "_curve_fit", lambda *args, **kwargs: np.array([1.0, 500.0]))
+    monkeypatch.setattr(fit_module, "_curve_fit", lambda *args, **kwargs: np.array([1.0, -500.0]))
     n = np.array(SIZES * 3, dtype=float)
     y = np.r_[np.zeros(5), np.full(10, 0.3)]  # a zero score forces the linear-space fit
     assert fit_power(n, y) is None
