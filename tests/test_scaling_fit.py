@@ -396,7 +396,8 @@ def test_the_axes_figure_plots_a_score_against_samples_tokens_and_steps(tmp_path
     points["steps"] = np.ceil(points["n"] / 32)
     figure = plot_axes(points, "m")
     assert [ax.get_xlabel() for ax in figure.axes] == [
-        "pretraining samples N (log scale)", "pretraining tokens (log scale)",
+        "pretraining samples N (distinct) (log scale)",
+        "pretraining tokens (distinct, one pass) (log scale)",
         "pretraining optimizer steps (log scale)"]
     assert all(ax.get_xscale() == "log" for ax in figure.axes)
     figure.savefig(tmp_path / "axes.png")

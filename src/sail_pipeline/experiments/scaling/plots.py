@@ -155,7 +155,8 @@ def plot_residuals(points: pd.DataFrame, fits: pd.DataFrame, metric: str) -> Fig
 
 # The x-axes a point can be plotted against: what N counts, what the model read, and how often
 # it was updated. A curve against N that is straight against steps too may be counting steps.
-X_AXES = {"n": "pretraining samples N", "tokens": "pretraining tokens",
+X_AXES = {"n": "pretraining samples N (distinct)",
+          "tokens": "pretraining tokens (distinct, one pass)",
           "steps": "pretraining optimizer steps"}
 
 
@@ -164,6 +165,7 @@ def plot_axes(points: pd.DataFrame, metric: str) -> Figure:
     colour: its points and the mean at each N. The columns a sweep lacks are left out (an
     older point store has no `steps`)."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     axes_shown = [x for x in X_AXES if x in points.columns and points[x].notna().any()]
     variants = _variants(points, metric)
@@ -178,6 +180,7 @@ def plot_axes(points: pd.DataFrame, metric: str) -> Figure:
             means = part.groupby(part["n"].rename("size"))[[x, metric]].mean().sort_values(x)
             ax.plot(means[x], means[metric], color=colour, marker="o", ms=4, label=variant)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # the minor ticks' labels overlap
         ax.set_xlabel(f"{X_AXES[x]} (log scale)")
         ax.set_ylabel(metric)
         ax.grid(True, which="major", alpha=0.3)
