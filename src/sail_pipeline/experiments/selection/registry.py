@@ -11,7 +11,7 @@ see `lr_sweep`, and the README's "Adding an experiment".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -34,7 +34,7 @@ class SelectionInputs:
     tables: dict[str, pd.DataFrame]  # candidate set -> its validated rows
     groups: dict[str, str]  # candidate set -> its group
     make: SftPoints
-    statistics: StatisticsParams = field(default_factory=StatisticsParams)
+    statistics: Any = None  # StatisticsParams (None: its defaults)
 
     @property
     def mixtures(self) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def _published(points: pd.DataFrame) -> pd.DataFrame:
 
 def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
     stats, taus = designs.quality_ranking(points)
-    level = inputs.statistics.level
+    level = (inputs.statistics or StatisticsParams()).level
     return {"selection_quality_points": _published(points),
             "selection_quality_ranking": stats,
             "selection_quality_tau": designs.tau_intervals(points, level),
@@ -59,7 +59,8 @@ def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
 
 
 def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    effects = designs.composition_effects(points, inputs.statistics.level)
+    effects = designs.composition_effects(points,
+                                          (inputs.statistics or StatisticsParams()).level)
     return {"selection_composition_points": _published(points),
             "selection_composition_effects": effects,
             "selection_composition_plot": plots.composition_figure(effects),
@@ -68,7 +69,7 @@ def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any
 
 
 def _incremental(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    statistics = inputs.statistics
+    statistics = inputs.statistics or StatisticsParams()
     params = inputs.selection.incremental
     trajectory, selected = designs.incremental_trajectory(points, params, statistics.alpha)
     return {"selection_incremental_points": _published(points),
@@ -90,7 +91,7 @@ def _schedule_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _schedule(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    statistics = inputs.statistics
+    statistics = inputs.statistics or StatisticsParams()
     fits, comparisons, report = schedule.analyse(points, statistics,
                                                  inputs.make.start.benchmark)
     average = next(c for c in comparisons if c["metric"] == AVERAGE)
@@ -133,7 +134,7 @@ def _composition_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _incremental_grid(inputs: SelectionInputs) -> Grid:
-    alpha = inputs.statistics.alpha
+    alpha = (inputs.statistics or StatisticsParams()).alpha
     return designs.incremental_grid(inputs.selection.incremental, inputs.selection.seeds,
                                     inputs.tables, inputs.make, alpha)
 
