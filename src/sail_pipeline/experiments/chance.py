@@ -23,19 +23,14 @@ from sail_pipeline.experiments.stats import seed_interval
 VERDICT_AVERAGE = "verdict_average"
 
 
-def levels_of(benchmark: str | Path, points: pd.DataFrame, label: str) -> dict[str, float]:
-    """The chance level of each `<label>/<task>` of the points, from the benchmark they were
-    scored on (`evaluation.tasks.chance_levels`; tasks where guessing means nothing are
-    absent)."""
+def levels_of(benchmark: str | Path) -> dict[str, float]:
+    """The chance level of every task of the benchmark (`evaluation.tasks.chance_levels`, keyed
+    `world_<type>`; tasks where guessing means nothing are absent)."""
     from sail_pipeline.evaluation.tasks import chance_levels
 
-    if not task_columns(points, label):
-        return {}
     frame = pd.read_parquet(benchmark, columns=["question_type", "answer", "choices",
                                                 "group_id"])
-    present = set(frame["question_type"].astype(str))
-    types = [c.split("/", 1)[1] for c in task_columns(points, label)]
-    return chance_levels(frame, [t for t in types if t in present])
+    return chance_levels(frame, sorted(frame["question_type"].astype(str).unique()))
 
 
 def task_columns(points: pd.DataFrame, label: str) -> list[str]:

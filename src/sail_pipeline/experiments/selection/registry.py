@@ -11,12 +11,13 @@ see `lr_sweep`, and the README's "Adding an experiment".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from sail_pipeline.engine.experiment import Experiment, Grid
+from sail_pipeline.experiments import chance
 from sail_pipeline.experiments.selection import experiments as designs
 from sail_pipeline.experiments.selection import plots, schedule
 from sail_pipeline.experiments.selection.point import SftPoints
@@ -34,7 +35,7 @@ class SelectionInputs:
     tables: dict[str, pd.DataFrame]  # candidate set -> its validated rows
     groups: dict[str, str]  # candidate set -> its group
     make: SftPoints
-    statistics: Any = None  # StatisticsParams (None: its defaults)
+    statistics: StatisticsParams = field(default_factory=StatisticsParams)
 
     @property
     def mixtures(self) -> dict[str, Any]:
@@ -49,7 +50,7 @@ def _published(points: pd.DataFrame) -> pd.DataFrame:
 
 def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
     stats, taus = designs.quality_ranking(points)
-    level = (inputs.statistics or StatisticsParams()).level
+    level = inputs.statistics.level
     return {"selection_quality_points": _published(points),
             "selection_quality_ranking": stats,
             "selection_quality_tau": designs.tau_intervals(points, level),
@@ -59,8 +60,7 @@ def _quality(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
 
 
 def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    effects = designs.composition_effects(points,
-                                          (inputs.statistics or StatisticsParams()).level)
+    effects = designs.composition_effects(points, inputs.statistics.level)
     return {"selection_composition_points": _published(points),
             "selection_composition_effects": effects,
             "selection_composition_plot": plots.composition_figure(effects),
@@ -69,7 +69,7 @@ def _composition(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any
 
 
 def _incremental(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    statistics = inputs.statistics or StatisticsParams()
+    statistics = inputs.statistics
     params = inputs.selection.incremental
     trajectory, selected = designs.incremental_trajectory(points, params, statistics.alpha)
     return {"selection_incremental_points": _published(points),
@@ -91,9 +91,9 @@ def _schedule_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _schedule(points: pd.DataFrame, inputs: SelectionInputs) -> dict[str, Any]:
-    statistics = inputs.statistics or StatisticsParams()
-    fits, comparisons, report = schedule.analyse(points, statistics,
-                                                 inputs.make.start.benchmark)
+    statistics = inputs.statistics
+    fits, comparisons, report = schedule.analyse(
+        points, statistics, chance.levels_of(inputs.make.start.benchmark))
     average = next(c for c in comparisons if c["metric"] == AVERAGE)
     return {"selection_schedule_points": points, "selection_schedule_fits": fits,
             "selection_schedule_report": report,
@@ -134,7 +134,7 @@ def _composition_grid(inputs: SelectionInputs) -> Grid:
 
 
 def _incremental_grid(inputs: SelectionInputs) -> Grid:
-    alpha = (inputs.statistics or StatisticsParams()).alpha
+    alpha = inputs.statistics.alpha
     return designs.incremental_grid(inputs.selection.incremental, inputs.selection.seeds,
                                     inputs.tables, inputs.make, alpha)
 

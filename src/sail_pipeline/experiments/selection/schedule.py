@@ -41,13 +41,12 @@ def metrics_of(points: pd.DataFrame) -> list[str]:
     return sorted(c for c in points.columns if c.startswith("sft/"))
 
 
-def analyse(points: pd.DataFrame, statistics: StatisticsParams, benchmark: str | None = None
-            ) -> tuple[pd.DataFrame, list[dict], str]:
+def analyse(points: pd.DataFrame, statistics: StatisticsParams,
+            levels: dict[str, float] | None = None) -> tuple[pd.DataFrame, list[dict], str]:
     """(the fit table, the comparisons, the report's markdown) of the schedule points. The
     claims are judged on the mean of the tasks above chance (`experiments.chance`), decided
-    on both schedules' points; without the `benchmark`, every task counts."""
-    levels = chance.levels_of(benchmark, points, "sft") if benchmark else {}
-    tasks = chance.task_table(points, levels, "sft", statistics.alpha)
+    on both schedules' points; without the chance `levels`, every task counts."""
+    tasks = chance.task_table(points, levels or {}, "sft", statistics.alpha)
     points = chance.with_verdict_average(
         points, tasks["task"][tasks["above_chance"]].tolist(), "sft")
     metrics = metrics_of(points)
@@ -76,9 +75,9 @@ def as_section(report: str) -> str:
 
 
 def report_section(points: pd.DataFrame | None, statistics: StatisticsParams,
-                   benchmark: str | None = None) -> str:
+                   levels: dict[str, float] | None = None) -> str:
     """The schedule experiment's verdict as a section of the sweep's reproduction report
     ("" when the experiment has not run)."""
     if points is None or not isinstance(points, pd.DataFrame) or points.empty:
         return ""
-    return as_section(analyse(points, statistics, benchmark)[2])
+    return as_section(analyse(points, statistics, levels)[2])

@@ -202,10 +202,9 @@ def fit_node(points: list[Point]) -> Callable[..., tuple]:
         if missing:
             log.warning("scaling fit: %d of %d points missing: %s", len(missing), len(points),
                         ", ".join(missing))
-        levels = chance.levels_of(benchmark, report.points_table(finished), "sft") \
-            if finished else {}
+        levels = chance.levels_of(benchmark)  # read once: the sweep's and the schedule's
         return report.build(finished, missing, statistics, accounting,
-                            schedule.report_section(schedule_points, statistics, benchmark),
+                            schedule.report_section(schedule_points, statistics, levels),
                             chance_levels=levels)
 
     fit_scaling.__doc__ = "Fit score = a + b ln N per variant and metric; plots; the report."
